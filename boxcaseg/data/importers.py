@@ -1,0 +1,313 @@
+"""Importers: COCO JSON, PASCAL VOC folders, YOLO-seg folders -> the internal COCO form;
+image + mask folders (DUTS layout) -> a salient index.
+
+Each returns ``(data, report)``; the caller decides when to raise (``report.raise_if_errors``),
+so one run lists every problem of a dataset at once instead of stopping at the first.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from boxcaseg.data.coco import Coco, load_json, validate_coco
+from boxcaseg.data.images import (ImageProblem, binarize_mask, image_size, is_binary, list_images,
+                                  load_gray)
+from boxcaseg.data.report import DataError, ValidationReport
+from boxcaseg.masks import mask_to_box, rle_encode
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor")
+
+COCO80_CLASSES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush")
+
+# Names a config may give instead of a list of class names.
+BUILTIN_CLASS_LISTS = {"voc": VOC_CLASSES, "coco80": COCO80_CLASSES}
+
+
+def resolve_class_names(names: str | list[str] | tuple[str, ...]) -> list[str]:
+    """A list of names, a builtin list name ('voc', 'coco80'), or a file (one name per line,
+    or a YOLO data YAML with a ``names`` list/dict)."""
+    if isinstance(names, (list, tuple)):
+        return [str(n) for n in names]
+    if names in BUILTIN_CLASS_LISTS:
+        return list(BUILTIN_CLASS_LISTS[names])
+    path = Path(names)
+    if not path.is_file():
+        raise DataError(f"{names}: class names must be a list, one of "
+                        f"{sorted(BUILTIN_CLASS_LISTS)}, or an existing file")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(path.read_text())
+        value = data.get("names") if isinstance(data, dict) else None
+        if isinstance(value, dict):
+            return [str(value[k]) for k in sorted(value)]
+        if isinstance(value, list):
+            return [str(v) for v in value]
+        raise DataError(f"{path}: no 'names' list in this YAML file")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def _categories(names: list[str]) -> list[dict[str, Any]]:
+    return [{"id": i + 1, "name": n} for i, n in enumerate(names)]
+
+
+# --- COCO -----------------------------------------------------------------------------------
+
+def import_coco(annotation_file: str | Path, image_dir: str | Path, *, strict: bool = False,
+                decode_images: bool = True) -> tuple[Coco, ValidationReport]:
+    """A COCO instances JSON (also SBD/VOC converted to COCO style). Polygons and RLE masks are
+    kept for evaluation; crowd regions stay as ``iscrowd`` ignore regions."""
+    report = ValidationReport(source=str(annotation_file), strict=strict)
+    coco = load_json(annotation_file)
+    if not isinstance(coco, dict):
+        raise DataError(f"{annotation_file}: a COCO file must hold a JSON object")
+    clean = validate_coco(coco, image_dir, report, source_file=str(annotation_file),
+                          decode_images=decode_images)
+    return clean, report
+
+
+# --- PASCAL VOC -------------------------------------------------------------------------------
+
+def _voc_ids(root: Path, split: str | None, report: ValidationReport) -> list[str]:
+    if split is None:
+        return sorted(p.stem for p in (root / "Annotations").glob("*.xml"))
+    for sub in ("Segmentation", "Main"):
+        list_file = root / "ImageSets" / sub / f"{split}.txt"
+        if list_file.is_file():
+            return [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+    report.error(str(root / "ImageSets"), split, "no ImageSets/{Segmentation,Main}/"
+                 f"{split}.txt list for this split")
+    return []
+
+
+def _voc_xml(xml_path: Path, report: ValidationReport) -> tuple[str, int | None, int | None, list]:
+    try:
+        tree = ET.parse(xml_path)
+    except ET.ParseError as err:
+        report.error(str(xml_path), "", f"corrupt XML ({err})")
+        return "", None, None, []
+    node = tree.getroot()
+    filename = node.findtext("filename") or f"{xml_path.stem}.jpg"
+    size = node.find("size")
+    width = int(float(size.findtext("width"))) if size is not None else None
+    height = int(float(size.findtext("height"))) if size is not None else None
+    objects = []
+    for k, obj in enumerate(node.findall("object")):
+        bnd = obj.find("bndbox")
+        if bnd is None:
+            report.error(str(xml_path), f"object {k}", "object without <bndbox>")
+            continue
+        # VOC pixel indices are 1-based and inclusive: [xmin, xmax] covers xmax - xmin + 1 px.
+        x0, y0, x1, y1 = (float(bnd.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax"))
+        objects.append({
+            "name": (obj.findtext("name") or "").strip(),
+            "bbox": [x0 - 1, y0 - 1, x1 - x0 + 1, y1 - y0 + 1],
+            "difficult": int(obj.findtext("difficult") or 0),
+        })
+    return filename, width, height, objects
+
+
+def import_voc(root: str | Path, split: str | None = None, *, class_names: Any = "voc",
+               strict: bool = False, decode_images: bool = True) -> tuple[Coco, ValidationReport]:
+    """A PASCAL VOC folder: ``Annotations/*.xml`` boxes, ``JPEGImages``, and, when present,
+    ``SegmentationObject/*.png`` instance masks (index k = k-th XML object, 255 = void).
+    Difficult objects become ignore regions (``iscrowd = 1``)."""
+    root = Path(root)
+    report = ValidationReport(source=f"{root} (VOC{'/' + split if split else ''})", strict=strict)
+    names = resolve_class_names(class_names)
+    cat_ids = {n: i + 1 for i, n in enumerate(names)}
+    coco: Coco = {"images": [], "annotations": [], "categories": _categories(names)}
+    seg_dir = root / "SegmentationObject"
+    ann_id = 1
+    for image_id, stem in enumerate(_voc_ids(root, split, report), start=1):
+        xml_path = root / "Annotations" / f"{stem}.xml"
+        if not xml_path.is_file():
+            report.error(str(xml_path), stem, "annotation file listed in the split is missing")
+            continue
+        filename, width, height, objects = _voc_xml(xml_path, report)
+        coco["images"].append({"id": image_id, "file_name": filename, "width": width,
+                               "height": height})
+        obj_png = seg_dir / f"{stem}.png"
+        instance_map = None
+        if obj_png.is_file():
+            instance_map = load_gray(obj_png)
+            if width is not None and instance_map.shape != (height, width):
+                report.error(str(obj_png), stem, f"mask is {instance_map.shape[1]}x"
+                             f"{instance_map.shape[0]} but the image is {width}x{height}")
+                instance_map = None
+        for k, obj in enumerate(objects):
+            ann = {"id": ann_id, "image_id": image_id, "bbox": obj["bbox"],
+                   "category_id": cat_ids.get(obj["name"], obj["name"]),
+                   "iscrowd": obj["difficult"]}
+            if instance_map is not None:
+                ann["segmentation"] = rle_encode(instance_map == k + 1)
+            coco["annotations"].append(ann)
+            ann_id += 1
+    clean = validate_coco(coco, root / "JPEGImages", report, source_file=str(root / "Annotations"),
+                          decode_images=decode_images)
+    return clean, report
+
+
+# --- YOLO-seg ---------------------------------------------------------------------------------
+
+def _parse_yolo_line(line: str, file: str, lineno: int, n_classes: int, width: int, height: int,
+                     report: ValidationReport) -> tuple[int, list[float]] | None:
+    parts = line.split()
+    item = f"line {lineno}"
+    try:
+        cls = int(parts[0])
+        coords = [float(v) for v in parts[1:]]
+    except ValueError:
+        report.error(file, item, f"not 'class x1 y1 x2 y2 ...' numbers: {line[:60]!r}")
+        return None
+    if not 0 <= cls < n_classes:
+        report.error(file, item, f"unknown category {cls} (names list has {n_classes} classes)")
+        return None
+    if len(coords) < 6 or len(coords) % 2:
+        report.error(file, item, f"a polygon needs an even number (>= 6) of coordinates, got "
+                     f"{len(coords)}")
+        return None
+    xy = np.asarray(coords).reshape(-1, 2)
+    if (xy < 0).any() or (xy > 1).any():
+        report.warn(file, item, "normalised coordinates outside [0, 1]", "clipped")
+        xy = xy.clip(0, 1)
+    xy = xy * np.array([width, height])
+    return cls, xy.reshape(-1).tolist()
+
+
+def import_yolo_seg(image_dir: str | Path, label_dir: str | Path, class_names: Any, *,
+                    strict: bool = False, decode_images: bool = True) -> tuple[Coco, ValidationReport]:
+    """A YOLO segmentation folder pair: one ``<stem>.txt`` per image, one instance per line,
+    ``class x1 y1 x2 y2 ...`` normalised to [0, 1]; class ids index ``class_names``.
+    Boxes are the tight boxes of the rasterised polygons."""
+    from pycocotools import mask as mask_utils
+
+    image_dir, label_dir = Path(image_dir), Path(label_dir)
+    report = ValidationReport(source=f"{label_dir} (YOLO-seg)", strict=strict)
+    for folder in (image_dir, label_dir):
+        if not folder.is_dir():
+            report.error(str(folder), "", "folder does not exist")
+    report.raise_if_errors()
+    names = resolve_class_names(class_names)
+    images = list_images(image_dir)
+    labels = {p.stem: p for p in sorted(label_dir.glob("*.txt"))}
+    for stem in sorted(set(labels) - set(images)):
+        report.warn(str(labels[stem]), stem, "label file without an image", "dropped")
+    coco: Coco = {"images": [], "annotations": [], "categories": _categories(names)}
+    ann_id = 1
+    for image_id, (stem, path) in enumerate(sorted(images.items()), start=1):
+        try:
+            width, height = image_size(path, decode=decode_images)
+        except ImageProblem as err:
+            report.error(str(path), stem, str(err))
+            continue
+        coco["images"].append({"id": image_id, "file_name": path.name, "width": width,
+                               "height": height})
+        label_file = labels.get(stem)
+        if label_file is None:
+            continue  # an image with no objects: kept (a negative for evaluation)
+        for lineno, line in enumerate(label_file.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            parsed = _parse_yolo_line(line, str(label_file), lineno, len(names), width, height,
+                                      report)
+            if parsed is None:
+                continue
+            cls, polygon = parsed
+            rle = mask_utils.frPyObjects([polygon], height, width)[0]
+            box = mask_utils.toBbox(rle).tolist()
+            coco["annotations"].append({
+                "id": ann_id, "image_id": image_id, "category_id": cls + 1, "bbox": box,
+                "segmentation": [polygon], "area": float(mask_utils.area(rle)), "iscrowd": 0})
+            ann_id += 1
+    clean = validate_coco(coco, image_dir, report, source_file=str(label_dir),
+                          decode_images=False)  # decoded above already
+    return clean, report
+
+
+# --- salient sets (image + mask folders, DUTS layout) -------------------------------------------
+
+DUTS_FOLDERS = (("DUTS-TR-Image", "DUTS-TR-Mask"), ("DUTS-TE-Image", "DUTS-TE-Mask"))
+
+
+def find_duts_folders(root: str | Path) -> tuple[Path, Path]:
+    root = Path(root)
+    for image_sub, mask_sub in DUTS_FOLDERS:
+        if (root / image_sub).is_dir() and (root / mask_sub).is_dir():
+            return root / image_sub, root / mask_sub
+    raise DataError(f"{root}: no DUTS layout here (expected "
+                    + " or ".join(f"{a}/ + {b}/" for a, b in DUTS_FOLDERS) + ")")
+
+
+def import_salient(image_dir: str | Path, mask_dir: str | Path, *, strict: bool = False,
+                   decode_images: bool = True) -> tuple[dict[str, Any], ValidationReport]:
+    """Pair images and masks by file stem. Masks are binarised at half their scale (0/1 or
+    0/255); a non-binary mask is binarised with a warning, an empty one dropped."""
+    image_dir, mask_dir = Path(image_dir), Path(mask_dir)
+    report = ValidationReport(source=f"{image_dir} + {mask_dir} (salient)", strict=strict)
+    for folder in (image_dir, mask_dir):
+        if not folder.is_dir():
+            report.error(str(folder), "", "folder does not exist")
+    report.raise_if_errors()
+    images, masks = list_images(image_dir), list_images(mask_dir)
+    for stem in sorted(set(masks) - set(images)):
+        report.warn(str(masks[stem]), stem, "mask without an image", "dropped")
+    entries = []
+    n_nonbinary = 0
+    for stem, path in sorted(images.items()):
+        mask_path = masks.get(stem)
+        if mask_path is None:
+            report.warn(str(path), stem, "salient image with no mask", "dropped")
+            continue
+        try:
+            width, height = image_size(path, decode=decode_images)
+        except ImageProblem as err:
+            report.error(str(path), stem, str(err))
+            continue
+        try:
+            values = load_gray(mask_path)
+        except OSError as err:
+            report.error(str(mask_path), stem, f"corrupt or unreadable mask ({err})")
+            continue
+        if values.shape != (height, width):
+            report.error(str(mask_path), stem, f"mask is {values.shape[1]}x{values.shape[0]} but "
+                         f"the image is {width}x{height}")
+            continue
+        if not is_binary(values):
+            n_nonbinary += 1
+            report.warn(str(mask_path), stem, "non-binary mask (values "
+                        f"{sorted(np.unique(values).tolist())[:6]}...)", "binarised")
+        mask = binarize_mask(values)
+        if not mask.any():
+            report.warn(str(mask_path), stem, "empty mask (no foreground pixel)", "dropped")
+            continue
+        entries.append({"id": len(entries) + 1, "image": str(path.resolve()),
+                        "mask": str(mask_path.resolve()), "width": width, "height": height,
+                        "bbox": mask_to_box(mask).tolist()})
+    if not entries:
+        report.error(str(image_dir), "", "empty salient set: no usable image + mask pair")
+    report.counts.update({"pairs": len(entries), "images_seen": len(images),
+                          "masks_seen": len(masks), "non_binary_masks": n_nonbinary})
+    return {"salient": entries}, report
+
+
+def import_duts(root: str | Path, **kwargs: Any) -> tuple[dict[str, Any], ValidationReport]:
+    image_dir, mask_dir = find_duts_folders(root)
+    return import_salient(image_dir, mask_dir, **kwargs)

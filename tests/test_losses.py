@@ -1,0 +1,75 @@
+"""The three Stage 2 losses on hand-made tensors with hand-computed values."""
+
+import math
+
+import pytest
+import torch
+
+from boxcaseg.losses import mil_bag_labels, mil_loss, pairwise_loss, salient_loss
+
+
+def bce(x: float, y: float) -> float:
+    return math.log1p(math.exp(x)) - x * y
+
+
+def test_mil_bag_labels_mark_rows_and_columns_crossing_the_box():
+    target = torch.zeros(1, 5, 6)
+    target[0, 1:3, 2:5] = 1  # box over rows 1-2, columns 2-4
+    rows, cols = mil_bag_labels(target)
+    assert rows.tolist() == [[0, 1, 1, 0, 0]]
+    assert cols.tolist() == [[0, 0, 1, 1, 1, 0]]
+
+
+def test_mil_loss_hand_computed():
+    logits = torch.zeros(1, 1, 4, 4)
+    logits[0, 0, 1, 2] = 2.0  # row maxes [0, 2, 0, 0], column maxes [0, 0, 2, 0]
+    target = torch.zeros(1, 4, 4)
+    target[0, 1:3, 1:3] = 1  # rows 1-2 and columns 1-2 cross the box
+    # rows: (0,0) (2,1) (0,1) (0,0); columns: (0,0) (0,1) (2,1) (0,0)
+    expected = (6 * bce(0, 0) + 2 * bce(2, 1)) / 8  # bce(0, y) = ln 2 for either label
+    assert mil_loss(logits, target).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_mil_loss_is_low_when_bags_agree_and_high_when_they_do_not():
+    target = torch.zeros(1, 8, 8)
+    target[0, 2:6, 2:6] = 1
+    good = torch.where(target.bool(), 10.0, -10.0)[:, None]
+    assert mil_loss(good, target).item() < 1e-3
+    assert mil_loss(-good, target).item() > 5
+
+
+def test_pairwise_loss_zero_on_a_constant_map():
+    assert pairwise_loss(torch.full((2, 5, 7), 0.3)).item() == 0.0
+
+
+def test_pairwise_loss_hand_computed_3x3_peak():
+    probs = torch.zeros(1, 3, 3)
+    probs[0, 1, 1] = 1.0
+    # a 3x3 map has 6 horizontal + 6 vertical + 8 diagonal neighbour pairs = 20;
+    # the 8 pairs touching the centre differ by 1, all others by 0
+    assert pairwise_loss(probs).item() == pytest.approx(8 / 20)
+
+
+def test_pairwise_loss_hand_computed_3x3_ramp():
+    probs = torch.tensor([[0.0, 0.5, 1.0]] * 3)[None]
+    # horizontal: 6 pairs x 0.25; vertical: 0; each diagonal direction: 4 pairs x 0.25
+    assert pairwise_loss(probs).item() == pytest.approx((1.5 + 1.0 + 1.0) / 20)
+
+
+def test_salient_loss_ignores_box_samples():
+    logits = torch.randn(2, 1, 4, 4)
+    target = (torch.rand(2, 4, 4) > 0.5).float()
+    kinds = torch.tensor([False, True])  # sample 0 is a box crop, sample 1 salient
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[1, 0], target[1])
+    assert salient_loss(logits, target, kinds).item() == pytest.approx(expected.item(), rel=1e-6)
+    changed = logits.clone()
+    changed[0] += 100  # a box sample's output must not matter
+    assert salient_loss(changed, target, kinds).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_salient_loss_without_salient_samples_is_zero_and_backpropagates():
+    logits = torch.randn(3, 1, 4, 4, requires_grad=True)
+    loss = salient_loss(logits, torch.ones(3, 4, 4), torch.zeros(3, dtype=torch.bool))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert logits.grad is not None and torch.count_nonzero(logits.grad) == 0
