@@ -1,12 +1,43 @@
-"""The ``boxcaseg`` command. Subcommands are thin: they parse paths and call package functions."""
+"""The ``boxcaseg`` command: one subcommand per workflow step, plus ``doctor``.
+
+Subcommands are thin: they parse paths and one config section (JSON, as the workflow passes
+it) and call package functions. Run ``boxcaseg <subcommand> -h`` for each one's arguments.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
+from pathlib import Path
+from typing import Any
+
+from boxcaseg.data.report import DataError
 
 
-def _cmd_doctor(args: argparse.Namespace) -> int:
+def _section(text: str | None) -> dict[str, Any]:
+    return json.loads(text) if text else {}
+
+
+def _copy_atomic(src: str | Path, dst: str | Path) -> None:
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.partial")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dst)
+
+
+def _last_checkpoint(work_dir: str | Path) -> Path:
+    pointer = Path(work_dir) / "last_checkpoint"
+    if not pointer.is_file():
+        raise FileNotFoundError(f"{work_dir}: training wrote no checkpoint")
+    return Path(pointer.read_text().strip())
+
+
+# --- subcommands ------------------------------------------------------------------------------
+
+def cmd_doctor(args: argparse.Namespace) -> int:
     from boxcaseg.doctor import run_doctor
 
     report = run_doctor()
@@ -20,17 +51,262 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from boxcaseg.data.synthetic import DemoSpec, write_demo_dataset
+
+    spec = DemoSpec(**_section(args.section))
+    out = Path(args.out_dir)
+    if out.exists():  # a directory() output: regenerate from scratch, no stale images
+        shutil.rmtree(out)
+    paths = write_demo_dataset(out, spec, progress=lambda it: tqdm(it, desc="demo images",
+                                                                    mininterval=2.0))
+    print(json.dumps(paths, indent=1))
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from boxcaseg.data.prepare import prepare_dataset
+    from boxcaseg.figures import dataset_summary
+    from boxcaseg.workflow import demo_data_config
+
+    section = _section(args.section)
+    if args.demo_dir:
+        section = {**section, **demo_data_config(args.demo_dir)}
+    if "train" not in section.get("splits", {}):
+        raise DataError("data.splits needs a 'train' entry (see schemas/config.schema.yaml)")
+    summary = prepare_dataset(section, args.out_dir)
+    if args.require_train_masks and not summary["splits"]["train"]["has_masks"]:
+        raise DataError("the 'full' baseline trains on true masks, but the train split has "
+                        "none: remove 'full' from detection.variants")
+    if "val" in summary["splits"] and not summary["splits"]["val"]["has_masks"]:
+        raise DataError("the val split has no masks: evaluation (mIoU*, mask AP) needs them")
+    if args.figure:
+        dataset_summary(summary, args.figure)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def cmd_train_seg(args: argparse.Namespace) -> int:
+    from boxcaseg.data.coco import load_json, save_json
+    from boxcaseg.figures import loss_curves
+    from boxcaseg.training import train_segmentation
+    from boxcaseg.workflow import segmentation_options
+
+    section = _section(args.section)
+    options = segmentation_options(section)
+    train_segmentation(
+        section.get("config", args.config), args.work_dir, train_ann=args.train,
+        salient_file=args.salient, val_gt=args.val, cfg_options=options, launcher=args.launcher,
+        miou_input_size=args.miou_input_size, miou_threshold=args.miou_threshold)
+    from mmengine.dist import is_main_process
+
+    if not is_main_process():
+        return 0
+    if args.checkpoint_out:
+        _copy_atomic(_last_checkpoint(args.work_dir), args.checkpoint_out)
+    if args.metrics_out:
+        miou_file = Path(args.work_dir) / "miou_star.json"
+        metrics = load_json(miou_file)["final"] if miou_file.is_file() else {"note": "no val split"}
+        save_json(metrics, args.metrics_out, indent=1)
+    if args.curve_out:
+        loss_curves(args.work_dir, args.curve_out, "Stage 2: class-agnostic segmentation losses")
+    return 0
+
+
+def cmd_proxy(args: argparse.Namespace) -> int:
+    from boxcaseg.stages import run_proxy_inference
+
+    section = _section(args.section)
+    summary = run_proxy_inference(
+        args.config, args.checkpoint, args.boxes, args.out,
+        input_size=section.get("input_size", 320), batch_size=section.get("batch_size", 32),
+        threshold=section.get("threshold", 0.5), num_workers=section.get("num_workers", 2))
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from boxcaseg.data.coco import load_json
+    from boxcaseg.figures import proxy_overlays, results_table
+    from boxcaseg.stages import run_merge
+
+    section = _section(args.section)
+    threshold = section.get("drop_threshold", 0.95)
+    summary = run_merge(args.raw, args.out, threshold, gt_json=args.gt, quality_json=args.quality_out)
+    gt = load_json(args.gt) if args.gt and Path(args.gt).is_file() else None
+    if args.overlays_out:
+        proxy_overlays(load_json(args.out), args.overlays_out, gt=gt,
+                       n_images=section.get("overlay_images", 12), drop_threshold=threshold)
+    if args.table_out:
+        quality = summary.get("quality") or {}
+        rows = [{"masks": "proxy (BoxCaseg)", "mIoU*": quality.get("proxy", {}).get("miou_star"),
+                 "mean IoU": quality.get("proxy", {}).get("mean_instance_iou"),
+                 "kept IoU": quality.get("mean_iou_kept"), "dropped IoU": quality.get("mean_iou_dropped"),
+                 "kept": summary["kept"], "instances": summary["instances"]},
+                {"masks": "box as mask", "mIoU*": quality.get("box_as_mask", {}).get("miou_star"),
+                 "mean IoU": quality.get("box_as_mask", {}).get("mean_instance_iou")}]
+        results_table(rows, list(rows[0]), args.table_out,
+                      "proxy masks vs true masks (train split)" if quality else
+                      "proxy masks (no true masks to compare with)")
+    print(json.dumps(summary, indent=1)[:4000])
+    return 0
+
+
+def cmd_box_masks(args: argparse.Namespace) -> int:
+    from boxcaseg.data.coco import load_json, save_json
+    from boxcaseg.masks import box_to_mask, rle_encode
+
+    coco = load_json(args.boxes)
+    images = {img["id"]: img for img in coco["images"]}
+    for ann in coco["annotations"]:
+        img = images[ann["image_id"]]
+        ann["segmentation"] = rle_encode(box_to_mask(ann["bbox"], img["height"], img["width"]))
+    coco.setdefault("info", {})["masks"] = "box-as-mask baseline: each box filled"
+    save_json(coco, args.out)
+    return 0
+
+
+def cmd_train_det(args: argparse.Namespace) -> int:
+    from boxcaseg.figures import loss_curves
+    from boxcaseg.training import train_detection
+    from boxcaseg.workflow import detection_options
+
+    section = _section(args.section)
+    train_detection(section.get("config", args.config), args.work_dir, train_ann=args.train,
+                    drop_threshold=args.drop_threshold, cfg_options=detection_options(section),
+                    launcher=args.launcher)
+    from mmengine.dist import is_main_process
+
+    if not is_main_process():
+        return 0
+    if args.checkpoint_out:
+        _copy_atomic(_last_checkpoint(args.work_dir), args.checkpoint_out)
+    if args.curve_out:
+        loss_curves(args.work_dir, args.curve_out, f"Stage 5: Mask R-CNN losses ({args.title})")
+    return 0
+
+
+def cmd_eval_det(args: argparse.Namespace) -> int:
+    from boxcaseg.data.coco import save_json
+    from boxcaseg.metrics import coco_evaluate
+    from boxcaseg.training import predict_detection
+    from boxcaseg.workflow import detection_options
+
+    section = _section(args.section)
+    files = predict_detection(section.get("config", args.config), args.checkpoint, args.gt,
+                              args.out_dir, cfg_options=detection_options(section),
+                              launcher=args.launcher)
+    metrics = {iou_type: coco_evaluate(args.gt, files[iou_type], iou_type)
+               for iou_type in ("segm", "bbox")}
+    metrics["predictions"] = files
+    save_json(metrics, args.metrics_out, indent=1)
+    print(json.dumps(metrics, indent=1))
+    return 0
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    from boxcaseg.summary import summarize
+
+    summarize(variant_metrics=dict(v.split("=", 1) for v in args.metrics or []),
+              seg_metrics=args.seg_metrics, proxy_quality=args.proxy_quality,
+              out_json=args.out_json, out_md=args.out_md, out_png=args.out_png)
+    print(Path(args.out_md).read_text())
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------------
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="boxcaseg", description=__doc__)
+    parser = argparse.ArgumentParser(prog="boxcaseg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    doctor = sub.add_parser("doctor", help="check the installed stack (versions, mmcv ops, GPU)")
-    doctor.set_defaults(func=_cmd_doctor)
+
+    def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    add("doctor", cmd_doctor, "check the installed stack (versions, mmcv ops, GPU)")
+
+    p = add("demo-data", cmd_demo_data, "generate the embedded demo dataset")
+    p.add_argument("--section", help="the config's `demo` section as JSON")
+    p.add_argument("--out-dir", required=True)
+
+    p = add("prepare", cmd_prepare, "Stage 1: import, validate and split a dataset")
+    p.add_argument("--section", required=True, help="the config's `data` section as JSON")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--demo-dir", help="import the generated demo dataset from here")
+    p.add_argument("--require-train-masks", action="store_true")
+    p.add_argument("--figure", help="dataset summary PNG")
+
+    for name, func, help_text in (
+            ("train-seg", cmd_train_seg, "Stage 2: train the class-agnostic segmentation model"),
+            ("train-det", cmd_train_det, "Stage 5: train Mask R-CNN on a masks file")):
+        p = add(name, func, help_text)
+        p.add_argument("--section", help="the config's section as JSON")
+        p.add_argument("--config", help="model config (if the section names none)")
+        p.add_argument("--train", required=True, help="training annotation file")
+        p.add_argument("--work-dir", required=True)
+        p.add_argument("--checkpoint-out", help="copy the final checkpoint here")
+        p.add_argument("--curve-out", help="loss curve PNG")
+        p.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm"])
+        if name == "train-seg":
+            p.add_argument("--salient", help="salient.json of Stage 1")
+            p.add_argument("--val", help="val ground truth with masks, for mIoU*")
+            p.add_argument("--metrics-out", help="final mIoU* JSON")
+            p.add_argument("--miou-input-size", type=int, help="mIoU* crop size (= proxy.input_size)")
+            p.add_argument("--miou-threshold", type=float, help="mIoU* threshold (= proxy.threshold)")
+        else:
+            p.add_argument("--drop-threshold", type=float, help="mask loss only above this confidence")
+            p.add_argument("--title", default="", help="variant name for the plot title")
+
+    p = add("proxy", cmd_proxy, "Stage 3: predict a proxy mask inside every training box")
+    p.add_argument("--section", help="the config's `proxy` section as JSON")
+    p.add_argument("--config", required=True, help="the Stage 2 model config")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--boxes", required=True, help="train.boxes.json of Stage 1")
+    p.add_argument("--out", required=True)
+
+    p = add("merge", cmd_merge, "Stage 4: merge, score and mark proxy masks")
+    p.add_argument("--section", help="the config's `merge` section as JSON")
+    p.add_argument("--raw", required=True, help="proxy_raw.json of Stage 3")
+    p.add_argument("--out", required=True)
+    p.add_argument("--gt", help="train ground truth with masks (quality report), if any")
+    p.add_argument("--quality-out")
+    p.add_argument("--overlays-out")
+    p.add_argument("--table-out")
+
+    p = add("box-masks", cmd_box_masks, "box-as-mask baseline: fill each box")
+    p.add_argument("--boxes", required=True)
+    p.add_argument("--out", required=True)
+
+    p = add("eval-det", cmd_eval_det, "Stage 5: predict on a split with true masks, score with pycocotools")
+    p.add_argument("--section", help="the config's `detection` section as JSON")
+    p.add_argument("--config")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--gt", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--metrics-out", required=True)
+    p.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm"])
+
+    p = add("summarize", cmd_summarize, "the final table: weak vs full vs box-as-mask")
+    p.add_argument("--metrics", nargs="*", help="VARIANT=metrics.json ...")
+    p.add_argument("--seg-metrics")
+    p.add_argument("--proxy-quality")
+    p.add_argument("--out-json", required=True)
+    p.add_argument("--out-md", required=True)
+    p.add_argument("--out-png", required=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except DataError as err:  # bad input: a clear message, no traceback
+        print(f"boxcaseg {args.command}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -43,9 +44,13 @@ def box_window(box: Box, width: int, height: int) -> Window:
 
 
 def sample_training_window(
-    box: Box, width: int, height: int, rng: np.random.Generator, jitter: CropJitter = CropJitter()
+    box: Box, width: int, height: int, rng: Any, jitter: CropJitter = CropJitter()
 ) -> Window:
-    """Jitter the box centre and scale its half-sizes, then clip to the image."""
+    """Jitter the box centre and scale its half-sizes, then clip to the image.
+
+    ``rng`` is anything with ``uniform(low, high)``: a ``np.random.Generator`` or the
+    ``np.random`` module itself.
+    """
     x, y, w, h = box
     half_w, half_h = w / 2.0, h / 2.0
     cx = x + half_w + rng.uniform(-jitter.center_shift, jitter.center_shift) * half_w

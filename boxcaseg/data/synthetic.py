@@ -34,7 +34,7 @@ class DemoSpec:
     image_size: int = 128
     train_images: int = 120
     val_images: int = 40
-    salient_images: int = 120
+    salient_images: int = 160
     min_objects: int = 2
     max_objects: int = 5
     min_object_size: int = 18
@@ -139,12 +139,14 @@ def make_scene(rng: np.random.Generator, spec: DemoSpec) -> tuple[np.ndarray, li
 
 
 def make_salient(rng: np.random.Generator, spec: DemoSpec) -> tuple[np.ndarray, np.ndarray]:
-    """One salient image: a single large object of any shape (blobs included), exact mask."""
+    """One salient image: a single dominant object of any shape (blobs included), exact mask.
+    Sizes and positions vary widely, objects may run off the frame, as in DUTS and as in the
+    exact-box crops the salient head sees at inference."""
     size = spec.image_size
     canvas = _background(rng, size)
     kind = rng.choice(list(DEMO_CLASSES) + ["blob", "blob"])
-    radius = rng.uniform(0.22, 0.42) * size
-    cx, cy = rng.uniform(0.35 * size, 0.65 * size, 2)
+    radius = rng.uniform(0.25, 0.6) * size
+    cx, cy = rng.uniform(0.3 * size, 0.7 * size, 2)
     mask = _shape_mask(str(kind), rng, size, cx, cy, radius)
     _paint(canvas, mask, rng)
     return np.clip(canvas, 0, 255).astype(np.uint8), mask

@@ -1,0 +1,36 @@
+# BoxCaseg: box-supervised instance segmentation by class-agnostic learning with salient
+# images (CVPR 2021), as one Snakemake workflow.
+#
+#   snakemake --cores all                                   # the embedded demo, locally
+#   snakemake --cores all --configfile my.yaml              # your data
+#   snakemake --workflow-profile profiles/slurm --configfile my.yaml   # on a SLURM cluster
+#   snakemake --report results/<run>/report.html            # the HTML report afterwards
+#
+# One rule file per stage; every rule calls the `boxcaseg` command with paths and one config
+# section, so editing a section reruns exactly that stage and what depends on it.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, schema="schemas/config.schema.yaml")
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/segmentation.smk"
+include: "rules/proxy.smk"
+include: "rules/detection.smk"
+include: "rules/summary.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

@@ -1,0 +1,48 @@
+# CPU demo: a light Mask R-CNN (ResNet-18, 128-channel FPN) on 256 px inputs, iteration
+# based, from scratch, minutes on a laptop. Same heads and drop-aware mask loss as the paper
+# configs, smaller everywhere.
+_base_ = ['./_base_/boxcaseg_mask_rcnn.py']
+
+fpn = 128
+norm_cfg = dict(type='BN', requires_grad=True)
+model = dict(
+    backbone=dict(depth=18, frozen_stages=-1, norm_eval=False, norm_cfg=norm_cfg),
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=fpn),
+    rpn_head=dict(in_channels=fpn, feat_channels=fpn),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=fpn),
+        bbox_head=dict(in_channels=fpn, fc_out_channels=256),
+        mask_roi_extractor=dict(out_channels=fpn),
+        mask_head=dict(in_channels=fpn, conv_out_channels=fpn)),
+    test_cfg=dict(rcnn=dict(max_per_img=50)))
+
+scale = (256, 256)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotationsWithConfidence', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=scale, keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputsWithConfidence'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=scale, keep_ratio=True),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                          'scale_factor')),
+]
+train_dataloader = dict(
+    batch_size=4, num_workers=2,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(pipeline=train_pipeline, filter_cfg=dict(filter_empty_gt=True, min_size=4)))
+test_dataloader = dict(num_workers=1, dataset=dict(pipeline=test_pipeline))
+max_iters = 600
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
+                 val_interval=max_iters + 1)
+optim_wrapper = dict(optimizer=dict(lr=0.02), clip_grad=dict(max_norm=10.0))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type='MultiStepLR', begin=0, end=max_iters, by_epoch=False,
+         milestones=[int(max_iters * 0.75)], gamma=0.1),
+]
+default_hooks = dict(logger=dict(interval=20), checkpoint=dict(by_epoch=False, interval=200))
+log_processor = dict(by_epoch=False)

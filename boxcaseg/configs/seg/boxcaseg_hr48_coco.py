@@ -1,0 +1,16 @@
+# The paper's COCO setting (method.md, Stage 2): as VOC but lr 0.008, alpha 0.6, a fixed
+# ratio of 22 box + 10 salient samples per batch of 32, and instances whose box has IoU > 0.5
+# with another box skipped with probability 0.75. The iteration count is not given in
+# method.md: 100k is a starting point, set train_cfg.max_iters for your budget.
+_base_ = ['./boxcaseg_hr48_voc.py']
+
+model = dict(decode_head=dict(alpha=0.6))
+# per GPU (x2 GPUs): 11 box + 5 salient, i.e. 22 + 10 per global batch of 32
+train_dataloader = dict(
+    batch_size=16,
+    batch_sampler=dict(box_per_batch=11, overlap_skip_prob=0.75),
+    dataset=dict(overlap_iou=0.5))
+optim_wrapper = dict(optimizer=dict(lr=0.008))
+max_iters = 100000
+param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=0.0, begin=0, end=max_iters, by_epoch=False)]
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters + 1)

@@ -1,0 +1,207 @@
+"""The joint box + salient dataset of Stage 2, its crop transform and its batch sampler.
+
+Each sample is tagged with ``sample_kind`` ('box' or 'salient'), carried to the model in the
+data sample's metainfo, where it decides which losses apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmengine.dataset import BaseDataset
+from torch.utils.data import BatchSampler, Sampler
+
+from mmseg.registry import DATA_SAMPLERS, DATASETS, TRANSFORMS
+
+from boxcaseg.crops import CropJitter, box_label_in_window, crop_resize, sample_training_window
+from boxcaseg.data.coco import image_path, load_json
+from boxcaseg.data.images import binarize_mask, load_gray
+from boxcaseg.masks import box_iou_matrix
+
+BOX, SALIENT = "box", "salient"
+
+
+def overlapping_instances(boxes: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """True for each box whose IoU with another box of the same image exceeds the threshold."""
+    if len(boxes) < 2:
+        return np.zeros(len(boxes), dtype=bool)
+    iou = box_iou_matrix(boxes, boxes)
+    np.fill_diagonal(iou, 0.0)
+    return (iou > iou_threshold).any(axis=1)
+
+
+@DATASETS.register_module()
+class BoxSalientDataset(BaseDataset):
+    """Box instances of a Stage 1 box-only COCO file plus the pairs of a salient index.
+
+    Args:
+        ann_file: ``<split>.boxes.json`` written by Stage 1 (crowd/ignore boxes are skipped).
+        salient_file: ``salient.json`` written by Stage 1, or None for box samples only.
+        overlap_iou: instances whose box has IoU above this with another box of the same
+            image are flagged ``overlaps`` (used by :class:`KindRatioBatchSampler`).
+    """
+
+    METAINFO = {"classes": ("background", "object"), "palette": [[0, 0, 0], [255, 255, 255]]}
+
+    def __init__(self, ann_file: str, salient_file: str | None = None, overlap_iou: float = 0.5,
+                 **kwargs: Any) -> None:
+        self.salient_file = salient_file
+        self.overlap_iou = overlap_iou
+        super().__init__(ann_file=ann_file, **kwargs)
+
+    def load_data_list(self) -> list[dict[str, Any]]:
+        coco = load_json(self.ann_file)
+        images = {img["id"]: img for img in coco["images"]}
+        by_image: dict[int, list[dict[str, Any]]] = {}
+        for ann in coco["annotations"]:
+            if not ann.get("iscrowd", 0):
+                by_image.setdefault(ann["image_id"], []).append(ann)
+        data_list: list[dict[str, Any]] = []
+        for image_id, anns in by_image.items():
+            img = images[image_id]
+            flags = overlapping_instances(np.array([a["bbox"] for a in anns]), self.overlap_iou)
+            for ann, overlaps in zip(anns, flags):
+                data_list.append({
+                    "img_path": str(image_path(coco, img)), "sample_kind": BOX,
+                    "bbox": [float(v) for v in ann["bbox"]], "ann_id": ann["id"],
+                    "category_id": ann["category_id"], "overlaps": bool(overlaps),
+                    "seg_fields": []})
+        if self.salient_file:
+            for entry in load_json(self.salient_file)["salient"]:
+                data_list.append({"img_path": entry["image"], "mask_path": entry["mask"],
+                                  "sample_kind": SALIENT, "overlaps": False, "seg_fields": []})
+        self.sample_kinds = np.array([d["sample_kind"] for d in data_list])
+        self.overlap_flags = np.array([d["overlaps"] for d in data_list], dtype=bool)
+        return data_list
+
+
+@TRANSFORMS.register_module()
+class BoxCasegCrop(BaseTransform):
+    """Training sample of either kind, at ``crop_size x crop_size`` (method.md, Stage 1).
+
+    - box: jitter the box centre by U(-shift, shift) x half-size and scale each half-size by
+      U(scale_min, scale_max), clip, crop, resize; label 1 inside the true box.
+    - salient: resize the whole image to ``salient_resize``, random crop ``crop_size``,
+      horizontal flip with probability ``flip_prob``; label = the exact mask.
+    Sets ``img``, ``gt_seg_map`` (uint8 {0, 1}) and ``img_shape``.
+    """
+
+    def __init__(self, crop_size: int = 288, salient_resize: int = 320,
+                 center_shift: float = 0.25, scale_range: Sequence[float] = (0.5, 1.5),
+                 flip_prob: float = 0.5, box_flip: bool = False) -> None:
+        self.crop_size = crop_size
+        self.salient_resize = salient_resize
+        self.jitter = CropJitter(center_shift, float(scale_range[0]), float(scale_range[1]))
+        self.flip_prob = flip_prob
+        self.box_flip = box_flip
+        # numpy's global RNG on purpose: mmengine seeds it per dataloader worker and rank
+        # (``randomness.seed``); a Generator made here would be copied identically into
+        # every worker.
+        self.rng = np.random
+
+    def _box_sample(self, results: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        img = results["img"]
+        h, w = img.shape[:2]
+        window = sample_training_window(results["bbox"], w, h, self.rng, self.jitter)
+        crop = crop_resize(img, window, self.crop_size)
+        label = box_label_in_window(results["bbox"], window, self.crop_size)
+        flip = self.box_flip and self.rng.random() < self.flip_prob
+        return (crop[:, ::-1], label[:, ::-1]) if flip else (crop, label)
+
+    def _salient_sample(self, results: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        img = results["img"]
+        mask = binarize_mask(load_gray(results["mask_path"])).astype(np.uint8)
+        full = (0, 0, img.shape[1], img.shape[0])
+        big = crop_resize(img, full, self.salient_resize)
+        big_mask = crop_resize(mask, full, self.salient_resize, nearest=True)
+        off = self.salient_resize - self.crop_size
+        y0, x0 = (int(v) for v in self.rng.randint(0, off + 1, 2)) if off > 0 else (0, 0)
+        crop = big[y0:y0 + self.crop_size, x0:x0 + self.crop_size]
+        label = big_mask[y0:y0 + self.crop_size, x0:x0 + self.crop_size]
+        if self.rng.random() < self.flip_prob:
+            crop, label = crop[:, ::-1], label[:, ::-1]
+        return crop, label
+
+    def transform(self, results: dict[str, Any]) -> dict[str, Any]:
+        if results["sample_kind"] == BOX:
+            crop, label = self._box_sample(results)
+        else:
+            crop, label = self._salient_sample(results)
+        results["img"] = np.ascontiguousarray(crop)
+        results["gt_seg_map"] = np.ascontiguousarray(label).astype(np.uint8)
+        results["seg_fields"] = ["gt_seg_map"]
+        results["img_shape"] = crop.shape[:2]
+        return results
+
+
+@DATA_SAMPLERS.register_module()
+class KindRatioBatchSampler(BatchSampler):
+    """Batches with a fixed number of box samples (the rest salient), or uniform mixing.
+
+    It consumes the index stream of the wrapped sampler (use mmengine's ``InfiniteSampler``:
+    training is iteration-based), so distributed ranks stay disjoint, and routes indices into
+    a box bucket and a salient bucket. With ``box_per_batch=None`` (VOC) batches are formed in
+    stream order, i.e. box and salient samples mixed uniformly; with e.g. ``box_per_batch=22``
+    of 32 (COCO) every batch holds exactly that ratio; surplus indices of the kind whose bucket
+    is full are passed over (the infinite stream brings them back later).
+
+    ``overlap_skip_prob``: box instances flagged ``overlaps`` by the dataset (IoU above its
+    ``overlap_iou`` with another box) are skipped with this probability each time they come
+    up (method.md: 0.75 for COCO, off for VOC).
+    """
+
+    def __init__(self, sampler: Sampler, batch_size: int, box_per_batch: int | None = None,
+                 overlap_skip_prob: float = 0.0, drop_last: bool = True, seed: int = 0) -> None:
+        super().__init__(sampler, batch_size, drop_last)
+        dataset = sampler.dataset  # type: ignore[attr-defined]
+        if not dataset._fully_initialized:
+            dataset.full_init()
+        self.is_box = dataset.sample_kinds == BOX
+        self.overlaps = dataset.overlap_flags
+        if box_per_batch is not None:
+            if not 0 <= box_per_batch <= batch_size:
+                raise ValueError(f"box_per_batch={box_per_batch} must be within [0, {batch_size}]")
+            if box_per_batch > 0 and not self.is_box.any():
+                raise ValueError("box_per_batch > 0 but the dataset has no box samples")
+            if box_per_batch < batch_size and self.is_box.all():
+                raise ValueError("the batch asks for salient samples but the dataset has none")
+        self.box_per_batch = box_per_batch
+        self.overlap_skip_prob = overlap_skip_prob
+        rank = getattr(sampler, "rank", 0)
+        self.rng = np.random.default_rng([seed, rank])
+
+    def _skipped(self, idx: int) -> bool:
+        return bool(self.overlap_skip_prob and self.overlaps[idx]
+                    and self.rng.random() < self.overlap_skip_prob)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if self.box_per_batch is None:
+            batch: list[int] = []
+            for idx in self.sampler:
+                if self._skipped(idx):
+                    continue
+                batch.append(idx)
+                if len(batch) == self.batch_size:
+                    yield batch
+                    batch = []
+            if batch and not self.drop_last:
+                yield batch
+            return
+        want_box, want_sal = self.box_per_batch, self.batch_size - self.box_per_batch
+        boxes: list[int] = []
+        salient: list[int] = []
+        for idx in self.sampler:
+            if self.is_box[idx]:
+                if len(boxes) < want_box and not self._skipped(idx):
+                    boxes.append(idx)
+            elif len(salient) < want_sal:
+                salient.append(idx)
+            if len(boxes) == want_box and len(salient) == want_sal:
+                yield boxes + salient
+                boxes, salient = [], []
+
+    def __len__(self) -> int:
+        return max(1, len(self.sampler) // self.batch_size)  # type: ignore[arg-type]

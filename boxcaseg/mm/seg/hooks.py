@@ -1,0 +1,73 @@
+"""mIoU* during and after Stage 2 training (method.md: predict inside the true box on a split
+with true masks, IoU per instance, mean per class, then over classes).
+
+It runs the exact Stage 3 inference code (:func:`boxcaseg.proxy.iter_proxy_masks`), so the
+number measured here is the quality of the proxy masks the next stage will produce.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from mmseg.registry import HOOKS
+
+from boxcaseg.data.coco import load_json, save_json
+from boxcaseg.proxy import iter_proxy_masks
+from boxcaseg.quality import instance_ious, miou_star_report
+
+
+@HOOKS.register_module()
+class MIoUStarHook(Hook):
+    """Evaluate mIoU* every ``interval`` iterations (0: only at the end) and after training;
+    log it (``val/miou_star``) and write the history to ``<work_dir>/<out_file>``."""
+
+    priority = "LOW"
+
+    def __init__(self, ann_file: str | None = None, interval: int = 0, input_size: int = 320,
+                 batch_size: int = 16, threshold: float = 0.5,
+                 out_file: str = "miou_star.json") -> None:
+        self.ann_file = ann_file
+        self.interval = interval
+        self.input_size = input_size
+        self.batch_size = batch_size
+        self.threshold = threshold
+        self.out_file = out_file
+        self.history: list[dict[str, Any]] = []
+
+    def _evaluate(self, runner: Any, iteration: int) -> None:
+        if not self.ann_file or not is_main_process():
+            return
+        gt = load_json(self.ann_file)
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        was_training = model.training
+        model.eval()
+        try:
+            predictions = iter_proxy_masks(model, gt, input_size=self.input_size,
+                                           batch_size=self.batch_size, threshold=self.threshold,
+                                           progress=False)
+            report = miou_star_report(gt, instance_ious(gt, predictions))
+        finally:
+            model.train(was_training)
+        entry = {"iter": iteration, **report}
+        self.history.append(entry)
+        runner.message_hub.update_scalar("val/miou_star", report["model"]["miou_star"])
+        runner.logger.info(
+            f"mIoU* at iter {iteration}: salient head {report['model']['miou_star']:.4f}, "
+            f"box-as-mask baseline {report['box_as_mask']['miou_star']:.4f} "
+            f"({report['model']['instances']} instances)")
+        save_json({"ann_file": self.ann_file, "final": entry, "history": self.history},
+                  os.path.join(runner.work_dir, self.out_file), indent=1)
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
+                         outputs: Any = None) -> None:
+        if self.interval and self.every_n_train_iters(runner, self.interval) \
+                and not self.is_last_train_iter(runner):
+            self._evaluate(runner, runner.iter + 1)
+
+    def after_train(self, runner: Any) -> None:
+        self._evaluate(runner, runner.iter)

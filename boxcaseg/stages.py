@@ -1,0 +1,132 @@
+"""File-level steps of Stages 3 and 4 (what the workflow's rules run), over the pure functions.
+
+Stage 3 writes ``proxy_raw.json``: the box-only training file with each instance's raw
+(unmerged) proxy mask as RLE. Stage 4 merges per image, scores and marks drops, and writes
+``proxy_masks.json``: the box training file plus an RLE ``segmentation``, a ``confidence`` and a
+``proxy_kept`` flag per annotation, the drop threshold recorded in ``info``. Masks are never
+deleted. Crowd / ignore regions keep their box as mask (mmdet ignores them in training).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from boxcaseg.data.coco import Coco, load_json, save_json
+from boxcaseg.masks import box_to_mask, rle_decode, rle_encode, segmentation_to_mask
+from boxcaseg.merge import merge_and_score
+
+
+def run_proxy_inference(config: str, checkpoint: str, boxes_json: str, out_json: str, *,
+                        input_size: int = 320, batch_size: int = 16, threshold: float = 0.5,
+                        num_workers: int = 2, device: str | None = None) -> dict[str, Any]:
+    from boxcaseg.proxy import iter_proxy_masks, load_segmentor
+
+    coco = load_json(boxes_json)
+    model = load_segmentor(config, checkpoint, device)
+    masks_by_ann: dict[int, dict[str, Any]] = {}
+    for _, ann_ids, masks in iter_proxy_masks(model, coco, input_size=input_size,
+                                              batch_size=batch_size, threshold=threshold,
+                                              num_workers=num_workers):
+        for ann_id, mask in zip(ann_ids, masks):
+            masks_by_ann[ann_id] = rle_encode(mask)
+    out = copy.deepcopy(coco)
+    for ann in out["annotations"]:
+        if ann["id"] in masks_by_ann:
+            ann["segmentation"] = masks_by_ann[ann["id"]]
+    out.setdefault("info", {})["proxy"] = {
+        "checkpoint": str(checkpoint), "input_size": input_size, "threshold": threshold,
+        "head": "salient"}
+    save_json(out, out_json)
+    return {"instances": len(masks_by_ann), "images": len(coco["images"]),
+            "device": str(next(model.parameters()).device)}
+
+
+def merge_proxy_file(raw: Coco, drop_threshold: float) -> Coco:
+    """Stage 4 over a whole file: merge per image, score, flag; returns the new COCO dict."""
+    out = copy.deepcopy(raw)
+    images = {img["id"]: img for img in out["images"]}
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for ann in out["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    for image_id, anns in by_image.items():
+        img = images[image_id]
+        h, w = img["height"], img["width"]
+        crowd = [a for a in anns if a.get("iscrowd", 0)]
+        for ann in crowd:
+            ann["segmentation"] = rle_encode(box_to_mask(ann["bbox"], h, w))
+            ann["confidence"], ann["proxy_kept"] = 0.0, False
+        inst = [a for a in anns if not a.get("iscrowd", 0)]
+        if not inst:
+            continue
+        masks = np.stack([rle_decode(a["segmentation"]) for a in inst])
+        boxes = np.array([a["bbox"] for a in inst], dtype=np.float64)
+        result = merge_and_score(masks, boxes, drop_threshold)
+        for ann, mask, conf, kept in zip(inst, result.masks, result.confidence, result.kept):
+            ann["segmentation"] = rle_encode(mask)
+            ann["area"] = float(mask.sum())
+            ann["confidence"] = round(float(conf), 6)
+            ann["proxy_kept"] = bool(kept)
+    out.setdefault("info", {})["drop_threshold"] = drop_threshold
+    out["info"]["masks"] = "proxy masks (BoxCaseg Stage 4: merged, scored)"
+    return out
+
+
+def proxy_quality(proxy: Coco, gt: Coco, drop_threshold: float) -> dict[str, Any]:
+    """Proxy masks vs true masks: mean IoU overall, per class and by confidence bin, the same
+    for the box-as-mask baseline, and how good the drop decision is (kept vs dropped IoU)."""
+    from boxcaseg.metrics import confidence_bins, miou_star
+
+    gt_anns = {a["id"]: a for a in gt["annotations"]}
+    images = {img["id"]: img for img in gt["images"]}
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    rows = []
+    for ann in proxy["annotations"]:
+        truth_ann = gt_anns.get(ann["id"])
+        if ann.get("iscrowd", 0) or truth_ann is None or not truth_ann.get("segmentation"):
+            continue
+        img = images[ann["image_id"]]
+        h, w = img["height"], img["width"]
+        truth = segmentation_to_mask(truth_ann["segmentation"], h, w)
+        proxy_mask = rle_decode(ann["segmentation"])
+        box_mask = box_to_mask(ann["bbox"], h, w)
+        union_p, union_b = (proxy_mask | truth).sum(), (box_mask | truth).sum()
+        rows.append((ann["category_id"], ann["confidence"],
+                     (proxy_mask & truth).sum() / union_p if union_p else 1.0,
+                     (box_mask & truth).sum() / union_b if union_b else 1.0))
+    if not rows:
+        return {"instances": 0}
+    cats = np.array([r[0] for r in rows])
+    conf = np.array([r[1] for r in rows], dtype=np.float64)
+    iou = np.array([r[2] for r in rows], dtype=np.float64)
+    box_iou = np.array([r[3] for r in rows], dtype=np.float64)
+    kept = conf > drop_threshold
+    return {
+        "instances": len(rows),
+        "drop_threshold": drop_threshold,
+        "proxy": miou_star(iou, cats, names),
+        "box_as_mask": miou_star(box_iou, cats, names),
+        "kept_fraction": float(kept.mean()),
+        "mean_iou_kept": float(iou[kept].mean()) if kept.any() else None,
+        "mean_iou_dropped": float(iou[~kept].mean()) if (~kept).any() else None,
+        "by_confidence": confidence_bins(conf, iou),
+    }
+
+
+def run_merge(raw_json: str, out_json: str, drop_threshold: float, *,
+              gt_json: str | None = None, quality_json: str | None = None) -> dict[str, Any]:
+    raw = load_json(raw_json)
+    merged = merge_proxy_file(raw, drop_threshold)
+    save_json(merged, out_json)
+    summary: dict[str, Any] = {
+        "instances": sum(1 for a in merged["annotations"] if not a.get("iscrowd", 0)),
+        "kept": sum(1 for a in merged["annotations"] if a.get("proxy_kept")),
+    }
+    if gt_json and Path(gt_json).is_file():
+        summary["quality"] = proxy_quality(merged, load_json(gt_json), drop_threshold)
+    if quality_json:
+        save_json(summary, quality_json, indent=1)
+    return summary

@@ -1,0 +1,58 @@
+"""The run's headline table: mask quality of the proxy masks and mask AP of the Mask R-CNN
+variants (weak = BoxCaseg proxy masks, full = true masks, box = box filled as mask)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from boxcaseg.data.coco import load_json, save_json
+from boxcaseg.figures import results_table
+
+VARIANT_NAMES = {"weak": "BoxCaseg (proxy masks)", "full": "fully supervised (true masks)",
+                 "box": "box as mask"}
+AP_COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def _markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    def fmt(v: Any) -> str:
+        return "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def summarize(variant_metrics: dict[str, str], seg_metrics: str | None, proxy_quality: str | None,
+              out_json: str, out_md: str, out_png: str) -> dict[str, Any]:
+    ap_rows = []
+    for variant, path in variant_metrics.items():
+        metrics = load_json(path)
+        row = {"model": VARIANT_NAMES.get(variant, variant)}
+        row.update({f"mask {k}": metrics["segm"].get(k) for k in AP_COLUMNS})
+        row["box AP"] = metrics["bbox"].get("AP")
+        ap_rows.append(row)
+    quality_rows = []
+    if seg_metrics and Path(seg_metrics).is_file():
+        seg = load_json(seg_metrics)
+        if "model" in seg:
+            quality_rows.append({"masks": "salient head, val (mIoU*)",
+                                 "mIoU*": seg["model"]["miou_star"] * 100,
+                                 "box-as-mask mIoU*": seg["box_as_mask"]["miou_star"] * 100})
+    if proxy_quality and Path(proxy_quality).is_file():
+        quality = load_json(proxy_quality).get("quality") or {}
+        if quality.get("instances"):
+            quality_rows.append({"masks": "proxy masks, train (mIoU*)",
+                                 "mIoU*": quality["proxy"]["miou_star"] * 100,
+                                 "box-as-mask mIoU*": quality["box_as_mask"]["miou_star"] * 100})
+    ap_columns = ["model"] + [f"mask {k}" for k in AP_COLUMNS] + ["box AP"]
+    q_columns = ["masks", "mIoU*", "box-as-mask mIoU*"]
+    text = "## Mask AP on the val split (pycocotools, %)\n\n" + _markdown(ap_rows, ap_columns)
+    if quality_rows:
+        text += "\n\n## Mask quality inside the true boxes (%)\n\n" + _markdown(quality_rows, q_columns)
+    Path(out_md).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_md).write_text(text + "\n")
+    results_table(ap_rows, ap_columns, out_png, "Mask R-CNN on the val split (AP in %)")
+    result = {"ap": ap_rows, "mask_quality": quality_rows}
+    save_json(result, out_json, indent=1)
+    return result

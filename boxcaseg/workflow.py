@@ -1,0 +1,67 @@
+"""config.yaml sections -> what the stages need: mm ``cfg_options``, dataset settings.
+
+Each rule passes one section (as JSON) to the ``boxcaseg`` command; the functions here turn
+the section's shortcuts into dotted overrides of the mmseg / mmdet config. ``null`` means
+"keep the model config's value", so the model config stays the one home of the defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _set(options: dict[str, Any], key: str, value: Any) -> None:
+    if value is not None:
+        options[key] = value
+
+
+def _workers(options: dict[str, Any], num_workers: int | None) -> None:
+    if num_workers is not None:
+        options["train_dataloader.num_workers"] = num_workers
+        options["train_dataloader.persistent_workers"] = num_workers > 0
+
+
+def segmentation_options(section: dict[str, Any]) -> dict[str, Any]:
+    """``segmentation`` section -> mmseg cfg_options."""
+    opts: dict[str, Any] = {}
+    _set(opts, "train_cfg.max_iters", section.get("max_iters"))
+    _set(opts, "train_dataloader.batch_size", section.get("batch_size"))
+    _set(opts, "train_dataloader.batch_sampler.box_per_batch", section.get("box_per_batch"))
+    if section.get("uniform_mixing"):
+        opts["train_dataloader.batch_sampler.box_per_batch"] = None
+    _set(opts, "train_dataloader.batch_sampler.overlap_skip_prob", section.get("overlap_skip_prob"))
+    _set(opts, "optim_wrapper.optimizer.lr", section.get("lr"))
+    _set(opts, "model.decode_head.alpha", section.get("alpha"))
+    _set(opts, "model.loss_pair.loss_weight", section.get("pair_weight"))
+    _set(opts, "model.pretrained", section.get("pretrained"))
+    _workers(opts, section.get("num_workers"))
+    _set(opts, "randomness.seed", section.get("seed"))
+    opts.update(section.get("cfg_options") or {})
+    return opts
+
+
+def detection_options(section: dict[str, Any]) -> dict[str, Any]:
+    """``detection`` section -> mmdet cfg_options."""
+    opts: dict[str, Any] = {}
+    _set(opts, "train_cfg.max_iters", section.get("max_iters"))
+    _set(opts, "train_dataloader.batch_size", section.get("batch_size"))
+    _set(opts, "optim_wrapper.optimizer.lr", section.get("lr"))
+    if section.get("pretrained"):
+        opts["model.backbone.init_cfg"] = dict(type="Pretrained", checkpoint=section["pretrained"])
+    _workers(opts, section.get("num_workers"))
+    _set(opts, "randomness.seed", section.get("seed"))
+    opts.update(section.get("cfg_options") or {})
+    return opts
+
+
+def demo_data_config(demo_dir: str) -> dict[str, Any]:
+    """The ``data`` section that imports the generated demo dataset like any user dataset."""
+    return {
+        "splits": {
+            "train": {"format": "coco", "annotations": f"{demo_dir}/annotations/train.json",
+                      "images": f"{demo_dir}/images/train"},
+            "val": {"format": "coco", "annotations": f"{demo_dir}/annotations/val.json",
+                    "images": f"{demo_dir}/images/val"},
+        },
+        "salient": {"format": "duts", "root": f"{demo_dir}/salient"},
+    }

@@ -1,0 +1,79 @@
+# Helpers shared by the rule files: output paths, per-rule resources, how a stage is launched.
+import json
+import sys
+
+RUN = config["run_name"]
+OUT = f"results/{RUN}"
+DEMO_DIR = f"resources/{RUN}/demo"
+VARIANTS = config["detection"]["variants"]
+HAS_VAL = config["data"]["source"] == "demo" or "val" in config["data"]["splits"]
+
+
+def out(path):
+    return f"{OUT}/{path}"
+
+
+def log_file(name):
+    return f"{OUT}/logs/{name}.log"
+
+
+def bench_file(name):
+    return f"{OUT}/benchmarks/{name}.tsv"
+
+
+def section(name):
+    """One config section as JSON: the only settings a rule sees, compared by value on rerun."""
+    return json.dumps(config[name], sort_keys=True)
+
+
+def rule_resources(rule_name):
+    spec = dict(config["resources"].get("default", {}))
+    spec.update(config["resources"].get(rule_name, {}))
+    return spec
+
+
+def resource(rule_name, key, fallback=None):
+    return rule_resources(rule_name).get(key, fallback)
+
+
+def launch(rule_name):
+    """The command that runs a `boxcaseg` subcommand for a rule: CPU only when the rule has no
+    GPU (CUDA hidden), one process per GPU through torchrun when it has several."""
+    spec = rule_resources(rule_name)
+    gpus = int(spec.get("gpu", 0) or 0)
+    env = f"OMP_NUM_THREADS={spec.get('threads', 1)}"
+    if gpus == 0:
+        return f"{env} CUDA_VISIBLE_DEVICES= python -m boxcaseg.cli"
+    if gpus == 1:
+        return f"{env} python -m boxcaseg.cli"
+    return (f"{env} python -m torch.distributed.run --standalone --nproc_per_node={gpus} "
+            "-m boxcaseg.cli")
+
+
+def launcher_flag(rule_name):
+    return "--launcher pytorch" if int(resource(rule_name, "gpu", 0) or 0) > 1 else ""
+
+
+def model_config_file(config_name):
+    """The model config as a file path (an input: editing it reruns the stage)."""
+    from boxcaseg.training import resolve_config
+
+    return resolve_config(config_name)
+
+
+def variant_train_file(wildcards):
+    return {
+        "weak": out("proxy/proxy_masks.json"),
+        "full": out("data/train.gt.json"),
+        "box": out("data/train.boxmask.json"),
+    }[wildcards.variant]
+
+
+def final_targets():
+    targets = [out("data/dataset_summary.png"), out("proxy/proxy_masks.json"),
+               out("proxy/quality.json"), out("proxy/overlays.png"),
+               out("segmentation/loss_curve.png")]
+    targets += expand(out("detection/{variant}/final.pth"), variant=VARIANTS)
+    if HAS_VAL:
+        targets += [out("summary/results.md"), out("summary/ap_table.png")]
+    return targets

@@ -1,0 +1,68 @@
+# Stage 5: Mask R-CNN (mmdetection) trained per variant with the same config and budget:
+# weak = BoxCaseg proxy masks (drop-aware mask loss), full = true masks, box = box as mask.
+# Then predictions on the val split, scored with pycocotools.
+
+
+rule train_detection:
+    input:
+        train=variant_train_file,
+        model_config=model_config_file(config["detection"]["config"]),
+    output:
+        checkpoint=out("detection/{variant}/final.pth"),
+        curve=report(out("detection/{variant}/loss_curve.png"), caption="../report/det_loss.rst",
+                     category="4. Mask R-CNN", subcategory="{variant}"),
+    params:
+        section=section("detection"),
+        drop=f"--drop-threshold {config['merge']['drop_threshold']}",
+        work_dir=lambda wc: out(f"detection/{wc.variant}/work"),
+        launch=launch("train_detection"),
+        launcher=launcher_flag("train_detection"),
+    wildcard_constraints:
+        variant="weak|full|box",
+    threads: resource("train_detection", "threads", 1)
+    resources:
+        mem_mb=resource("train_detection", "mem_mb"),
+        runtime=resource("train_detection", "runtime"),
+        gpu=resource("train_detection", "gpu", 0),
+        gpu_model=resource("train_detection", "gpu_model"),
+        cpus_per_gpu=resource("train_detection", "cpus_per_gpu"),
+    log:
+        log_file("train_detection_{variant}"),
+    benchmark:
+        bench_file("train_detection_{variant}")
+    shell:
+        "{params.launch} train-det --section {params.section:q} --config {input.model_config} "
+        "--train {input.train} {params.drop} --work-dir {params.work_dir} "
+        "--checkpoint-out {output.checkpoint} --curve-out {output.curve} --title {wildcards.variant} "
+        "{params.launcher} > {log} 2>&1"
+
+
+rule evaluate_detection:
+    input:
+        checkpoint=out("detection/{variant}/final.pth"),
+        gt=out("data/val.gt.json"),
+        model_config=model_config_file(config["detection"]["config"]),
+    output:
+        metrics=out("detection/{variant}/metrics.json"),
+    params:
+        section=section("detection"),
+        out_dir=lambda wc: out(f"detection/{wc.variant}/val"),
+        launch=launch("evaluate_detection"),
+        launcher=launcher_flag("evaluate_detection"),
+    wildcard_constraints:
+        variant="weak|full|box",
+    threads: resource("evaluate_detection", "threads", 1)
+    resources:
+        mem_mb=resource("evaluate_detection", "mem_mb"),
+        runtime=resource("evaluate_detection", "runtime"),
+        gpu=resource("evaluate_detection", "gpu", 0),
+        gpu_model=resource("evaluate_detection", "gpu_model"),
+        cpus_per_gpu=resource("evaluate_detection", "cpus_per_gpu"),
+    log:
+        log_file("evaluate_detection_{variant}"),
+    benchmark:
+        bench_file("evaluate_detection_{variant}")
+    shell:
+        "{params.launch} eval-det --section {params.section:q} --config {input.model_config} "
+        "--checkpoint {input.checkpoint} --gt {input.gt} --out-dir {params.out_dir} "
+        "--metrics-out {output.metrics} {params.launcher} > {log} 2>&1"

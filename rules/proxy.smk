@@ -1,0 +1,72 @@
+# Stages 3 and 4: a proxy mask inside every training box (salient head), then merge and drop.
+# Split in two rules so that a change of the merge settings does not rerun inference.
+
+
+rule proxy_masks:
+    input:
+        checkpoint=out("segmentation/final.pth"),
+        boxes=out("data/train.boxes.json"),
+        model_config=model_config_file(config["segmentation"]["config"]),
+    output:
+        out("proxy/proxy_raw.json"),
+    params:
+        section=section("proxy"),
+        launch=launch("proxy_masks"),
+    threads: resource("proxy_masks", "threads", 1)
+    resources:
+        mem_mb=resource("proxy_masks", "mem_mb"),
+        runtime=resource("proxy_masks", "runtime"),
+        gpu=resource("proxy_masks", "gpu", 0),
+        gpu_model=resource("proxy_masks", "gpu_model"),
+        cpus_per_gpu=resource("proxy_masks", "cpus_per_gpu"),
+    log:
+        log_file("proxy_masks"),
+    benchmark:
+        bench_file("proxy_masks")
+    shell:
+        "{params.launch} proxy --section {params.section:q} --config {input.model_config} "
+        "--checkpoint {input.checkpoint} --boxes {input.boxes} --out {output} > {log} 2>&1"
+
+
+def merge_inputs(wildcards):
+    files = {"raw": out("proxy/proxy_raw.json")}
+    if "full" in VARIANTS:  # the train split's true masks exist: grade the proxy masks
+        files["gt"] = out("data/train.gt.json")
+    return files
+
+
+rule merge_drop:
+    input:
+        unpack(merge_inputs),
+    output:
+        masks=out("proxy/proxy_masks.json"),
+        quality=out("proxy/quality.json"),
+        overlays=report(out("proxy/overlays.png"), caption="../report/overlays.rst",
+                        category="3. Proxy masks"),
+        table=report(out("proxy/quality_table.png"), caption="../report/quality.rst",
+                     category="3. Proxy masks"),
+    params:
+        section=section("merge"),
+        gt=lambda wc, input: f"--gt {input.gt}" if "gt" in input.keys() else "",
+        launch=launch("merge_drop"),
+    log:
+        log_file("merge_drop"),
+    benchmark:
+        bench_file("merge_drop")
+    shell:
+        "{params.launch} merge --section {params.section:q} --raw {input.raw} {params.gt} "
+        "--out {output.masks} --quality-out {output.quality} --overlays-out {output.overlays} "
+        "--table-out {output.table} > {log} 2>&1"
+
+
+rule box_masks:
+    input:
+        out("data/train.boxes.json"),
+    output:
+        out("data/train.boxmask.json"),
+    params:
+        launch=launch("box_masks"),
+    log:
+        log_file("box_masks"),
+    shell:
+        "{params.launch} box-masks --boxes {input} --out {output} > {log} 2>&1"

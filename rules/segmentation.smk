@@ -1,0 +1,48 @@
+# Stage 2: the class-agnostic segmentation model (mmsegmentation), trained jointly on box
+# crops and salient images. Killed midway, a rerun resumes from the last checkpoint in the
+# work dir; a changed config archives the old work dir instead of resuming from it.
+
+
+def segmentation_inputs(wildcards):
+    files = {"train": out("data/train.boxes.json"), "salient": out("data/salient.json"),
+             "model_config": model_config_file(config["segmentation"]["config"])}
+    if HAS_VAL:
+        files["val"] = out("data/val.gt.json")
+    return files
+
+
+rule train_segmentation:
+    input:
+        unpack(segmentation_inputs),
+    output:
+        checkpoint=out("segmentation/final.pth"),
+        metrics=out("segmentation/miou_star.json"),
+        curve=report(out("segmentation/loss_curve.png"), caption="../report/seg_loss.rst",
+                     category="2. Segmentation model"),
+    params:
+        section=section("segmentation"),
+        # mIoU* measures what Stage 3 will do: its crop size and threshold (values only, so
+        # other proxy settings do not retrain the model)
+        miou=f"--miou-input-size {config['proxy']['input_size']} "
+        f"--miou-threshold {config['proxy']['threshold']}",
+        val=lambda wc, input: f"--val {input.val}" if "val" in input.keys() else "",
+        work_dir=out("segmentation/work"),
+        launch=launch("train_segmentation"),
+        launcher=launcher_flag("train_segmentation"),
+    threads: resource("train_segmentation", "threads", 1)
+    resources:
+        mem_mb=resource("train_segmentation", "mem_mb"),
+        runtime=resource("train_segmentation", "runtime"),
+        gpu=resource("train_segmentation", "gpu", 0),
+        gpu_model=resource("train_segmentation", "gpu_model"),
+        cpus_per_gpu=resource("train_segmentation", "cpus_per_gpu"),
+    log:
+        log_file("train_segmentation"),
+    benchmark:
+        bench_file("train_segmentation")
+    shell:
+        "{params.launch} train-seg --section {params.section:q} --config {input.model_config} "
+        "--train {input.train} --salient {input.salient} {params.val} {params.miou} "
+        "--work-dir {params.work_dir} --checkpoint-out {output.checkpoint} "
+        "--metrics-out {output.metrics} --curve-out {output.curve} {params.launcher} "
+        "> {log} 2>&1"

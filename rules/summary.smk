@@ -1,0 +1,23 @@
+# The run's headline: mask AP of weak vs full vs box-as-mask, with the mask quality figures.
+
+
+rule summary:
+    input:
+        metrics=expand(out("detection/{variant}/metrics.json"), variant=VARIANTS),
+        seg=out("segmentation/miou_star.json"),
+        quality=out("proxy/quality.json"),
+    output:
+        json=out("summary/results.json"),
+        md=out("summary/results.md"),
+        png=report(out("summary/ap_table.png"), caption="../report/ap_table.rst",
+                   category="5. Results"),
+    params:
+        metrics=" ".join(
+            f"{v}={out(f'detection/{v}/metrics.json')}" for v in VARIANTS),
+        launch=launch("summary"),
+    log:
+        log_file("summary"),
+    shell:
+        "{params.launch} summarize --metrics {params.metrics} --seg-metrics {input.seg} "
+        "--proxy-quality {input.quality} --out-json {output.json} --out-md {output.md} "
+        "--out-png {output.png} > {log} 2>&1"
