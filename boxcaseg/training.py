@@ -7,6 +7,9 @@ override them; the workflow turns its config.yaml sections into such options.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,27 @@ def has_checkpoint(work_dir: str | Path) -> bool:
     return (Path(work_dir) / "last_checkpoint").is_file()
 
 
+def claim_work_dir(cfg: Any, work_dir: Path) -> None:
+    """Make ``work_dir`` safe to resume from: if it holds checkpoints of a DIFFERENT config
+    (the user changed a setting), move it aside to ``<name>.previous-<time>`` rather than
+    resuming from it or deleting it, then record this config's fingerprint."""
+    fingerprint = hashlib.sha256(cfg.pretty_text.encode()).hexdigest()[:16]
+    marker = work_dir / "config_fingerprint"
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 decides, the others wait for it
+        for _ in range(600):
+            if marker.is_file() and marker.read_text().strip() == fingerprint:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"rank 0 did not claim {work_dir} within a minute")
+    if has_checkpoint(work_dir) and (not marker.is_file() or marker.read_text().strip() != fingerprint):
+        archive = work_dir.with_name(f"{work_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
+        work_dir.rename(archive)
+        print(f"[boxcaseg] {work_dir} holds checkpoints of another config: moved to {archive}; "
+              "training starts afresh", flush=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(fingerprint + "\n")
+
+
 def load_config(config: str, cfg_options: dict[str, Any] | None = None) -> Any:
     """The config with ``cfg_options`` merged; iteration schedules follow a changed max_iters."""
     from mmengine.config import Config
@@ -67,8 +91,8 @@ def run_training(cfg: Any, work_dir: str | Path, *, launcher: str = "none",
     from mmengine.runner import Runner
 
     patch_mmengine_checkpoint_loading()
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(work_dir).resolve()
+    claim_work_dir(cfg, work_dir)
     cfg.work_dir = str(work_dir)
     cfg.launcher = launcher
     cfg.resume = bool(resume and has_checkpoint(work_dir))

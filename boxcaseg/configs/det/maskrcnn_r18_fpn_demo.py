@@ -13,8 +13,11 @@ model = dict(
         bbox_roi_extractor=dict(out_channels=fpn),
         bbox_head=dict(in_channels=fpn, fc_out_channels=256),
         mask_roi_extractor=dict(out_channels=fpn),
-        mask_head=dict(in_channels=fpn, conv_out_channels=fpn)),
-    test_cfg=dict(rcnn=dict(max_per_img=50)))
+        mask_head=dict(in_channels=fpn, num_convs=2, conv_out_channels=64)),
+    # fewer proposals and sampled RoIs than mmdet's defaults (made for 1333x800 COCO images)
+    train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=300),
+                   rcnn=dict(sampler=dict(num=128))),
+    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300), rcnn=dict(max_per_img=50)))
 
 scale = (256, 256)
 train_pipeline = [

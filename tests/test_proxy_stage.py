@@ -1,0 +1,139 @@
+"""Stages 3 and 4 on files: batched inference equals one-by-one, the output JSON loads in
+pycocotools and in mmdet's CocoDataset with masks and confidences intact, quality report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from boxcaseg.data.coco import load_json
+from boxcaseg.masks import rle_decode, segmentation_to_mask
+from boxcaseg.proxy import iter_proxy_masks, minmax_normalize
+from boxcaseg.stages import merge_proxy_file, proxy_quality
+
+
+def test_minmax_normalize_per_sample_and_flat_maps():
+    probs = torch.tensor([[[0.2, 0.4], [0.6, 0.2]], [[0.5, 0.5], [0.5, 0.5]]])
+    out = minmax_normalize(probs)
+    assert torch.allclose(out[0], torch.tensor([[0.0, 0.5], [1.0, 0.0]]))
+    assert torch.equal(out[1], torch.zeros(2, 2))  # flat: nothing stands out
+
+
+@pytest.fixture(scope="module")
+def untrained_model():
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    from boxcaseg.training import load_config
+
+    init_default_scope("mmseg")
+    torch.manual_seed(0)
+    model = MODELS.build(load_config("seg/boxcaseg_hr18s_demo.py").model)
+    model.init_weights()
+    return model.eval()
+
+
+def test_batched_inference_equals_one_by_one(untrained_model, tiny_data):
+    coco = load_json(tiny_data["train_boxes"])
+    batched = list(iter_proxy_masks(untrained_model, coco, input_size=32, batch_size=5,
+                                    progress=False))
+    single = list(iter_proxy_masks(untrained_model, coco, input_size=32, batch_size=1,
+                                   progress=False))
+    assert [b[0] for b in batched] == [img["id"] for img in coco["images"]]
+    n_inst = sum(len(b[1]) for b in batched)
+    assert n_inst == sum(1 for a in coco["annotations"] if not a.get("iscrowd"))
+    for (img_b, ids_b, masks_b), (img_s, ids_s, masks_s) in zip(batched, single):
+        assert img_b == img_s and ids_b == ids_s
+        assert masks_b.shape == masks_s.shape
+        # BN in eval mode: a sample's output does not depend on its batch companions
+        assert (masks_b != masks_s).mean() < 1e-3
+
+
+def test_masks_stay_inside_their_box_window(untrained_model, tiny_data):
+    coco = load_json(tiny_data["train_boxes"])
+    anns = {a["id"]: a for a in coco["annotations"]}
+    for _, ann_ids, masks in iter_proxy_masks(untrained_model, coco, input_size=32,
+                                              batch_size=8, progress=False):
+        for ann_id, mask in zip(ann_ids, masks):
+            x, y, w, h = anns[ann_id]["bbox"]
+            outside = mask.copy()
+            outside[int(np.floor(y)):int(np.ceil(y + h)), int(np.floor(x)):int(np.ceil(x + w))] = False
+            assert not outside.any()
+
+
+def test_merged_file_loads_in_pycocotools_and_mmdet_with_confidences(tiny_data, tmp_path):
+    from mmdet.registry import DATASETS
+    from mmengine.registry import init_default_scope
+    from pycocotools.coco import COCO
+
+    import boxcaseg.mm.det  # noqa: F401
+
+    raw = load_json(tiny_data["train_gt"])  # true masks standing in for raw proxy masks
+    merged = merge_proxy_file(raw, drop_threshold=0.95)
+    path = tmp_path / "proxy_masks.json"
+    path.write_text(json.dumps(merged))
+    assert merged["info"]["drop_threshold"] == 0.95
+    anns = merged["annotations"]
+    assert all(0.0 <= a["confidence"] <= 1.0 and a["proxy_kept"] == (a["confidence"] > 0.95)
+               for a in anns)
+
+    api = COCO(str(path))
+    for ann in anns:
+        assert np.array_equal(api.annToMask(api.anns[ann["id"]]).astype(bool),
+                              rle_decode(ann["segmentation"]))
+
+    init_default_scope("mmdet")
+    names = tuple(c["name"] for c in merged["categories"])
+    dataset = DATASETS.build(dict(
+        type="ConfidenceCocoDataset", ann_file=str(path),
+        data_prefix=dict(img=merged["info"]["image_root"] + "/"), metainfo=dict(classes=names),
+        pipeline=[dict(type="LoadImageFromFile"),
+                  dict(type="LoadAnnotationsWithConfidence", with_bbox=True, with_mask=True),
+                  dict(type="PackDetInputsWithConfidence")]))
+    by_image = {}
+    for a in anns:
+        by_image.setdefault(a["image_id"], []).append(a)
+    for i in range(len(dataset)):
+        item = dataset[i]
+        gt = item["data_samples"].gt_instances
+        img_id = item["data_samples"].metainfo["img_id"]
+        expected = by_image[img_id]
+        assert gt.confidences.tolist() == pytest.approx([a["confidence"] for a in expected])
+        for mask, ann in zip(gt.masks.to_ndarray(), expected):
+            assert np.array_equal(mask.astype(bool), rle_decode(ann["segmentation"]))
+
+
+def test_quality_report_compares_with_truth_and_box_baseline(tiny_data):
+    gt = load_json(tiny_data["train_gt"])
+    merged = merge_proxy_file(gt, drop_threshold=0.95)  # perfect proxies (up to overlaps)
+    quality = proxy_quality(merged, gt, 0.95)
+    assert quality["instances"] == sum(1 for a in gt["annotations"] if not a.get("iscrowd"))
+    assert quality["proxy"]["mean_instance_iou"] > 0.99  # demo masks do not overlap
+    assert quality["box_as_mask"]["mean_instance_iou"] < quality["proxy"]["mean_instance_iou"]
+    assert sum(b["instances"] for b in quality["by_confidence"]) == quality["instances"]
+    kept = [a["proxy_kept"] for a in merged["annotations"]]
+    assert quality["kept_fraction"] == pytest.approx(np.mean(kept))
+    # a perfect mask's tight box is its true box: confidence 1, kept
+    assert all(kept)
+
+
+def test_fully_overwritten_proxy_is_kept_in_the_file_with_confidence_zero(tiny_data):
+    gt = load_json(tiny_data["train_gt"])
+    img = gt["images"][0]
+    first = next(a for a in gt["annotations"] if a["image_id"] == img["id"])
+    h, w = img["height"], img["width"]
+    # a second, smaller box on the same image whose proxy covers the first one entirely
+    x, y, bw, bh = first["bbox"]
+    cover = segmentation_to_mask(first["segmentation"], h, w)
+    from boxcaseg.masks import rle_encode
+
+    gt["annotations"].append({"id": 999, "image_id": img["id"], "category_id": first["category_id"],
+                              "bbox": [x, y, bw / 2, bh / 2], "area": 1.0, "iscrowd": 0,
+                              "segmentation": rle_encode(cover)})
+    merged = merge_proxy_file(gt, drop_threshold=0.95)
+    out = {a["id"]: a for a in merged["annotations"]}
+    assert out[first["id"]]["confidence"] == 0.0 and not out[first["id"]]["proxy_kept"]
+    assert not rle_decode(out[first["id"]]["segmentation"]).any()  # recorded, not deleted
