@@ -1,5 +1,7 @@
-# Helpers shared by the rule files: output paths, per-rule resources, how a stage is launched.
+# Helpers shared by the rule files, kept apart from the rules. Output paths, per-rule
+# resources, how a stage is launched, input and output lists that depend on the config.
 import json
+import os
 import sys
 
 RUN = config["run_name"]
@@ -37,8 +39,8 @@ def resource(rule_name, key, fallback=None):
 
 
 def launch(rule_name):
-    """The command that runs a `boxcaseg` subcommand for a rule: CPU only when the rule has no
-    GPU (CUDA hidden), one process per GPU through torchrun when it has several."""
+    """The command that runs a `boxcaseg` subcommand for a job: CPU only when the job asks for
+    no GPU (CUDA hidden), one process per GPU through torchrun when it asks for several."""
     spec = rule_resources(rule_name)
     gpus = int(spec.get("gpu", 0) or 0)
     env = f"OMP_NUM_THREADS={spec.get('threads', 1)}"
@@ -77,3 +79,35 @@ def final_targets():
     if HAS_VAL:
         targets += [out("summary/results.md"), out("summary/ap_table.png")]
     return targets
+
+
+def prepare_inputs(wildcards):
+    if config["data"]["source"] == "demo":
+        return [DEMO_DIR]
+    files = [s["annotations"] for s in config["data"]["splits"].values() if "annotations" in s]
+    return files
+
+
+def prepare_outputs():
+    files = {"train": out("data/train.boxes.json"), "salient": out("data/salient.json"),
+             "summary": out("data/summary.json")}
+    if HAS_VAL:
+        files.update(val_boxes=out("data/val.boxes.json"), val_gt=out("data/val.gt.json"))
+    if "full" in VARIANTS:
+        files["train_gt"] = out("data/train.gt.json")
+    return files
+
+
+def segmentation_inputs(wildcards):
+    files = {"train": out("data/train.boxes.json"), "salient": out("data/salient.json"),
+             "model_config": model_config_file(config["segmentation"]["config"])}
+    if HAS_VAL:
+        files["val"] = out("data/val.gt.json")
+    return files
+
+
+def merge_inputs(wildcards):
+    files = {"raw": out("proxy/proxy_raw.json")}
+    if "full" in VARIANTS:  # the train split's true masks exist: grade the proxy masks
+        files["gt"] = out("data/train.gt.json")
+    return files

@@ -8,29 +8,14 @@ rule demo_dataset:
     params:
         section=section("demo"),
         launch=launch("demo_dataset"),
+    conda:
+        "../envs/data.yaml"
     log:
         log_file("demo_dataset"),
     benchmark:
         bench_file("demo_dataset")
     shell:
         "{params.launch} demo-data --section {params.section:q} --out-dir {output} > {log} 2>&1"
-
-
-def prepare_inputs(wildcards):
-    if config["data"]["source"] == "demo":
-        return [DEMO_DIR]
-    files = [s["annotations"] for s in config["data"]["splits"].values() if "annotations" in s]
-    return files
-
-
-def prepare_outputs():
-    files = {"train": out("data/train.boxes.json"), "salient": out("data/salient.json"),
-             "summary": out("data/summary.json")}
-    if HAS_VAL:
-        files.update(val_boxes=out("data/val.boxes.json"), val_gt=out("data/val.gt.json"))
-    if "full" in VARIANTS:
-        files["train_gt"] = out("data/train.gt.json")
-    return files
 
 
 rule prepare_data:
@@ -44,8 +29,10 @@ rule prepare_data:
         section=section("data"),
         demo=f"--demo-dir {DEMO_DIR}" if config["data"]["source"] == "demo" else "",
         masks="--require-train-masks" if "full" in VARIANTS else "",
-        out_dir=out("data"),
+        out_dir=lambda wc, output: os.path.dirname(output.train),
         launch=launch("prepare_data"),
+    conda:
+        "../envs/data.yaml"
     log:
         log_file("prepare_data"),
     benchmark:

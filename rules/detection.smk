@@ -26,6 +26,8 @@ rule train_detection:
         gpu=resource("train_detection", "gpu", 0),
         gpu_model=resource("train_detection", "gpu_model"),
         cpus_per_gpu=resource("train_detection", "cpus_per_gpu"),
+    conda:
+        "../envs/openmmlab.yaml"
     log:
         log_file("train_detection_{variant}"),
     benchmark:
@@ -58,6 +60,8 @@ rule evaluate_detection:
         gpu=resource("evaluate_detection", "gpu", 0),
         gpu_model=resource("evaluate_detection", "gpu_model"),
         cpus_per_gpu=resource("evaluate_detection", "cpus_per_gpu"),
+    conda:
+        "../envs/openmmlab.yaml"
     log:
         log_file("evaluate_detection_{variant}"),
     benchmark:

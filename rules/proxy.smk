@@ -19,6 +19,8 @@ rule proxy_masks:
         gpu=resource("proxy_masks", "gpu", 0),
         gpu_model=resource("proxy_masks", "gpu_model"),
         cpus_per_gpu=resource("proxy_masks", "cpus_per_gpu"),
+    conda:
+        "../envs/openmmlab.yaml"
     log:
         log_file("proxy_masks"),
     benchmark:
@@ -26,13 +28,6 @@ rule proxy_masks:
     shell:
         "{params.launch} proxy --section {params.section:q} --config {input.model_config} "
         "--checkpoint {input.checkpoint} --boxes {input.boxes} --out {output} > {log} 2>&1"
-
-
-def merge_inputs(wildcards):
-    files = {"raw": out("proxy/proxy_raw.json")}
-    if "full" in VARIANTS:  # the train split's true masks exist: grade the proxy masks
-        files["gt"] = out("data/train.gt.json")
-    return files
 
 
 rule merge_drop:
@@ -49,6 +44,8 @@ rule merge_drop:
         section=section("merge"),
         gt=lambda wc, input: f"--gt {input.gt}" if "gt" in input.keys() else "",
         launch=launch("merge_drop"),
+    conda:
+        "../envs/data.yaml"
     log:
         log_file("merge_drop"),
     benchmark:
@@ -66,6 +63,8 @@ rule box_masks:
         out("data/train.boxmask.json"),
     params:
         launch=launch("box_masks"),
+    conda:
+        "../envs/data.yaml"
     log:
         log_file("box_masks"),
     shell:

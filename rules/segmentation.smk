@@ -3,14 +3,6 @@
 # work dir; a changed config archives the old work dir instead of resuming from it.
 
 
-def segmentation_inputs(wildcards):
-    files = {"train": out("data/train.boxes.json"), "salient": out("data/salient.json"),
-             "model_config": model_config_file(config["segmentation"]["config"])}
-    if HAS_VAL:
-        files["val"] = out("data/val.gt.json")
-    return files
-
-
 rule train_segmentation:
     input:
         unpack(segmentation_inputs),
@@ -36,6 +28,8 @@ rule train_segmentation:
         gpu=resource("train_segmentation", "gpu", 0),
         gpu_model=resource("train_segmentation", "gpu_model"),
         cpus_per_gpu=resource("train_segmentation", "cpus_per_gpu"),
+    conda:
+        "../envs/openmmlab.yaml"
     log:
         log_file("train_segmentation"),
     benchmark:

@@ -15,6 +15,8 @@ rule summary:
         metrics=" ".join(
             f"{v}={out(f'detection/{v}/metrics.json')}" for v in VARIANTS),
         launch=launch("summary"),
+    conda:
+        "../envs/data.yaml"
     log:
         log_file("summary"),
     shell:

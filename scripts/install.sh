@@ -114,7 +114,7 @@ pipi -q "$MMCV_WHEEL"
 
 # --- 5. the rest of the stack and BoxCaseg itself (editable) ----------------------------------
 log "installing mmengine, mmdet, mmsegmentation, snakemake and BoxCaseg (editable)"
-pipi -q -e "$ROOT[dev]"
+pipi -q -e "$ROOT[openmmlab,workflow,dev]"
 
 # --- 6. check, then stamp -----------------------------------------------------------------
 "$VENV/bin/boxcaseg" doctor
