@@ -98,8 +98,7 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
     options = segmentation_options(section)
     train_segmentation(
         section.get("config", args.config), args.work_dir, train_ann=args.train,
-        salient_file=args.salient, val_gt=args.val, cfg_options=options, launcher=args.launcher,
-        miou_input_size=args.miou_input_size, miou_threshold=args.miou_threshold)
+        salient_file=args.salient, val_gt=args.val, cfg_options=options, launcher=args.launcher)
     from mmengine.dist import is_main_process
 
     if not is_main_process():
@@ -118,10 +117,13 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
 def cmd_proxy(args: argparse.Namespace) -> int:
     from boxcaseg.stages import run_proxy_inference
 
+    from boxcaseg.training import inference_size
+
     section = _section(args.section)
     summary = run_proxy_inference(
         args.config, args.checkpoint, args.boxes, args.out,
-        input_size=section.get("input_size", 320), batch_size=section.get("batch_size", 32),
+        input_size=section.get("input_size") or inference_size(args.config),
+        batch_size=section.get("batch_size", 32),
         threshold=section.get("threshold", 0.5), num_workers=section.get("num_workers", 2))
     print(json.dumps(summary))
     return 0
@@ -255,8 +257,6 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--salient", help="salient.json of Stage 1")
             p.add_argument("--val", help="val ground truth with masks, for mIoU*")
             p.add_argument("--metrics-out", help="final mIoU* JSON")
-            p.add_argument("--miou-input-size", type=int, help="mIoU* crop size (= proxy.input_size)")
-            p.add_argument("--miou-threshold", type=float, help="mIoU* threshold (= proxy.threshold)")
         else:
             p.add_argument("--drop-threshold", type=float, help="mask loss only above this confidence")
             p.add_argument("--title", default="", help="variant name for the plot title")

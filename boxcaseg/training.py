@@ -29,6 +29,11 @@ def resolve_config(config: str) -> str:
                             f"{sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob('*.py') if '_base_' not in p.parts and p.name != '__init__.py')})")
 
 
+def inference_size(config: str) -> int:
+    """The exact-box crop size a Stage 2 config infers at (its ``infer_size``, 320 if unset)."""
+    return int(load_config(config).get("infer_size", 320))
+
+
 def sync_schedule_end(cfg: Any, configured_max_iters: int | None) -> None:
     """Iteration-based schedules follow ``train_cfg.max_iters`` when it was overridden: a
     schedule that ended at the config's own max_iters ends at the new one, and its milestones
@@ -105,12 +110,8 @@ def run_training(cfg: Any, work_dir: str | Path, *, launcher: str = "none",
 def train_segmentation(config: str, work_dir: str | Path, *, train_ann: str,
                        salient_file: str | None, val_gt: str | None = None,
                        cfg_options: dict[str, Any] | None = None, launcher: str = "none",
-                       resume: bool = True, miou_input_size: int | None = None,
-                       miou_threshold: float | None = None) -> Any:
-    """Stage 2: train the class-agnostic model on Stage 1's box file + salient index.
-
-    ``miou_*``: make the mIoU* hook measure exactly what Stage 3 will do (its crop size and
-    threshold), when given."""
+                       resume: bool = True) -> Any:
+    """Stage 2: train the class-agnostic model on Stage 1's box file + salient index."""
     cfg = load_config(config, cfg_options)
     dataset = cfg.train_dataloader.dataset
     dataset.ann_file = str(Path(train_ann).resolve())
@@ -118,10 +119,6 @@ def train_segmentation(config: str, work_dir: str | Path, *, train_ann: str,
     for hook in cfg.get("custom_hooks", []):
         if hook.get("type") == "MIoUStarHook":
             hook["ann_file"] = str(Path(val_gt).resolve()) if val_gt else None
-            if miou_input_size is not None:
-                hook["input_size"] = miou_input_size
-            if miou_threshold is not None:
-                hook["threshold"] = miou_threshold
     return run_training(cfg, work_dir, launcher=launcher, resume=resume)
 
 

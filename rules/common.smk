@@ -23,9 +23,10 @@ def bench_file(name):
     return f"{OUT}/benchmarks/{name}.tsv"
 
 
-def section(name):
-    """One config section as JSON: the only settings a rule sees, compared by value on rerun."""
-    return json.dumps(config[name], sort_keys=True)
+def section(name, exclude=()):
+    """One config section as JSON: the only settings a rule sees, compared by value on rerun.
+    ``exclude``: keys that do not change this rule's result (e.g. the list of variants)."""
+    return json.dumps({k: v for k, v in config[name].items() if k not in exclude}, sort_keys=True)
 
 
 def rule_resources(rule_name):

@@ -12,8 +12,10 @@ rule train_detection:
         curve=report(out("detection/{variant}/loss_curve.png"), caption="../report/det_loss.rst",
                      category="4. Mask R-CNN", subcategory="{variant}"),
     params:
-        section=section("detection"),
-        drop=f"--drop-threshold {config['merge']['drop_threshold']}",
+        section=section("detection", exclude=("variants",)),
+        # only the weak variant has confidences: the others do not depend on the threshold
+        drop=lambda wc: f"--drop-threshold {config['merge']['drop_threshold']}"
+        if wc.variant == "weak" else "",
         work_dir=lambda wc: out(f"detection/{wc.variant}/work"),
         launch=launch("train_detection"),
         launcher=launcher_flag("train_detection"),
@@ -47,7 +49,7 @@ rule evaluate_detection:
     output:
         metrics=out("detection/{variant}/metrics.json"),
     params:
-        section=section("detection"),
+        section=section("detection", exclude=("variants",)),
         out_dir=lambda wc: out(f"detection/{wc.variant}/val"),
         launch=launch("evaluate_detection"),
         launcher=launcher_flag("evaluate_detection"),

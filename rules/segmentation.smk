@@ -13,10 +13,6 @@ rule train_segmentation:
                      category="2. Segmentation model"),
     params:
         section=section("segmentation"),
-        # mIoU* measures what Stage 3 will do: its crop size and threshold (values only, so
-        # other proxy settings do not retrain the model)
-        miou=f"--miou-input-size {config['proxy']['input_size']} "
-        f"--miou-threshold {config['proxy']['threshold']}",
         val=lambda wc, input: f"--val {input.val}" if "val" in input.keys() else "",
         work_dir=out("segmentation/work"),
         launch=launch("train_segmentation"),
@@ -36,7 +32,7 @@ rule train_segmentation:
         bench_file("train_segmentation")
     shell:
         "{params.launch} train-seg --section {params.section:q} --config {input.model_config} "
-        "--train {input.train} --salient {input.salient} {params.val} {params.miou} "
+        "--train {input.train} --salient {input.salient} {params.val} "
         "--work-dir {params.work_dir} --checkpoint-out {output.checkpoint} "
         "--metrics-out {output.metrics} --curve-out {output.curve} {params.launcher} "
         "> {log} 2>&1"

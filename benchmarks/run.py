@@ -1,0 +1,270 @@
+"""BoxCaseg benchmarks: print a table of speed and memory figures and write them as JSON.
+
+    python benchmarks/run.py                       # all benchmarks that can run here
+    python benchmarks/run.py --only proxy merge    # some of them
+    python benchmarks/run.py --json out.json --demo-results results/demo
+
+Benchmarks (not tests: they assert nothing, they measure):
+- import       Stage 1 import + validation speed on ../shared/data/coco128-seg (images/s)
+- proxy        Stage 3 inference, batched vs a batch-1 per-instance loop, same model and boxes
+               (instances/s each, and the ratio)
+- merge        Stage 4 merge + drop + RLE on coco128-seg's true masks (images/s)
+- seg_train    Stage 2 training: iterations/s through the full data pipeline (dataloader,
+               crops, sampler) vs the raw model forward+backward on the same batch size
+               (the pipeline's overhead ratio), peak memory
+- det_train    Stage 5 Mask R-CNN training images/s (demo config), peak memory
+- demo_dag     per-stage wall time and peak RSS of a finished demo run (its Snakemake
+               benchmark files), and the DAG's total
+Runs on the GPU when there is one (CUDA figures then include peak GPU memory).
+coco128-seg is read from ../shared/data when present; benchmarks that need it say so and skip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+COCO128 = Path(os.environ.get("BOXCASEG_COCO128", REPO.parent / "shared/data/coco128-seg"))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cuda_peak_mb() -> float | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
+def sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def coco128_or_skip() -> tuple[Path, Path] | None:
+    images, labels = COCO128 / "images/train2017", COCO128 / "labels/train2017"
+    return (images, labels) if images.is_dir() and labels.is_dir() else None
+
+
+def tiny_demo(root: Path, **kw: Any) -> dict[str, Path]:
+    from boxcaseg.data.prepare import prepare_dataset
+    from boxcaseg.data.synthetic import DemoSpec, write_demo_dataset
+    from boxcaseg.workflow import demo_data_config
+
+    spec = DemoSpec(**{"train_images": 40, "val_images": 4, "salient_images": 40, **kw})
+    write_demo_dataset(root / "demo", spec)
+    prepare_dataset(demo_data_config(str(root / "demo")), root / "data")
+    return {"train_boxes": root / "data/train.boxes.json", "train_gt": root / "data/train.gt.json",
+            "salient": root / "data/salient.json"}
+
+
+# --- benchmarks ---------------------------------------------------------------------------------
+
+def bench_import(tmp: Path) -> dict[str, Any]:
+    from boxcaseg.data.importers import import_yolo_seg
+
+    data = coco128_or_skip()
+    if data is None:
+        return {"skipped": f"coco128-seg not found at {COCO128}"}
+    rows = {}
+    for decode in (True, False):
+        start = time.perf_counter()
+        coco, report = import_yolo_seg(*data, "coco80", decode_images=decode)
+        elapsed = time.perf_counter() - start
+        rows["decode" if decode else "header_only"] = {
+            "images": len(coco["images"]), "instances": len(coco["annotations"]),
+            "seconds": round(elapsed, 3), "images_per_s": round(len(coco["images"]) / elapsed, 1)}
+    return rows
+
+
+def bench_proxy(tmp: Path, batch_size: int = 32, input_size: int = 320) -> dict[str, Any]:
+    import torch
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    from boxcaseg.data.coco import load_json
+    from boxcaseg.proxy import iter_proxy_masks
+    from boxcaseg.training import load_config
+
+    data = tiny_demo(tmp / "proxy", image_size=256, max_object_size=120)
+    coco = load_json(data["train_boxes"])
+    init_default_scope("mmseg")
+    torch.manual_seed(0)
+    model = MODELS.build(load_config("seg/boxcaseg_hr48_voc.py").model).to(device()).eval()
+    n = sum(1 for a in coco["annotations"] if not a.get("iscrowd"))
+
+    def timed(bs: int) -> float:
+        list(iter_proxy_masks(model, coco, input_size=input_size, batch_size=bs, progress=False))
+        sync()
+        start = time.perf_counter()
+        list(iter_proxy_masks(model, coco, input_size=input_size, batch_size=bs, progress=False))
+        sync()
+        return time.perf_counter() - start
+
+    batched, single = timed(batch_size), timed(1)
+    return {"model": "HRNet-W48 (paper config)", "input_size": input_size, "instances": n,
+            "batch_size": batch_size, "batched_inst_per_s": round(n / batched, 2),
+            "batch1_inst_per_s": round(n / single, 2), "speedup": round(single / batched, 2),
+            "device": device(), "cuda_peak_mb": cuda_peak_mb()}
+
+
+def bench_merge(tmp: Path) -> dict[str, Any]:
+    from boxcaseg.data.importers import import_yolo_seg
+    from boxcaseg.masks import rle_encode, segmentation_to_mask
+    from boxcaseg.stages import merge_proxy_file
+
+    data = coco128_or_skip()
+    if data is None:
+        return {"skipped": f"coco128-seg not found at {COCO128}"}
+    coco, _ = import_yolo_seg(*data, "coco80", decode_images=False)
+    images = {img["id"]: img for img in coco["images"]}
+    for ann in coco["annotations"]:  # true masks as RLE stand in for raw proxy masks
+        img = images[ann["image_id"]]
+        ann["segmentation"] = rle_encode(segmentation_to_mask(ann["segmentation"], img["height"], img["width"]))
+    start = time.perf_counter()
+    merged = merge_proxy_file(coco, drop_threshold=0.95)
+    elapsed = time.perf_counter() - start
+    kept = sum(a["proxy_kept"] for a in merged["annotations"])
+    return {"images": len(coco["images"]), "instances": len(coco["annotations"]),
+            "seconds": round(elapsed, 3), "images_per_s": round(len(coco["images"]) / elapsed, 1),
+            "kept_fraction_of_true_masks": round(kept / len(coco["annotations"]), 3)}
+
+
+def bench_seg_train(tmp: Path, iters: int = 20, config: str = "seg/boxcaseg_hr18s_demo.py") -> dict[str, Any]:
+    import torch
+    from mmengine.runner import Runner
+
+    from boxcaseg.training import load_config
+
+    data = tiny_demo(tmp / "seg")
+    cfg = load_config(config, {"train_cfg.max_iters": iters, "default_hooks.logger.interval": 1000,
+                               "default_hooks.checkpoint.interval": 10**6,
+                               "custom_hooks": []})
+    cfg.train_dataloader.dataset.ann_file = str(data["train_boxes"])
+    cfg.train_dataloader.dataset.salient_file = str(data["salient"])
+    cfg.work_dir = str(tmp / "seg_work")
+    runner = Runner.from_cfg(cfg)
+    batch_size = cfg.train_dataloader.batch_size
+    model, optim = runner.model, runner.build_optim_wrapper(cfg.optim_wrapper)
+    loader = runner.build_dataloader(cfg.train_dataloader)
+    it = iter(loader)
+    batch = next(it)
+    for _ in range(3):  # warm-up
+        model.train_step(batch, optim)
+    sync()
+    start = time.perf_counter()
+    for _ in range(iters):
+        model.train_step(batch, optim)
+    sync()
+    raw = iters / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for _ in range(iters):
+        model.train_step(next(it), optim)
+    sync()
+    full = iters / (time.perf_counter() - start)
+    return {"config": config, "batch_size": batch_size, "raw_fwd_bwd_it_per_s": round(raw, 3),
+            "full_pipeline_it_per_s": round(full, 3), "overhead_ratio": round(raw / full, 3),
+            "num_workers": cfg.train_dataloader.num_workers, "device": device(),
+            "peak_rss_mb": round(peak_rss_mb()), "cuda_peak_mb": cuda_peak_mb()}
+
+
+def bench_det_train(tmp: Path, iters: int = 20, config: str = "det/maskrcnn_r18_fpn_demo.py") -> dict[str, Any]:
+    from mmengine.runner import Runner
+
+    from boxcaseg.training import dataset_fields, load_config
+
+    data = tiny_demo(tmp / "det")
+    cfg = load_config(config, {"train_cfg.max_iters": iters})
+    cfg.train_dataloader.dataset.update(dataset_fields(str(data["train_gt"])))
+    for head in ("bbox_head", "mask_head"):
+        cfg.model.roi_head[head].num_classes = 4
+    cfg.work_dir = str(tmp / "det_work")
+    runner = Runner.from_cfg(cfg)
+    model, optim = runner.model, runner.build_optim_wrapper(cfg.optim_wrapper)
+    it = iter(runner.build_dataloader(cfg.train_dataloader))
+    for _ in range(3):
+        model.train_step(next(it), optim)
+    sync()
+    start = time.perf_counter()
+    for _ in range(iters):
+        model.train_step(next(it), optim)
+    sync()
+    elapsed = time.perf_counter() - start
+    bs = cfg.train_dataloader.batch_size
+    return {"config": config, "batch_size": bs, "it_per_s": round(iters / elapsed, 3),
+            "images_per_s": round(iters * bs / elapsed, 2), "device": device(),
+            "peak_rss_mb": round(peak_rss_mb()), "cuda_peak_mb": cuda_peak_mb()}
+
+
+def bench_demo_dag(results: Path) -> dict[str, Any]:
+    files = sorted((results / "benchmarks").glob("*.tsv"))
+    if not files:
+        return {"skipped": f"no Snakemake benchmark files under {results}/benchmarks (run `make demo`)"}
+    stages = {}
+    for path in files:
+        header, values = path.read_text().splitlines()[:2]
+        row = dict(zip(header.split("\t"), values.split("\t")))
+        stages[path.stem] = {"seconds": round(float(row["s"]), 1),
+                             "max_rss_mb": round(float(row["max_rss"])) if row["max_rss"] != "NA" else None}
+    return {"stages": stages, "sum_of_stage_seconds": round(sum(s["seconds"] for s in stages.values()), 1)}
+
+
+BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
+    "import": bench_import, "proxy": bench_proxy, "merge": bench_merge,
+    "seg_train": bench_seg_train, "det_train": bench_det_train,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", choices=[*BENCHMARKS, "demo_dag"])
+    parser.add_argument("--json", default="benchmark_results.json")
+    parser.add_argument("--demo-results", default=str(REPO / "results/demo"))
+    parser.add_argument("--proxy-batch-size", type=int, default=32)
+    args = parser.parse_args()
+    names = args.only or [*BENCHMARKS, "demo_dag"]
+    results: dict[str, Any] = {"machine": {"python": platform.python_version(),
+                                           "cpus": os.cpu_count(), "device": None}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            print(f"== {name}", flush=True)
+            start = time.perf_counter()
+            if name == "demo_dag":
+                out = bench_demo_dag(Path(args.demo_results))
+            elif name == "proxy":
+                out = bench_proxy(Path(tmp), batch_size=args.proxy_batch_size)
+            else:
+                out = BENCHMARKS[name](Path(tmp))
+            out["bench_seconds"] = round(time.perf_counter() - start, 1)
+            results[name] = out
+            print(json.dumps(out, indent=1), flush=True)
+    results["machine"]["device"] = device()
+    Path(args.json).write_text(json.dumps(results, indent=1))
+    print(f"\nwritten to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

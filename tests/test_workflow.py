@@ -1,0 +1,184 @@
+"""The workflow as a user runs it: snakemake's own CLI on a tiny configuration.
+
+One interrupted-then-resumed run of the whole DAG (module fixture), then checks on what it
+produced, on what a config edit reruns (from snakemake's own dry-run output), and on the
+report. Dry-run and lint of the shipped config are quick and run always.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+
+TINY_CONFIG = {
+    "run_name": "tiny",
+    "data": {"source": "demo"},
+    "demo": {"seed": 3, "image_size": 64, "train_images": 6, "val_images": 3, "salient_images": 6,
+             "min_object_size": 14, "max_object_size": 30},
+    "segmentation": {"max_iters": 200, "batch_size": 4, "box_per_batch": 2, "num_workers": 0,
+                     "cfg_options": {"default_hooks.checkpoint.interval": 20,
+                                     "default_hooks.logger.interval": 10}},
+    "proxy": {"batch_size": 8, "num_workers": 0},
+    "merge": {"overlay_images": 2},
+    "detection": {"max_iters": 4, "batch_size": 2, "num_workers": 0,
+                  "cfg_options": {"test_dataloader.num_workers": 0,
+                                  "default_hooks.checkpoint.interval": 2}},
+}
+
+
+def run_snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run([*SNAKEMAKE, "-d", str(workdir), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def planned_jobs(output: str) -> list[str]:
+    """`rule[variant]` for every job of a dry run, from snakemake's own listing."""
+    jobs = []
+    for block in re.split(r"\n(?=rule \w+:)", output):
+        match = re.match(r"rule (\w+):", block)
+        if not match or match.group(1) == "all":
+            continue
+        variant = re.search(r"wildcards: variant=(\w+)", block)
+        jobs.append(match.group(1) + (f"[{variant.group(1)}]" if variant else ""))
+    return sorted(jobs)
+
+
+def test_dry_run_and_lint_of_the_shipped_config(tmp_path):
+    dry = run_snakemake(REPO, "-n", "--cores", "2", timeout=300)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    jobs = planned_jobs(dry.stdout + dry.stderr)
+    if jobs:  # on a clean clone nothing has run yet: the whole DAG is planned
+        assert set(jobs) <= {"demo_dataset", "prepare_data", "train_segmentation", "proxy_masks",
+                             "merge_drop", "box_masks", "summary",
+                             *(f"{r}[{v}]" for r in ("train_detection", "evaluate_detection")
+                               for v in ("weak", "full", "box"))}
+    lint = run_snakemake(REPO, "--lint", timeout=300)
+    assert lint.returncode == 0
+    assert "Congratulations, your workflow is in a good condition!" in lint.stdout + lint.stderr
+
+
+def test_invalid_config_is_refused_by_the_schema(tmp_path):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "merge": {"drop_threshold": 2}}))
+    result = run_snakemake(tmp_path, "-n", timeout=300)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "drop_threshold" in output and "2 is greater than the maximum of 1" in output
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The whole DAG on the tiny config, with the segmentation job killed midway once."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    first = subprocess.Popen([*SNAKEMAKE, "-d", str(workdir), "--cores", "2"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    seg_work = workdir / "results/tiny/segmentation/work"
+    deadline = time.time() + 600
+    while not (seg_work / "last_checkpoint").exists():
+        assert first.poll() is None, "the workflow ended before it could be interrupted:\n" + first.stdout.read()[-3000:]
+        assert time.time() < deadline
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)  # the whole job tree, as a crash or a scheduler would
+    first.wait()
+    interrupted_at = Path((seg_work / "last_checkpoint").read_text().strip()).name
+    second = run_snakemake(workdir, "--cores", "2")
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
+    return {"dir": workdir, "out": workdir / "results/tiny", "interrupted_at": interrupted_at,
+            "second": second.stdout + second.stderr}
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_and_earlier_stages_are_not_rerun(tiny_run):
+    log = tiny_run["second"]
+    assert "rule train_segmentation:" in log
+    assert "rule demo_dataset:" not in log and "rule prepare_data:" not in log
+    seg_log = (tiny_run["out"] / "logs/train_segmentation.log").read_text()
+    iteration = int(re.search(r"iter_(\d+)", tiny_run["interrupted_at"]).group(1))
+    assert f"resumed epoch: 0, iter: {iteration}" in seg_log
+    assert "Iter(train) [ 10/200]" not in seg_log or iteration < 10
+
+
+@pytest.mark.slow
+def test_run_produces_every_stage_output(tiny_run):
+    from pycocotools.coco import COCO
+
+    from boxcaseg.metrics import coco_evaluate
+
+    out = tiny_run["out"]
+    for rel in ("data/train.boxes.json", "data/val.gt.json", "data/dataset_summary.png",
+                "segmentation/final.pth", "segmentation/loss_curve.png", "proxy/proxy_masks.json",
+                "proxy/overlays.png", "summary/results.md", "summary/ap_table.png"):
+        assert (out / rel).is_file() and (out / rel).stat().st_size > 0, rel
+    assert "segmentation" not in (out / "data/train.boxes.json").read_text()
+    proxy = COCO(str(out / "proxy/proxy_masks.json"))
+    assert all("confidence" in a and "segmentation" in a for a in proxy.anns.values())
+    seg = json.loads((out / "segmentation/miou_star.json").read_text())
+    assert 0 <= seg["model"]["miou_star"] <= 1
+    for variant in ("weak", "full", "box"):
+        metrics = json.loads((out / f"detection/{variant}/metrics.json").read_text())
+        # the results file is a COCO results file pycocotools accepts: re-score it
+        again = coco_evaluate(str(out / "data/val.gt.json"), metrics["predictions"]["segm"], "segm")
+        assert again == metrics["segm"]
+    summary = json.loads((out / "summary/results.json").read_text())
+    assert [row["model"] for row in summary["ap"]] == [
+        "BoxCaseg (proxy masks)", "fully supervised (true masks)", "box as mask"]
+    for name in ("train_segmentation", "proxy_masks", "train_detection_weak"):
+        assert (out / f"benchmarks/{name}.tsv").read_text().startswith("s\t")
+
+
+@pytest.mark.slow
+def test_nothing_to_do_after_a_complete_run(tiny_run):
+    dry = run_snakemake(tiny_run["dir"], "-n", "--cores", "2")
+    assert dry.returncode == 0
+    assert planned_jobs(dry.stdout + dry.stderr) == []
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("section, key, value, expected", [
+    ("merge", "drop_threshold", 0.9,
+     ["evaluate_detection[weak]", "merge_drop", "summary", "train_detection[weak]"]),
+    ("proxy", "threshold", 0.4,
+     ["evaluate_detection[weak]", "merge_drop", "proxy_masks", "summary", "train_detection[weak]"]),
+    ("segmentation", "lr", 0.01,
+     ["evaluate_detection[weak]", "merge_drop", "proxy_masks", "summary", "train_detection[weak]",
+      "train_segmentation"]),
+    ("detection", "lr", 0.01,
+     ["evaluate_detection[box]", "evaluate_detection[full]", "evaluate_detection[weak]", "summary",
+      "train_detection[box]", "train_detection[full]", "train_detection[weak]"]),
+])
+def test_a_config_edit_reruns_exactly_its_stage_and_descendants(tiny_run, tmp_path, section, key,
+                                                                value, expected):
+    edited = json.loads(json.dumps(TINY_CONFIG))
+    edited.setdefault(section, {})[key] = value
+    config = tmp_path / "edited.yaml"
+    config.write_text(yaml.safe_dump(edited))
+    dry = run_snakemake(tiny_run["dir"], "-n", "--cores", "2", "--configfile", str(config))
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert planned_jobs(dry.stdout + dry.stderr) == expected
+
+
+@pytest.mark.slow
+def test_html_report(tiny_run):
+    report = tiny_run["out"] / "report.html"
+    result = run_snakemake(tiny_run["dir"], "--report", str(report))
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = report.read_text(errors="replace")
+    assert report.stat().st_size > 10_000
+    for name in ("overlays.png", "ap_table.png", "loss_curve.png", "dataset_summary.png"):
+        assert name in html
