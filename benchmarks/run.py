@@ -71,11 +71,11 @@ def coco128_or_skip() -> tuple[Path, Path] | None:
 def tiny_demo(root: Path, **kw: Any) -> dict[str, Path]:
     from boxcaseg.data.prepare import prepare_dataset
     from boxcaseg.data.synthetic import DemoSpec, write_demo_dataset
-    from boxcaseg.workflow import demo_data_config
+    from boxcaseg.workflow import generated_data_config
 
     spec = DemoSpec(**{"train_images": 40, "val_images": 4, "salient_images": 40, **kw})
     write_demo_dataset(root / "demo", spec)
-    prepare_dataset(demo_data_config(str(root / "demo")), root / "data")
+    prepare_dataset(generated_data_config(root / "demo"), root / "data")
     return {"train_boxes": root / "data/train.boxes.json", "train_gt": root / "data/train.gt.json",
             "salient": root / "data/salient.json"}
 

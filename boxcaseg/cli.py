@@ -60,20 +60,38 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     out = Path(args.out_dir)
     if out.exists():  # a directory() output: regenerate from scratch, no stale images
         shutil.rmtree(out)
-    paths = write_demo_dataset(out, spec, progress=lambda it: tqdm(it, desc="demo images",
-                                                                    mininterval=2.0))
-    print(json.dumps(paths, indent=1))
+    manifest = write_demo_dataset(out, spec, progress=lambda it: tqdm(it, desc="demo images",
+                                                                       mininterval=2.0))
+    print(json.dumps(manifest, indent=1))
+    return 0
+
+
+def cmd_derive(args: argparse.Namespace) -> int:
+    from boxcaseg.data.derive import DeriveSpec, derive_sets
+    from boxcaseg.data.prepare import import_box_split
+
+    section = _section(args.section)
+    source = {k: section[k] for k in ("format", "annotations", "images", "labels", "root",
+                                      "split", "names") if k in section}
+    coco, report = import_box_split(source, strict=False, decode_images=True)
+    report.raise_if_errors()
+    spec = DeriveSpec(**{k: section[k] for k in DeriveSpec.__dataclass_fields__ if k in section})
+    out = Path(args.out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    manifest = derive_sets(coco, out, spec)
+    print(json.dumps(manifest["counts"], indent=1))
     return 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from boxcaseg.data.prepare import prepare_dataset
     from boxcaseg.figures import dataset_summary
-    from boxcaseg.workflow import demo_data_config
+    from boxcaseg.workflow import generated_data_config
 
     section = _section(args.section)
-    if args.demo_dir:
-        section = {**section, **demo_data_config(args.demo_dir)}
+    if args.generated:
+        section = {**section, **generated_data_config(args.generated)}
     if "train" not in section.get("splits", {}):
         raise DataError("data.splits needs a 'train' entry (see schemas/config.schema.yaml)")
     summary = prepare_dataset(section, args.out_dir)
@@ -235,10 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--section", help="the config's `demo` section as JSON")
     p.add_argument("--out-dir", required=True)
 
+    p = add("derive", cmd_derive, "split one dataset into a box set and a disjoint salient set")
+    p.add_argument("--section", required=True, help="the config's `data.derive` section as JSON")
+    p.add_argument("--out-dir", required=True)
+
     p = add("prepare", cmd_prepare, "Stage 1: import, validate and split a dataset")
     p.add_argument("--section", required=True, help="the config's `data` section as JSON")
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--demo-dir", help="import the generated demo dataset from here")
+    p.add_argument("--generated", help="import a generated dataset (demo or derived) from here")
     p.add_argument("--require-train-masks", action="store_true")
     p.add_argument("--figure", help="dataset summary PNG")
 

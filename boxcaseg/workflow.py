@@ -7,6 +7,7 @@ the section's shortcuts into dotted overrides of the mmseg / mmdet config. ``nul
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -54,14 +55,10 @@ def detection_options(section: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
-def demo_data_config(demo_dir: str) -> dict[str, Any]:
-    """The ``data`` section that imports the generated demo dataset like any user dataset."""
-    return {
-        "splits": {
-            "train": {"format": "coco", "annotations": f"{demo_dir}/annotations/train.json",
-                      "images": f"{demo_dir}/images/train"},
-            "val": {"format": "coco", "annotations": f"{demo_dir}/annotations/val.json",
-                    "images": f"{demo_dir}/images/val"},
-        },
-        "salient": {"format": "duts", "root": f"{demo_dir}/salient"},
-    }
+def generated_data_config(generated_dir: str | Path) -> dict[str, Any]:
+    """The ``data`` section (splits + salient) that imports a generated dataset (the demo, or
+    sets derived from one dataset), read from the ``manifest.json`` its generator wrote."""
+    from boxcaseg.data.coco import load_json
+
+    manifest = load_json(Path(generated_dir) / "manifest.json")
+    return {"splits": manifest["splits"], "salient": manifest["salient"]}

@@ -6,9 +6,11 @@ import sys
 
 RUN = config["run_name"]
 OUT = f"results/{RUN}"
-DEMO_DIR = f"resources/{RUN}/demo"
+SOURCE = config["data"]["source"]
+# demo: the embedded dataset is generated here; derive: box + salient sets derived from one dataset
+GENERATED_DIR = {"demo": f"resources/{RUN}/demo", "derive": f"resources/{RUN}/derived"}.get(SOURCE)
 VARIANTS = config["detection"]["variants"]
-HAS_VAL = config["data"]["source"] == "demo" or "val" in config["data"]["splits"]
+HAS_VAL = SOURCE in ("demo", "derive") or "val" in config["data"]["splits"]
 
 
 def out(path):
@@ -83,10 +85,14 @@ def final_targets():
 
 
 def prepare_inputs(wildcards):
-    if config["data"]["source"] == "demo":
-        return [DEMO_DIR]
-    files = [s["annotations"] for s in config["data"]["splits"].values() if "annotations" in s]
-    return files
+    if GENERATED_DIR:
+        return [GENERATED_DIR]
+    return [s["annotations"] for s in config["data"]["splits"].values() if "annotations" in s]
+
+
+def derive_inputs(wildcards):
+    source = config["data"].get("derive", {})
+    return [source["annotations"]] if "annotations" in source else []
 
 
 def prepare_outputs():

@@ -4,7 +4,7 @@
 
 rule demo_dataset:
     output:
-        directory(DEMO_DIR),
+        directory(f"resources/{RUN}/demo"),
     params:
         section=section("demo"),
         launch=launch("demo_dataset"),
@@ -18,6 +18,24 @@ rule demo_dataset:
         "{params.launch} demo-data --section {params.section:q} --out-dir {output} > {log} 2>&1"
 
 
+rule derive_dataset:
+    input:
+        derive_inputs,
+    output:
+        directory(f"resources/{RUN}/derived"),
+    params:
+        section=json.dumps(config["data"].get("derive", {}), sort_keys=True),
+        launch=launch("derive_dataset"),
+    conda:
+        "../envs/data.yaml"
+    log:
+        log_file("derive_dataset"),
+    benchmark:
+        bench_file("derive_dataset")
+    shell:
+        "{params.launch} derive --section {params.section:q} --out-dir {output} > {log} 2>&1"
+
+
 rule prepare_data:
     input:
         prepare_inputs,
@@ -27,7 +45,7 @@ rule prepare_data:
                       category="1. Data"),
     params:
         section=section("data"),
-        demo=f"--demo-dir {DEMO_DIR}" if config["data"]["source"] == "demo" else "",
+        generated=f"--generated {GENERATED_DIR}" if GENERATED_DIR else "",
         masks="--require-train-masks" if "full" in VARIANTS else "",
         out_dir=lambda wc, output: os.path.dirname(output.train),
         launch=launch("prepare_data"),
@@ -39,4 +57,4 @@ rule prepare_data:
         bench_file("prepare_data")
     shell:
         "{params.launch} prepare --section {params.section:q} --out-dir {params.out_dir} "
-        "{params.demo} {params.masks} --figure {output.figure} > {log} 2>&1"
+        "{params.generated} {params.masks} --figure {output.figure} > {log} 2>&1"

@@ -8,7 +8,7 @@ import pytest
 
 from boxcaseg.data.prepare import prepare_dataset
 from boxcaseg.data.synthetic import DemoSpec, write_demo_dataset
-from boxcaseg.workflow import demo_data_config
+from boxcaseg.workflow import generated_data_config
 
 TINY_DEMO = DemoSpec(seed=1, image_size=64, train_images=6, val_images=3, salient_images=6,
                      min_object_size=14, max_object_size=30)
@@ -19,7 +19,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Stage 1 outputs of a tiny demo dataset: train/val box and gt files, salient index."""
     root = tmp_path_factory.mktemp("tiny")
     write_demo_dataset(root / "demo", TINY_DEMO)
-    prepare_dataset(demo_data_config(str(root / "demo")), root / "data")
+    prepare_dataset(generated_data_config(root / "demo"), root / "data")
     data = root / "data"
     return {"root": root, "train_boxes": data / "train.boxes.json",
             "train_gt": data / "train.gt.json", "val_gt": data / "val.gt.json",

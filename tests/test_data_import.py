@@ -310,3 +310,39 @@ def test_prepare_writes_box_only_train_file_and_keeps_outputs_on_error(tmp_path)
     with pytest.raises(DataError, match="missing image file"):
         prepare_dataset(cfg, out)
     assert (out / "train.boxes.json").read_bytes() == before
+
+
+def test_derived_salient_set_is_disjoint_from_the_box_splits(tmp_path):
+    from boxcaseg.data.derive import DeriveSpec, derive_sets
+
+    images = tmp_path / "images"
+    anns, imgs = [], []
+    for k in range(6):
+        write_image(images / f"im{k}.png", 40, 30, value=20 * k)
+        imgs.append({"id": k + 1, "file_name": f"im{k}.png", "width": 40, "height": 30})
+        big = np.zeros((30, 40), bool)
+        big[5:25, 10:30] = True  # 400 px
+        anns.append({"id": 10 * k + 1, "image_id": k + 1, "category_id": 1, "bbox": [10, 5, 20, 20],
+                     "area": 400.0, "iscrowd": 0, "segmentation": rle_encode(big)})
+        if k % 2:  # odd images: a second object as large -> no dominant object
+            other = np.zeros((30, 40), bool)
+            other[0:20, 0:20] = True
+            anns.append({"id": 10 * k + 2, "image_id": k + 1, "category_id": 1,
+                         "bbox": [0, 0, 20, 20], "area": 400.0, "iscrowd": 0,
+                         "segmentation": rle_encode(other)})
+    coco = {"info": {"image_root": str(images)}, "images": imgs, "annotations": anns,
+            "categories": [{"id": 1, "name": "thing"}]}
+    manifest = derive_sets(coco, tmp_path / "out", DeriveSpec(val_fraction=0.5, salient_images=2,
+                                                             margin=0.0))
+    train = load_json(manifest["splits"]["train"]["annotations"])
+    val = load_json(manifest["splits"]["val"]["annotations"])
+    salient_stems = {p.stem for p in (tmp_path / "out/salient/DUTS-TR-Image").iterdir()}
+    box_stems = {Path(i["file_name"]).stem for i in train["images"] + val["images"]}
+    assert len(salient_stems) == 2 and not salient_stems & box_stems
+    assert salient_stems <= {"im0", "im2", "im4"}  # only images with a dominant object
+    assert len(box_stems) == 4 and len(train["images"]) == len(val["images"]) == 2
+    mask = np.asarray(Image.open(next((tmp_path / "out/salient/DUTS-TR-Mask").iterdir())))
+    assert mask.shape == (20, 20) and mask.min() == 255  # the crop is the object's box (margin 0)
+    index, report = import_duts(tmp_path / "out/salient")
+    report.raise_if_errors()
+    assert len(index["salient"]) == 2

@@ -201,11 +201,18 @@ def write_salient_set(out_dir: Path, count: int, spec: DemoSpec,
 
 def write_demo_dataset(out_dir: str | Path, spec: DemoSpec = DemoSpec(),
                        progress: Callable[[Any], Any] = iter) -> dict[str, str]:
-    """Write the whole demo dataset under ``out_dir``; returns the paths Stage 1 imports."""
+    """Write the whole demo dataset under ``out_dir``, with ``manifest.json``: the ``data``
+    config section that imports it (Stage 1 imports it like any user dataset)."""
     out_dir = Path(out_dir)
     train = write_box_split(out_dir, "train", spec.train_images, spec, progress)
     val = write_box_split(out_dir, "val", spec.val_images, spec, progress)
     salient = write_salient_set(out_dir, spec.salient_images, spec, progress)
-    return {"train_json": str(train), "train_images": str(out_dir / "images" / "train"),
-            "val_json": str(val), "val_images": str(out_dir / "images" / "val"),
-            "salient_root": str(salient)}
+    manifest = {
+        "splits": {
+            "train": {"format": "coco", "annotations": str(train), "images": str(out_dir / "images" / "train")},
+            "val": {"format": "coco", "annotations": str(val), "images": str(out_dir / "images" / "val")},
+        },
+        "salient": {"format": "duts", "root": str(salient)},
+    }
+    save_json(manifest, out_dir / "manifest.json", indent=1)
+    return manifest

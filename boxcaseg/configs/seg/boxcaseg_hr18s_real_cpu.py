@@ -1,0 +1,24 @@
+# Real photos on a CPU budget (the coco128-seg run, config/coco128.yaml): the demo's
+# HRNet-W18-small at 128 px crops, 8 box + 8 salient samples per batch, 1000 iterations,
+# from scratch (give model.pretrained an ImageNet HRNet-W18-small checkpoint to do better).
+_base_ = ['./boxcaseg_hr18s_demo.py']
+
+crop_size = 128
+salient_resize = 144
+infer_size = 128
+model = dict(data_preprocessor=dict(size=(crop_size, crop_size)))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='BoxCasegCrop', crop_size=crop_size, salient_resize=salient_resize,
+         center_shift=0.25, scale_range=(0.5, 1.5), flip_prob=0.5),
+    dict(type='PackSegInputs', meta_keys=('img_path', 'sample_kind', 'ori_shape', 'img_shape')),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+max_iters = 1000
+param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=0.0, begin=0, end=max_iters, by_epoch=False)]
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters + 1)
+default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=250))
+custom_hooks = [
+    dict(type='MIoUStarHook', ann_file=None, interval=0, input_size=infer_size, batch_size=32,
+         threshold=0.5),
+]
