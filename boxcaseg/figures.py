@@ -105,7 +105,7 @@ def proxy_overlays(proxy: Coco, out_png: str | Path, *, gt: Coco | None = None,
     for c in range(cols):
         axes[0, c].set_title(titles[c], fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
+    fig.savefig(out_png, dpi=72)
     plt.close(fig)
 
 

@@ -1,0 +1,76 @@
+"""The SLURM path against a REAL SLURM: the tiny workflow through
+`--workflow-profile profiles/slurm`, and the submitted jobs' resources checked with scontrol.
+
+Needs a running cluster: `sudo bash scripts/local_slurm.sh start` gives a single-node one on
+this machine (Debian's slurm-wlm + munge, loopback). Skipped when `sinfo` finds none.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.test_workflow import REPO, SNAKEMAKE, TINY_CONFIG
+
+
+def cluster_up() -> bool:
+    if not shutil.which("sinfo"):
+        return False
+    result = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    return result.returncode == 0 and bool(re.search(r"idle|mixed|allocated", result.stdout))
+
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not cluster_up(), reason="no SLURM cluster (scripts/local_slurm.sh start)")]
+
+RESOURCES = {
+    "default": {"threads": 1, "mem_mb": 1500, "runtime": 20},
+    "train_segmentation": {"threads": 2, "mem_mb": 3000, "runtime": 30, "gpu": 0},
+    "train_detection": {"threads": 2, "mem_mb": 2500, "runtime": 25, "gpu": 0},
+}
+
+
+def test_tiny_workflow_through_the_slurm_profile(tmp_path):
+    config = {**TINY_CONFIG, "run_name": "slurm",
+              "segmentation": {**TINY_CONFIG["segmentation"], "max_iters": 6},
+              "resources": RESOURCES}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        [*SNAKEMAKE, "-d", str(tmp_path), "--workflow-profile", str(REPO / "profiles/slurm"),
+         "--slurm-no-account", "--jobs", "4"],
+        capture_output=True, text=True, timeout=3600, env=env)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-5000:]
+    assert (tmp_path / "results/slurm/summary/results.json").is_file()
+
+    # which SLURM job ran which rule, from snakemake's own log
+    submitted = {}
+    for block in re.split(r"\n(?=rule \w+:)", log):
+        rule = re.match(r"rule (\w+):", block)
+        job = re.search(r"submitted with SLURM jobid (\d+)", block)
+        if rule and job:
+            submitted.setdefault(rule.group(1), []).append(job.group(1))
+    assert {"train_segmentation", "proxy_masks", "train_detection", "summary"} <= set(submitted)
+
+    def job_info(job_id: str) -> str:
+        return subprocess.run(["scontrol", "show", "job", job_id], capture_output=True,
+                              text=True, check=True).stdout
+
+    for rule, expected in (("train_segmentation", RESOURCES["train_segmentation"]),
+                           ("train_detection", RESOURCES["train_detection"]),
+                           ("summary", RESOURCES["default"])):
+        for job_id in submitted[rule]:
+            info = job_info(job_id)
+            assert "JobState=COMPLETED" in info, info
+            assert f"MinMemoryNode={expected['mem_mb']}M" in info, info
+            assert f"TimeLimit=00:{expected['runtime']:02d}:00" in info, info
+            assert re.search(rf"NumCPUs={expected['threads']}\b", info), info
+            assert "Partition=main" in info
