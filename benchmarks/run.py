@@ -262,8 +262,48 @@ def main() -> int:
             print(json.dumps(out, indent=1), flush=True)
     results["machine"]["device"] = device()
     Path(args.json).write_text(json.dumps(results, indent=1))
+    print("\n" + summary_table(results))
     print(f"\nwritten to {args.json}")
     return 0
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """The headline figures of whatever ran, one line each."""
+    rows: list[tuple[str, str]] = [("device", f"{results['machine']['device']}, "
+                                              f"{results['machine']['cpus']} CPUs")]
+
+    def add(name: str, key: str, label: str, unit: str = "") -> None:
+        bench = results.get(name) or {}
+        if "skipped" in bench:
+            rows.append((f"{name}", f"skipped: {bench['skipped']}"))
+        elif key in bench:
+            rows.append((label, f"{bench[key]}{unit}"))
+
+    imp = results.get("import") or {}
+    if "decode" in imp:
+        rows.append(("Stage 1 import + validation, coco128-seg (full decode)",
+                     f"{imp['decode']['images_per_s']} images/s"))
+    elif "skipped" in imp:
+        rows.append(("import", f"skipped: {imp['skipped']}"))
+    add("proxy", "batched_inst_per_s", "Stage 3 inference, batched", " instances/s")
+    add("proxy", "batch1_inst_per_s", "Stage 3 inference, batch-1 loop", " instances/s")
+    add("proxy", "speedup", "Stage 3 batched / batch-1", "x")
+    add("merge", "images_per_s", "Stage 4 merge + drop + RLE, coco128-seg", " images/s")
+    add("seg_train", "full_pipeline_it_per_s", "Stage 2 training, full data pipeline", " it/s")
+    add("seg_train", "raw_fwd_bwd_it_per_s", "Stage 2 training, raw forward+backward", " it/s")
+    add("seg_train", "overhead_ratio", "Stage 2 pipeline overhead (raw / full)", "x")
+    add("seg_train", "peak_rss_mb", "Stage 2 training peak RSS", " MB")
+    add("det_train", "images_per_s", "Stage 5 Mask R-CNN training", " images/s")
+    add("det_train", "peak_rss_mb", "Stage 5 training peak RSS", " MB")
+    dag = results.get("demo_dag") or {}
+    if "stages" in dag:
+        rows.append(("demo DAG, sum of stage wall times", f"{dag['sum_of_stage_seconds']} s"))
+        for stage, fig in dag["stages"].items():
+            rows.append((f"  {stage}", f"{fig['seconds']} s, peak RSS {fig['max_rss_mb']} MB"))
+    elif "skipped" in dag:
+        rows.append(("demo_dag", f"skipped: {dag['skipped']}"))
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,9 @@ def tiny_run(tmp_path_factory):
     os.killpg(first.pid, signal.SIGKILL)  # the whole job tree, as a crash or a scheduler would
     first.wait()
     interrupted_at = Path((seg_work / "last_checkpoint").read_text().strip()).name
+    # a killed snakemake leaves its lock behind: what a user does next
+    unlock = run_snakemake(workdir, "--unlock")
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
     second = run_snakemake(workdir, "--cores", "2")
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
     return {"dir": workdir, "out": workdir / "results/tiny", "interrupted_at": interrupted_at,
