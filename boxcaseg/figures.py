@@ -147,6 +147,7 @@ def results_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], out_pn
     table = ax.table(cellText=cells, colLabels=list(columns), loc="center", cellLoc="center")
     table.auto_set_font_size(False)
     table.set_fontsize(9)
+    table.auto_set_column_width(col=list(range(len(columns))))
     table.scale(1, 1.3)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()

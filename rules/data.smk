@@ -8,6 +8,10 @@ rule demo_dataset:
     params:
         section=section("demo"),
         launch=launch("demo_dataset"),
+    threads: resource("demo_dataset", "threads", 1)
+    resources:
+        mem_mb=resource("demo_dataset", "mem_mb"),
+        runtime=resource("demo_dataset", "runtime"),
     conda:
         "../envs/data.yaml"
     log:
@@ -26,6 +30,10 @@ rule derive_dataset:
     params:
         section=json.dumps(config["data"].get("derive", {}), sort_keys=True),
         launch=launch("derive_dataset"),
+    threads: resource("derive_dataset", "threads", 1)
+    resources:
+        mem_mb=resource("derive_dataset", "mem_mb"),
+        runtime=resource("derive_dataset", "runtime"),
     conda:
         "../envs/data.yaml"
     log:
@@ -49,6 +57,10 @@ rule prepare_data:
         masks="--require-train-masks" if "full" in VARIANTS else "",
         out_dir=lambda wc, output: os.path.dirname(output.train),
         launch=launch("prepare_data"),
+    threads: resource("prepare_data", "threads", 1)
+    resources:
+        mem_mb=resource("prepare_data", "mem_mb"),
+        runtime=resource("prepare_data", "runtime"),
     conda:
         "../envs/data.yaml"
     log:

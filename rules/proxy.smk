@@ -44,6 +44,10 @@ rule merge_drop:
         section=section("merge"),
         gt=lambda wc, input: f"--gt {input.gt}" if "gt" in input.keys() else "",
         launch=launch("merge_drop"),
+    threads: resource("merge_drop", "threads", 1)
+    resources:
+        mem_mb=resource("merge_drop", "mem_mb"),
+        runtime=resource("merge_drop", "runtime"),
     conda:
         "../envs/data.yaml"
     log:
@@ -63,6 +67,10 @@ rule box_masks:
         out("data/train.boxmask.json"),
     params:
         launch=launch("box_masks"),
+    threads: resource("box_masks", "threads", 1)
+    resources:
+        mem_mb=resource("box_masks", "mem_mb"),
+        runtime=resource("box_masks", "runtime"),
     conda:
         "../envs/data.yaml"
     log:

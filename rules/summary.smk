@@ -15,6 +15,10 @@ rule summary:
         metrics=" ".join(
             f"{v}={out(f'detection/{v}/metrics.json')}" for v in VARIANTS),
         launch=launch("summary"),
+    threads: resource("summary", "threads", 1)
+    resources:
+        mem_mb=resource("summary", "mem_mb"),
+        runtime=resource("summary", "runtime"),
     conda:
         "../envs/data.yaml"
     log:

@@ -51,13 +51,17 @@ def test_tiny_workflow_through_the_slurm_profile(tmp_path):
     assert result.returncode == 0, log[-5000:]
     assert (tmp_path / "results/slurm/summary/results.json").is_file()
 
-    # which SLURM job ran which rule, from snakemake's own log
-    submitted = {}
-    for block in re.split(r"\n(?=rule \w+:)", log):
-        rule = re.match(r"rule (\w+):", block)
-        job = re.search(r"submitted with SLURM jobid (\d+)", block)
+    # which SLURM job ran which rule, from snakemake's own log: "rule X: ... jobid: N" and
+    # "Job N has been submitted with SLURM jobid M"
+    rule_of_job = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", log):
+        rule = re.match(r"(?:local)?rule (\w+):", block)
+        job = re.search(r"^\s+jobid: (\d+)", block, re.M)
         if rule and job:
-            submitted.setdefault(rule.group(1), []).append(job.group(1))
+            rule_of_job[job.group(1)] = rule.group(1)
+    submitted = {}
+    for job, slurm_id in re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log):
+        submitted.setdefault(rule_of_job[job], []).append(slurm_id)
     assert {"train_segmentation", "proxy_masks", "train_detection", "summary"} <= set(submitted)
 
     def job_info(job_id: str) -> str:
