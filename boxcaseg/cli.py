@@ -28,11 +28,24 @@ def _copy_atomic(src: str | Path, dst: str | Path) -> None:
     tmp.replace(dst)
 
 
-def _last_checkpoint(work_dir: str | Path) -> Path:
-    pointer = Path(work_dir) / "last_checkpoint"
-    if not pointer.is_file():
-        raise FileNotFoundError(f"{work_dir}: training wrote no checkpoint")
-    return Path(pointer.read_text().strip())
+def _publish_training(args: argparse.Namespace, curve_title: str) -> bool:
+    """After a training run, on the main process only: copy the work dir's last checkpoint to
+    the rule's output and draw the loss curve. False on the other ranks (they stop there)."""
+    from mmengine.dist import is_main_process
+    from mmengine.runner import find_latest_checkpoint
+
+    from boxcaseg.figures import loss_curves
+
+    if not is_main_process():
+        return False
+    if args.checkpoint_out:
+        checkpoint = find_latest_checkpoint(args.work_dir)
+        if checkpoint is None:
+            raise FileNotFoundError(f"{args.work_dir}: training wrote no checkpoint")
+        _copy_atomic(checkpoint, args.checkpoint_out)
+    if args.curve_out:
+        loss_curves(args.work_dir, args.curve_out, curve_title)
+    return True
 
 
 # --- subcommands ------------------------------------------------------------------------------
@@ -108,7 +121,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_train_seg(args: argparse.Namespace) -> int:
     from boxcaseg.data.coco import load_json, save_json
-    from boxcaseg.figures import loss_curves
     from boxcaseg.training import train_segmentation
     from boxcaseg.workflow import segmentation_options
 
@@ -117,18 +129,12 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
     train_segmentation(
         section.get("config", args.config), args.work_dir, train_ann=args.train,
         salient_file=args.salient, val_gt=args.val, cfg_options=options, launcher=args.launcher)
-    from mmengine.dist import is_main_process
-
-    if not is_main_process():
+    if not _publish_training(args, "Stage 2: class-agnostic segmentation losses"):
         return 0
-    if args.checkpoint_out:
-        _copy_atomic(_last_checkpoint(args.work_dir), args.checkpoint_out)
     if args.metrics_out:
         miou_file = Path(args.work_dir) / "miou_star.json"
         metrics = load_json(miou_file)["final"] if miou_file.is_file() else {"note": "no val split"}
         save_json(metrics, args.metrics_out, indent=1)
-    if args.curve_out:
-        loss_curves(args.work_dir, args.curve_out, "Stage 2: class-agnostic segmentation losses")
     return 0
 
 
@@ -189,7 +195,6 @@ def cmd_box_masks(args: argparse.Namespace) -> int:
 
 
 def cmd_train_det(args: argparse.Namespace) -> int:
-    from boxcaseg.figures import loss_curves
     from boxcaseg.training import train_detection
     from boxcaseg.workflow import detection_options
 
@@ -197,14 +202,7 @@ def cmd_train_det(args: argparse.Namespace) -> int:
     train_detection(section.get("config", args.config), args.work_dir, train_ann=args.train,
                     drop_threshold=args.drop_threshold, cfg_options=detection_options(section),
                     launcher=args.launcher)
-    from mmengine.dist import is_main_process
-
-    if not is_main_process():
-        return 0
-    if args.checkpoint_out:
-        _copy_atomic(_last_checkpoint(args.work_dir), args.checkpoint_out)
-    if args.curve_out:
-        loss_curves(args.work_dir, args.curve_out, f"Stage 5: Mask R-CNN losses ({args.title})")
+    _publish_training(args, f"Stage 5: Mask R-CNN losses ({args.title})")
     return 0
 
 

@@ -131,17 +131,20 @@ def dataset_summary(summary: dict[str, Any], out_png: str | Path) -> None:
     plt.close(fig)
 
 
+def format_cell(value: Any) -> str:
+    """A table cell as the Markdown summary and the PNG tables show it: floats to 2 decimals,
+    missing values as '-'."""
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
 def results_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], out_png: str | Path,
                   title: str) -> None:
     """A table as a picture (numbers rounded to 2 decimals, None shown as '-')."""
     plt = _plt()
 
-    def fmt(v: Any) -> str:
-        if v is None:
-            return "-"
-        return f"{v:.2f}" if isinstance(v, float) else str(v)
-
-    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
+    cells = [[format_cell(r.get(c)) for c in columns] for r in rows]
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(columns)), 0.5 + 0.4 * (len(rows) + 1)))
     ax.set_axis_off()
     table = ax.table(cellText=cells, colLabels=list(columns), loc="center", cellLoc="center")

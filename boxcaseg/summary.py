@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from boxcaseg.data.coco import load_json, save_json
-from boxcaseg.figures import results_table
+from boxcaseg.figures import format_cell, results_table
 
 VARIANT_NAMES = {"weak": "BoxCaseg (proxy masks)", "full": "fully supervised (true masks)",
                  "box": "box as mask"}
@@ -15,11 +15,8 @@ AP_COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
 def _markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    def fmt(v: Any) -> str:
-        return "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
-
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(format_cell(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
 
 
