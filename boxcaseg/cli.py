@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import shutil
 import sys
 from pathlib import Path
@@ -89,6 +90,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
     coco, report = import_box_split(source, strict=False, decode_images=True)
     report.raise_if_errors()
     spec = DeriveSpec(**{k: section[k] for k in DeriveSpec.__dataclass_fields__ if k in section})
+    spec = replace(spec, keep_categories=tuple(spec.keep_categories))
     out = Path(args.out_dir)
     if out.exists():
         shutil.rmtree(out)
@@ -103,8 +105,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from boxcaseg.workflow import generated_data_config
 
     section = _section(args.section)
-    if args.generated:
-        section = {**section, **generated_data_config(args.generated)}
+    if args.generated:  # the generated sets, plus any salient sources the config names
+        section = {**section, **generated_data_config(args.generated, section.get("salient"))}
     if "train" not in section.get("splits", {}):
         raise DataError("data.splits needs a 'train' entry (see schemas/config.schema.yaml)")
     summary = prepare_dataset(section, args.out_dir)
@@ -141,13 +143,10 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
 def cmd_proxy(args: argparse.Namespace) -> int:
     from boxcaseg.stages import run_proxy_inference
 
-    from boxcaseg.training import inference_size
-
     section = _section(args.section)
     summary = run_proxy_inference(
-        args.config, args.checkpoint, args.boxes, args.out,
-        input_size=section.get("input_size") or inference_size(args.config),
-        batch_size=section.get("batch_size", 32),
+        args.checkpoint, args.boxes, args.out, config=args.config,
+        input_size=section.get("input_size"), batch_size=section.get("batch_size", 32),
         threshold=section.get("threshold", 0.5), num_workers=section.get("num_workers", 2))
     print(json.dumps(summary))
     return 0
@@ -176,6 +175,21 @@ def cmd_merge(args: argparse.Namespace) -> int:
         results_table(rows, list(rows[0]), args.table_out,
                       "proxy masks vs true masks (train split)" if quality else
                       "proxy masks (no true masks to compare with)")
+    print(json.dumps(summary, indent=1)[:4000])
+    return 0
+
+
+def cmd_grabcut(args: argparse.Namespace) -> int:
+    from boxcaseg.data.coco import load_json
+    from boxcaseg.grabcut import GrabCutSpec
+    from boxcaseg.stages import grabcut_raw_masks, run_merge
+
+    section = _section(args.section)
+    spec = GrabCutSpec(**{k: section[k] for k in GrabCutSpec.__dataclass_fields__ if k in section})
+    raw = grabcut_raw_masks(load_json(args.boxes), spec, threads=args.threads)
+    # merged and scored like the learned proxies; only empty masks are dropped (threshold 0)
+    summary = run_merge(raw, args.out, 0.0, gt_json=args.gt, quality_json=args.quality_out,
+                        description="GrabCut masks from the boxes (baseline), merged as in Stage 4")
     print(json.dumps(summary, indent=1)[:4000])
     return 0
 
@@ -228,7 +242,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     from boxcaseg.summary import summarize
 
     summarize(variant_metrics=dict(v.split("=", 1) for v in args.metrics or []),
-              seg_metrics=args.seg_metrics, proxy_quality=args.proxy_quality,
+              seg_metrics=args.seg_metrics,
+              quality_files=dict(v.split("=", 1) for v in args.quality or []),
               out_json=args.out_json, out_md=args.out_md, out_png=args.out_png)
     print(Path(args.out_md).read_text())
     return 0
@@ -283,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("proxy", cmd_proxy, "Stage 3: predict a proxy mask inside every training box")
     p.add_argument("--section", help="the config's `proxy` section as JSON")
-    p.add_argument("--config", required=True, help="the Stage 2 model config")
+    p.add_argument("--config", help="the Stage 2 model config, only for a checkpoint that "
+                   "stores none (mmengine's checkpoints store the config they were trained with)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--boxes", required=True, help="train.boxes.json of Stage 1")
     p.add_argument("--out", required=True)
@@ -296,6 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality-out")
     p.add_argument("--overlays-out")
     p.add_argument("--table-out")
+
+    p = add("grabcut", cmd_grabcut, "GrabCut baseline: a mask inside every box, merged and graded")
+    p.add_argument("--section", help="the config's `grabcut` section as JSON")
+    p.add_argument("--boxes", required=True, help="train.boxes.json of Stage 1")
+    p.add_argument("--out", required=True)
+    p.add_argument("--gt", help="train ground truth with masks (quality report), if any")
+    p.add_argument("--quality-out")
+    p.add_argument("--threads", type=int, default=1)
 
     p = add("box-masks", cmd_box_masks, "box-as-mask baseline: fill each box")
     p.add_argument("--boxes", required=True)
@@ -313,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("summarize", cmd_summarize, "the final table: weak vs full vs box-as-mask")
     p.add_argument("--metrics", nargs="*", help="VARIANT=metrics.json ...")
     p.add_argument("--seg-metrics")
-    p.add_argument("--proxy-quality")
+    p.add_argument("--quality", nargs="*", help="NAME=quality.json ... (proxy, grabcut)")
     p.add_argument("--out-json", required=True)
     p.add_argument("--out-md", required=True)
     p.add_argument("--out-png", required=True)

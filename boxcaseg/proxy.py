@@ -34,19 +34,6 @@ def minmax_normalize(probs: torch.Tensor) -> torch.Tensor:
     return torch.where(span > EPS, (probs - lo) / span.clamp(min=EPS), torch.zeros_like(probs))
 
 
-def load_segmentor(config: str, checkpoint: str | None, device: str | None = None) -> torch.nn.Module:
-    """A Stage 2 model from its config and checkpoint, in eval mode, on ``device`` (default:
-    the GPU when there is one, else the CPU)."""
-    from mmengine.model import revert_sync_batchnorm
-    from mmseg.apis import init_model
-
-    import boxcaseg.mm.seg  # noqa: F401  (registers the model; patches checkpoint loading)
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = init_model(config, checkpoint, device="cpu")
-    return revert_sync_batchnorm(model).to(device).eval()
-
-
 @dataclass
 class ImageCrops:
     image_id: int

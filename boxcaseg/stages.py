@@ -20,13 +20,18 @@ from boxcaseg.masks import box_to_mask, rle_decode, rle_encode, segmentation_to_
 from boxcaseg.merge import merge_and_score
 
 
-def run_proxy_inference(config: str, checkpoint: str, boxes_json: str, out_json: str, *,
-                        input_size: int = 320, batch_size: int = 16, threshold: float = 0.5,
-                        num_workers: int = 2, device: str | None = None) -> dict[str, Any]:
-    from boxcaseg.proxy import iter_proxy_masks, load_segmentor
+def run_proxy_inference(checkpoint: str, boxes_json: str, out_json: str, *,
+                        input_size: int | None = None, batch_size: int = 16,
+                        threshold: float = 0.5, num_workers: int = 2, device: str | None = None,
+                        config: str | None = None) -> dict[str, Any]:
+    """Stage 3 over a file. The model is the checkpoint's own (built from the config stored
+    in it); ``input_size`` None = that config's ``infer_size`` (what its mIoU* used)."""
+    from boxcaseg.mm.seg.model import load_segmentor
+    from boxcaseg.proxy import iter_proxy_masks
 
     coco = load_json(boxes_json)
-    model = load_segmentor(config, checkpoint, device)
+    model = load_segmentor(checkpoint, device, config=config)
+    input_size = input_size or int(model.cfg.get("infer_size", 320))
     masks_by_ann: dict[int, dict[str, Any]] = {}
     for _, ann_ids, masks in iter_proxy_masks(model, coco, input_size=input_size,
                                               batch_size=batch_size, threshold=threshold,
@@ -45,7 +50,8 @@ def run_proxy_inference(config: str, checkpoint: str, boxes_json: str, out_json:
             "device": str(next(model.parameters()).device)}
 
 
-def merge_proxy_file(raw: Coco, drop_threshold: float) -> Coco:
+def merge_proxy_file(raw: Coco, drop_threshold: float,
+                     description: str = "proxy masks (BoxCaseg Stage 4: merged, scored)") -> Coco:
     """Stage 4 over a whole file: merge per image, score, flag; returns the new COCO dict."""
     out = copy.deepcopy(raw)
     images = {img["id"]: img for img in out["images"]}
@@ -66,12 +72,13 @@ def merge_proxy_file(raw: Coco, drop_threshold: float) -> Coco:
         boxes = np.array([a["bbox"] for a in inst], dtype=np.float64)
         result = merge_and_score(masks, boxes, drop_threshold)
         for ann, mask, conf, kept in zip(inst, result.masks, result.confidence, result.kept):
+            # `area` stays the box's (Stage 1): mmdet's CocoDataset skips area <= 0, and an
+            # instance whose merged mask is empty must still train the RPN, box and class heads
             ann["segmentation"] = rle_encode(mask)
-            ann["area"] = float(mask.sum())
             ann["confidence"] = round(float(conf), 6)
             ann["proxy_kept"] = bool(kept)
     out.setdefault("info", {})["drop_threshold"] = drop_threshold
-    out["info"]["masks"] = "proxy masks (BoxCaseg Stage 4: merged, scored)"
+    out["info"]["masks"] = description
     return out
 
 
@@ -116,10 +123,13 @@ def proxy_quality(proxy: Coco, gt: Coco, drop_threshold: float) -> dict[str, Any
     }
 
 
-def run_merge(raw_json: str, out_json: str, drop_threshold: float, *,
-              gt_json: str | None = None, quality_json: str | None = None) -> dict[str, Any]:
-    raw = load_json(raw_json)
-    merged = merge_proxy_file(raw, drop_threshold)
+def run_merge(raw_json: str | Coco, out_json: str, drop_threshold: float, *,
+              gt_json: str | None = None, quality_json: str | None = None,
+              description: str | None = None) -> dict[str, Any]:
+    """Stage 4 on files: merge + score + flag ``raw_json`` (a path, or the dict itself), write
+    it, and grade it against the true masks when there are any."""
+    raw = load_json(raw_json) if isinstance(raw_json, (str, Path)) else raw_json
+    merged = merge_proxy_file(raw, drop_threshold, *([description] if description else []))
     save_json(merged, out_json)
     summary: dict[str, Any] = {
         "instances": sum(1 for a in merged["annotations"] if not a.get("iscrowd", 0)),
@@ -130,3 +140,36 @@ def run_merge(raw_json: str, out_json: str, drop_threshold: float, *,
     if quality_json:
         save_json(summary, quality_json, indent=1)
     return summary
+
+
+def grabcut_raw_masks(boxes: Coco, spec: Any, threads: int = 1) -> Coco:
+    """The box file with a GrabCut mask (RLE) for every non-crowd box; images in parallel
+    (OpenCV releases the GIL inside grabCut)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+    from tqdm import tqdm
+
+    from boxcaseg.data.coco import image_path
+    from boxcaseg.grabcut import grabcut_mask
+
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for ann in boxes["annotations"]:
+        if not ann.get("iscrowd", 0):
+            by_image.setdefault(ann["image_id"], []).append(ann)
+    images = [img for img in boxes["images"] if img["id"] in by_image]
+
+    def one_image(img: dict[str, Any]) -> dict[int, dict[str, Any]]:
+        pixels = cv2.imread(str(image_path(boxes, img)), cv2.IMREAD_COLOR)
+        if pixels is None:
+            raise FileNotFoundError(image_path(boxes, img))
+        return {a["id"]: rle_encode(grabcut_mask(pixels, a["bbox"], spec)) for a in by_image[img["id"]]}
+
+    masks: dict[int, dict[str, Any]] = {}
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        for result in tqdm(pool.map(one_image, images), total=len(images), desc="grabcut",
+                           unit="img", mininterval=2.0):
+            masks.update(result)
+    anns = [{**a, "segmentation": masks[a["id"]]} if a["id"] in masks else dict(a)
+            for a in boxes["annotations"]]
+    return {**boxes, "annotations": anns}

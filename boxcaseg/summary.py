@@ -10,7 +10,9 @@ from boxcaseg.data.coco import load_json, save_json
 from boxcaseg.figures import format_cell, results_table
 
 VARIANT_NAMES = {"weak": "BoxCaseg (proxy masks)", "full": "fully supervised (true masks)",
-                 "box": "box as mask"}
+                 "box": "box as mask", "grabcut": "GrabCut masks"}
+# train-split mask files graded against the true masks, by the name their quality file has
+QUALITY_NAMES = {"proxy": "proxy masks, train (mIoU*)", "grabcut": "GrabCut masks, train (mIoU*)"}
 AP_COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
@@ -20,8 +22,10 @@ def _markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def summarize(variant_metrics: dict[str, str], seg_metrics: str | None, proxy_quality: str | None,
-              out_json: str, out_md: str, out_png: str) -> dict[str, Any]:
+def summarize(variant_metrics: dict[str, str], seg_metrics: str | None,
+              quality_files: dict[str, str], out_json: str, out_md: str, out_png: str
+              ) -> dict[str, Any]:
+    """``quality_files``: name ('proxy', 'grabcut') -> the quality JSON of Stage 4's report."""
     ap_rows = []
     for variant, path in variant_metrics.items():
         metrics = load_json(path)
@@ -36,10 +40,10 @@ def summarize(variant_metrics: dict[str, str], seg_metrics: str | None, proxy_qu
             quality_rows.append({"masks": "salient head, val (mIoU*)",
                                  "mIoU*": seg["model"]["miou_star"] * 100,
                                  "box-as-mask mIoU*": seg["box_as_mask"]["miou_star"] * 100})
-    if proxy_quality and Path(proxy_quality).is_file():
-        quality = load_json(proxy_quality).get("quality") or {}
+    for name, path in quality_files.items():
+        quality = load_json(path).get("quality") or {} if Path(path).is_file() else {}
         if quality.get("instances"):
-            quality_rows.append({"masks": "proxy masks, train (mIoU*)",
+            quality_rows.append({"masks": QUALITY_NAMES.get(name, name),
                                  "mIoU*": quality["proxy"]["miou_star"] * 100,
                                  "box-as-mask mIoU*": quality["box_as_mask"]["miou_star"] * 100})
     ap_columns = ["model"] + [f"mask {k}" for k in AP_COLUMNS] + ["box AP"]

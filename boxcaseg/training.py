@@ -29,11 +29,6 @@ def resolve_config(config: str) -> str:
                             f"{sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob('*.py') if '_base_' not in p.parts and p.name != '__init__.py')})")
 
 
-def inference_size(config: str) -> int:
-    """The exact-box crop size a Stage 2 config infers at (its ``infer_size``, 320 if unset)."""
-    return int(load_config(config).get("infer_size", 320))
-
-
 def sync_schedule_end(cfg: Any, configured_max_iters: int | None) -> None:
     """Iteration-based schedules follow ``train_cfg.max_iters`` when it was overridden: a
     schedule that ended at the config's own max_iters ends at the new one, and its milestones
@@ -50,6 +45,33 @@ def sync_schedule_end(cfg: Any, configured_max_iters: int | None) -> None:
             sched["milestones"] = [max(1, round(m * ratio)) for m in sched["milestones"]]
     if cfg.train_cfg.get("val_interval", 0) > max_iters:
         cfg.train_cfg["val_interval"] = max_iters + 1
+
+
+def use_iteration_loop(cfg: Any, max_iters: int) -> None:
+    """Turn an epoch-based schedule (mmdet's ``1x``: 12 epochs, steps at 8 and 11) into an
+    iteration-based one of ``max_iters``: epoch-based scheduler bounds and milestones scale by
+    ``max_iters / max_epochs``, the sampler becomes infinite, checkpoints and logs count
+    iterations (as many checkpoints as there were epochs)."""
+    max_epochs = cfg.train_cfg.max_epochs
+    per_epoch = max_iters / max_epochs
+    cfg.train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters, val_interval=max_iters + 1)
+    for sched in cfg.get("param_scheduler") or []:
+        if not sched.get("by_epoch", True):
+            continue
+        sched["by_epoch"] = False
+        sched["begin"] = round(sched.get("begin", 0) * per_epoch)
+        if sched.get("end") is not None and sched["end"] <= max_epochs:
+            sched["end"] = min(max_iters, round(sched["end"] * per_epoch))
+        if "milestones" in sched:
+            sched["milestones"] = [max(1, round(m * per_epoch)) for m in sched["milestones"]]
+    cfg.train_dataloader.sampler = dict(type="InfiniteSampler", shuffle=True)
+    checkpoint = cfg.default_hooks.get("checkpoint")
+    if checkpoint is not None:
+        checkpoint.update(by_epoch=False,
+                          interval=max(1, round(checkpoint.get("interval", 1) * per_epoch)))
+    cfg.log_processor = dict(cfg.get("log_processor") or {}, by_epoch=False)
+    if cfg.default_hooks.get("logger") is not None:
+        cfg.default_hooks.logger["log_metric_by_epoch"] = False
 
 
 def has_checkpoint(work_dir: str | Path) -> bool:
@@ -82,11 +104,65 @@ def load_config(config: str, cfg_options: dict[str, Any] | None = None) -> Any:
     from mmengine.config import Config
 
     cfg = Config.fromfile(resolve_config(config))
-    configured_max_iters = (cfg.get("train_cfg") or {}).get("max_iters")
+    cfg_options = dict(cfg_options or {})
+    train_cfg = cfg.get("train_cfg") or {}
+    if "train_cfg.max_iters" in cfg_options and "max_epochs" in train_cfg:
+        # an iteration budget for an epoch-based config (e.g. det/maskrcnn_r101_fpn_1x_coco.py)
+        use_iteration_loop(cfg, int(cfg_options.pop("train_cfg.max_iters")))
+        train_cfg = cfg.train_cfg
+    configured_max_iters = train_cfg.get("max_iters")
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     sync_schedule_end(cfg, configured_max_iters)
     return cfg
+
+
+def launch_world_size(launcher: str) -> int:
+    """How many training processes the launch has, read before mmengine initialises them:
+    torchrun's ``WORLD_SIZE``, SLURM's ``SLURM_NTASKS``, else 1."""
+    if launcher == "pytorch":
+        return int(os.environ.get("WORLD_SIZE", 1))
+    if launcher == "slurm":
+        return int(os.environ.get("SLURM_NTASKS", 1))
+    return 1
+
+
+def apply_global_batch(cfg: Any, world_size: int) -> str | None:
+    """Per-process batch from the config's GLOBAL one (``global_batch_size``; the lr in the
+    config is the lr for that batch): ``global / world_size`` per process. When the global
+    batch does not divide, each process takes the next larger batch and the lr follows the
+    real global batch linearly (mmengine's ``auto_scale_lr``). A box:salient split
+    (``batch_sampler.box_per_batch``) is global too: the sampler gives each rank its share.
+    Returns the line to log; None for a config without ``global_batch_size`` (its
+    ``train_dataloader.batch_size`` is per process, the OpenMMLab convention)."""
+    global_batch = cfg.get("global_batch_size")
+    if not global_batch:
+        return None
+    per_process = -(-int(global_batch) // world_size)
+    cfg.train_dataloader.batch_size = per_process
+    cfg.auto_scale_lr = dict(enable=True, base_batch_size=int(global_batch))
+    real = per_process * world_size
+    lr = cfg.optim_wrapper.optimizer.get("lr")
+    line = (f"[boxcaseg] batch: global {global_batch} over {world_size} process(es) = "
+            f"{per_process} per process")
+    if real != global_batch:
+        line += (f"; {global_batch} does not divide, so the real global batch is {real} and the "
+                 f"lr follows it linearly: {lr} x {real}/{global_batch} = {lr * real / global_batch:g}")
+    else:
+        line += f"; lr {lr} (stated for global batch {global_batch}, unchanged)"
+    sampler = cfg.train_dataloader.get("batch_sampler") or {}
+    box = sampler.get("box_per_batch")
+    if box is not None:
+        shares = [box // world_size + (1 if r < box % world_size else 0) for r in range(world_size)]
+        line += (f"; box samples per global batch {box} (per process {shares}), salient "
+                 f"{real - box}")
+    return line
+
+
+def backbone_from_scratch(model_cfg: Any) -> bool:
+    init = model_cfg.get("backbone", {}).get("init_cfg") or {}
+    inits = init if isinstance(init, list) else [init]
+    return not any(i.get("type") == "Pretrained" for i in inits)
 
 
 def run_training(cfg: Any, work_dir: str | Path, *, launcher: str = "none",
@@ -97,7 +173,10 @@ def run_training(cfg: Any, work_dir: str | Path, *, launcher: str = "none",
 
     patch_mmengine_checkpoint_loading()
     work_dir = Path(work_dir).resolve()
-    claim_work_dir(cfg, work_dir)
+    claim_work_dir(cfg, work_dir)  # before the per-process batch: resuming on more GPUs is fine
+    batch_line = apply_global_batch(cfg, launch_world_size(launcher))
+    if batch_line and os.environ.get("RANK", "0") == "0":
+        print(batch_line, flush=True)
     cfg.work_dir = str(work_dir)
     cfg.launcher = launcher
     cfg.resume = bool(resume and has_checkpoint(work_dir))
@@ -150,6 +229,15 @@ def train_detection(config: str, work_dir: str | Path, *, train_ann: str,
     fields = dataset_fields(train_ann)
     cfg.train_dataloader.dataset.update(fields)
     _set_num_classes(cfg.model, len(fields["metainfo"]["classes"]))
+    backbone = cfg.model.backbone
+    if backbone_from_scratch(cfg.model) and (backbone.get("frozen_stages", -1) >= 0
+                                             or backbone.get("norm_eval", False)):
+        # mmdet's configs freeze the stem + layer1 and fix BN statistics: right for an
+        # ImageNet-initialised backbone, fatal for a random one
+        backbone.update(frozen_stages=-1, norm_eval=False)
+        print("[boxcaseg] detection backbone from scratch (no detection.pretrained): "
+              "frozen_stages=-1 and norm_eval=False (all stages and BN statistics train)",
+              flush=True)
     if drop_threshold is not None:
         cfg.model.roi_head.mask_head["drop_threshold"] = drop_threshold
     return run_training(cfg, work_dir, launcher=launcher, resume=resume)

@@ -26,7 +26,7 @@ def segmentation_options(section: dict[str, Any]) -> dict[str, Any]:
     """``segmentation`` section -> mmseg cfg_options."""
     opts: dict[str, Any] = {}
     _set(opts, "train_cfg.max_iters", section.get("max_iters"))
-    _set(opts, "train_dataloader.batch_size", section.get("batch_size"))
+    _set(opts, "global_batch_size", section.get("batch_size"))  # all GPUs together
     _set(opts, "train_dataloader.batch_sampler.box_per_batch", section.get("box_per_batch"))
     if section.get("uniform_mixing"):
         opts["train_dataloader.batch_sampler.box_per_batch"] = None
@@ -45,7 +45,7 @@ def detection_options(section: dict[str, Any]) -> dict[str, Any]:
     """``detection`` section -> mmdet cfg_options."""
     opts: dict[str, Any] = {}
     _set(opts, "train_cfg.max_iters", section.get("max_iters"))
-    _set(opts, "train_dataloader.batch_size", section.get("batch_size"))
+    _set(opts, "global_batch_size", section.get("batch_size"))  # all GPUs together
     _set(opts, "optim_wrapper.optimizer.lr", section.get("lr"))
     if section.get("pretrained"):
         opts["model.backbone.init_cfg"] = dict(type="Pretrained", checkpoint=section["pretrained"])
@@ -55,10 +55,21 @@ def detection_options(section: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
-def generated_data_config(generated_dir: str | Path) -> dict[str, Any]:
+def salient_sources(salient: dict[str, Any] | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """``data.salient`` as a list of sources (it may be one source, a list, or empty)."""
+    if not salient:
+        return []
+    return [salient] if isinstance(salient, dict) else list(salient)
+
+
+def generated_data_config(generated_dir: str | Path,
+                          extra_salient: dict[str, Any] | list[dict[str, Any]] | None = None
+                          ) -> dict[str, Any]:
     """The ``data`` section (splits + salient) that imports a generated dataset (the demo, or
-    sets derived from one dataset), read from the ``manifest.json`` its generator wrote."""
+    sets derived from one dataset), read from the ``manifest.json`` its generator wrote; the
+    config's own salient sources (``extra_salient``) come after the generated one."""
     from boxcaseg.data.coco import load_json
 
     manifest = load_json(Path(generated_dir) / "manifest.json")
-    return {"splits": manifest["splits"], "salient": manifest["salient"]}
+    return {"splits": manifest["splits"],
+            "salient": [manifest["salient"], *salient_sources(extra_salient)]}

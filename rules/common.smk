@@ -66,18 +66,49 @@ def model_config_file(config_name):
     return resolve_config(config_name)
 
 
+# Stage 5 variants: the masks file each Mask R-CNN trains on, and its drop threshold (the
+# mask head skips instances at or below it; files without confidences keep everything).
+VARIANT_FILES = {
+    "weak": "proxy/proxy_masks.json",  # BoxCaseg: the learned proxy masks
+    "full": "data/train.gt.json",  # true masks: the upper bound
+    "box": "data/train.boxmask.json",  # the box filled as mask
+    "grabcut": "proxy/grabcut_masks.json",  # GrabCut from each box, training-free
+}
+
+
 def variant_train_file(wildcards):
-    return {
-        "weak": out("proxy/proxy_masks.json"),
-        "full": out("data/train.gt.json"),
-        "box": out("data/train.boxmask.json"),
-    }[wildcards.variant]
+    return out(VARIANT_FILES[wildcards.variant])
+
+
+def variant_drop_option(wildcards):
+    if wildcards.variant == "weak":
+        return f"--drop-threshold {config['merge']['drop_threshold']}"
+    if wildcards.variant == "grabcut":  # no drop: only empty (fully overwritten) masks
+        return "--drop-threshold 0.0"
+    return ""
+
+
+def quality_files():
+    """Train-split mask quality reports the summary shows, by name."""
+    files = {"proxy": out("proxy/quality.json")}
+    if "grabcut" in VARIANTS:
+        files["grabcut"] = out("proxy/grabcut_quality.json")
+    return files
+
+
+def grabcut_inputs(wildcards):
+    files = {"boxes": out("data/train.boxes.json")}
+    if "full" in VARIANTS:  # the train split's true masks exist: grade the GrabCut masks
+        files["gt"] = out("data/train.gt.json")
+    return files
 
 
 def final_targets():
     targets = [out("data/dataset_summary.png"), out("proxy/proxy_masks.json"),
                out("proxy/quality.json"), out("proxy/overlays.png"),
                out("segmentation/loss_curve.png")]
+    if "grabcut" in VARIANTS:
+        targets.append(out("proxy/grabcut_quality.json"))
     targets += expand(out("detection/{variant}/final.pth"), variant=VARIANTS)
     if HAS_VAL:
         targets += [out("summary/results.md"), out("summary/ap_table.png")]

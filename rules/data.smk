@@ -28,7 +28,10 @@ rule derive_dataset:
     output:
         directory(f"resources/{RUN}/derived"),
     params:
-        section=json.dumps(config["data"].get("derive", {}), sort_keys=True),
+        # data.categories: images of those classes stay in the box splits
+        section=json.dumps({**config["data"].get("derive", {}),
+                            "keep_categories": config["data"].get("categories") or []},
+                           sort_keys=True),
         launch=launch("derive_dataset"),
     threads: resource("derive_dataset", "threads", 1)
     resources:

@@ -1,5 +1,6 @@
 # Stage 5: Mask R-CNN (mmdetection) trained per variant with the same config and budget:
-# weak = BoxCaseg proxy masks (drop-aware mask loss), full = true masks, box = box as mask.
+# weak = BoxCaseg proxy masks (drop-aware mask loss), full = true masks, box = box as mask,
+# grabcut = GrabCut masks from the boxes.
 # Then predictions on the val split, scored with pycocotools.
 
 
@@ -13,14 +14,13 @@ rule train_detection:
                      category="4. Mask R-CNN", subcategory="{variant}"),
     params:
         section=section("detection", exclude=("variants",)),
-        # only the weak variant has confidences: the others do not depend on the threshold
-        drop=lambda wc: f"--drop-threshold {config['merge']['drop_threshold']}"
-        if wc.variant == "weak" else "",
+        # only the weak variant depends on merge.drop_threshold
+        drop=variant_drop_option,
         work_dir=lambda wc: out(f"detection/{wc.variant}/work"),
         launch=launch("train_detection"),
         launcher=launcher_flag("train_detection"),
     wildcard_constraints:
-        variant="weak|full|box",
+        variant="|".join(VARIANT_FILES),
     threads: resource("train_detection", "threads", 1)
     resources:
         mem_mb=resource("train_detection", "mem_mb"),
@@ -54,7 +54,7 @@ rule evaluate_detection:
         launch=launch("evaluate_detection"),
         launcher=launcher_flag("evaluate_detection"),
     wildcard_constraints:
-        variant="weak|full|box",
+        variant="|".join(VARIANT_FILES),
     threads: resource("evaluate_detection", "threads", 1)
     resources:
         mem_mb=resource("evaluate_detection", "mem_mb"),

@@ -1,12 +1,13 @@
 # Stages 3 and 4: a proxy mask inside every training box (salient head), then merge and drop.
 # Split in two rules so that a change of the merge settings does not rerun inference.
+# Beside them the baselines' masks: GrabCut inside every box, the box filled as mask.
 
 
 rule proxy_masks:
     input:
+        # the model is built from the config stored in the checkpoint (overrides included)
         checkpoint=out("segmentation/final.pth"),
         boxes=out("data/train.boxes.json"),
-        model_config=model_config_file(config["segmentation"]["config"]),
     output:
         out("proxy/proxy_raw.json"),
     params:
@@ -26,7 +27,7 @@ rule proxy_masks:
     benchmark:
         bench_file("proxy_masks")
     shell:
-        "{params.launch} proxy --section {params.section:q} --config {input.model_config} "
+        "{params.launch} proxy --section {params.section:q} "
         "--checkpoint {input.checkpoint} --boxes {input.boxes} --out {output} > {log} 2>&1"
 
 
@@ -77,3 +78,28 @@ rule box_masks:
         log_file("box_masks"),
     shell:
         "{params.launch} box-masks --boxes {input} --out {output} > {log} 2>&1"
+
+
+rule grabcut_masks:
+    input:
+        unpack(grabcut_inputs),
+    output:
+        masks=out("proxy/grabcut_masks.json"),
+        quality=out("proxy/grabcut_quality.json"),
+    params:
+        section=section("grabcut"),
+        gt=lambda wc, input: f"--gt {input.gt}" if "gt" in input.keys() else "",
+        launch=launch("grabcut_masks"),
+    threads: resource("grabcut_masks", "threads", 1)
+    resources:
+        mem_mb=resource("grabcut_masks", "mem_mb"),
+        runtime=resource("grabcut_masks", "runtime"),
+    conda:
+        "../envs/data.yaml"
+    log:
+        log_file("grabcut_masks"),
+    benchmark:
+        bench_file("grabcut_masks")
+    shell:
+        "{params.launch} grabcut --section {params.section:q} --boxes {input.boxes} {params.gt} "
+        "--out {output.masks} --quality-out {output.quality} --threads {threads} > {log} 2>&1"

@@ -1,11 +1,11 @@
-# The run's headline: mask AP of weak vs full vs box-as-mask, with the mask quality figures.
+# The run's headline: mask AP of every variant, with the mask quality figures.
 
 
 rule summary:
     input:
         metrics=expand(out("detection/{variant}/metrics.json"), variant=VARIANTS),
         seg=out("segmentation/miou_star.json"),
-        quality=out("proxy/quality.json"),
+        quality=list(quality_files().values()),
     output:
         json=out("summary/results.json"),
         md=out("summary/results.md"),
@@ -14,6 +14,7 @@ rule summary:
     params:
         metrics=" ".join(
             f"{v}={out(f'detection/{v}/metrics.json')}" for v in VARIANTS),
+        quality=" ".join(f"{name}={path}" for name, path in quality_files().items()),
         launch=launch("summary"),
     threads: resource("summary", "threads", 1)
     resources:
@@ -25,5 +26,5 @@ rule summary:
         log_file("summary"),
     shell:
         "{params.launch} summarize --metrics {params.metrics} --seg-metrics {input.seg} "
-        "--proxy-quality {input.quality} --out-json {output.json} --out-md {output.md} "
+        "--quality {params.quality} --out-json {output.json} --out-md {output.md} "
         "--out-png {output.png} > {log} 2>&1"

@@ -22,31 +22,103 @@ from boxcaseg.training import load_config
 DEMO_CONFIG = "seg/boxcaseg_hr18s_demo.py"
 
 
-def test_transfer_head_learns_from_salient_loss_without_touching_box_classifier():
+def _head(alpha=0.6, **kwargs):
     torch.manual_seed(0)
-    head = BoxCasegHead(in_channels=[4, 4], channels=8, alpha=0.6)
-    feats = [torch.randn(2, 4, 8, 8), torch.randn(2, 4, 4, 4)]
-    box_logits, salient_logits = head(feats)
-    assert box_logits.shape == salient_logits.shape == (2, 1, 8, 8)
-    salient_logits.mean().backward()  # a loss on the salient output only
-    assert head.box_cls.weight.grad is None  # the box classifier's weights are detached
-    assert head.transfer_mlp[0].weight.grad.abs().sum() > 0
-    assert head.box_hidden.conv.weight.grad.abs().sum() > 0  # shared features still learn
-    assert head.fcn_cls.weight.grad.abs().sum() > 0
+    return BoxCasegHead(in_channels=[4, 4], channels=6, alpha=alpha, **kwargs)
+
+
+def _feats(n=4):
+    return [torch.randn(n, 4, 8, 8, requires_grad=True), torch.randn(n, 4, 4, 4)]
+
+
+def test_salient_loss_never_reaches_a_box_head_parameter():
+    """The published design: the transfer head regenerates both box-head convs from their
+    DETACHED weights and runs on the backbone features, so a loss on the salient output
+    trains the FCN head, both transfer MLPs, the transfer BN and the backbone, nothing of
+    the box head."""
+    head = _head()
+    feats = _feats()
+    salient = torch.tensor([False, True, False, True])
+    box_logits, salient_logits = head(feats, salient)
+    assert box_logits.shape == (4, 1, 8, 8) and salient_logits.shape == (2, 1, 8, 8)
+    salient_logits.square().mean().backward()  # a loss on the salient output only
+    # transfer1's bias (k * b + b0) sits right before the transfer BN, which cancels it in
+    # training: in the graph, but with a zero gradient (as in the authors' network)
+    before_bn = {"transfer_hidden.k", "transfer_hidden.b0"}
+    for name, param in head.named_parameters():
+        if name.startswith(("box_hidden.", "box_cls.")):
+            assert param.grad is None, f"salient loss reached the box head: {name}"
+        else:
+            assert param.grad is not None, f"{name} is not in the salient path"
+            assert name in before_bn or param.grad.abs().sum() > 0, f"{name} does not learn"
+    assert {n.split(".")[0] for n, _ in head.named_parameters()} == {
+        "box_hidden", "box_cls", "fcn_hidden", "fcn_cls", "transfer_hidden", "transfer_norm",
+        "transfer_cls"}
+    assert feats[0].grad.abs().sum() > 0  # the backbone learns from salient images
+
+
+def test_box_loss_trains_the_box_head_only_through_box_logits():
+    head = _head()
+    feats = _feats()
+    box_logits, _ = head(feats, torch.tensor([False, True, False, True]))
+    box_logits.mean().backward()
+    assert head.box_cls.weight.grad.abs().sum() > 0 and head.box_hidden.conv.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in head.salient_parameters())
+
+
+def test_transfer_path_regenerates_both_convs_from_the_box_head():
+    head = _head(alpha=0.0).eval()
+    x = head.fuse_inputs([f.detach() for f in _feats()])
+    w1 = head.transfer_hidden.mlp(head.box_hidden.conv.weight.flatten(1)).view_as(head.box_hidden.conv.weight)
+    b1 = head.transfer_hidden.k * head.box_hidden.conv.bias + head.transfer_hidden.b0
+    hidden = torch.relu(head.transfer_norm(torch.nn.functional.conv2d(x, w1, b1)))
+    w2 = head.transfer_cls.mlp(head.box_cls.weight.flatten(1)).view_as(head.box_cls.weight)
+    b2 = head.transfer_cls.k * head.box_cls.bias + head.transfer_cls.b0
+    expected = torch.nn.functional.conv2d(hidden, w2, b2)
+    assert torch.allclose(head.transfer_logits(x), expected, atol=1e-6)
+    # the MLP is applied to every output row: in -> 4 in -> in (720 -> 2880 -> 720 for W48)
+    assert head.transfer_hidden.mlp[0].weight.shape == (4 * 8, 8)
+    assert head.transfer_cls.mlp[0].weight.shape == (4 * 6, 6)
+    assert abs(float(head.transfer_hidden.mlp[0].weight.detach().std()) - 0.01) < 0.005  # N(0, 0.01)
 
 
 def test_salient_output_is_the_alpha_blend_of_fcn_and_transfer():
-    torch.manual_seed(0)
-    head = BoxCasegHead(in_channels=[3], channels=5, alpha=1.0).eval()
-    feats = [torch.randn(1, 3, 4, 4)]
-    _, fcn_only = head(feats)
-    assert torch.allclose(fcn_only, head.fcn_cls(head.fcn_hidden(feats[0])))
-    head.alpha = 0.0
-    _, transfer_only = head(feats)
-    w = head.transfer_mlp(head.box_cls.weight.flatten(1)).view_as(head.box_cls.weight)
-    b = head.transfer_k * head.box_cls.bias + head.transfer_b0
-    expected = torch.nn.functional.conv2d(head.box_hidden(feats[0]), w, b)
-    assert torch.allclose(transfer_only, expected, atol=1e-6)
+    head = _head(alpha=0.7).eval()
+    feats = [f.detach() for f in _feats()]
+    x = head.fuse_inputs(feats)
+    _, blended = head(feats)
+    fcn = head.fcn_cls(head.fcn_hidden(x))
+    assert torch.allclose(blended, 0.7 * fcn + 0.3 * head.transfer_logits(x), atol=1e-6)
+
+
+def test_salient_heads_batch_norm_sees_salient_samples_only():
+    head = _head().train()
+    feats = [f.detach() for f in _feats()]
+    salient = torch.tensor([False, True, False, True])
+    feats[0][~salient] += 100.0  # box crops with wildly different statistics
+    head(feats, salient)
+    alone = _head().train()
+    alone([f[salient] for f in feats])
+    for name in ("fcn_hidden.bn", "transfer_norm"):
+        ours, reference = head.get_submodule(name), alone.get_submodule(name)
+        assert torch.allclose(ours.running_mean, reference.running_mean, atol=1e-6), name
+        assert torch.allclose(ours.running_var, reference.running_var, atol=1e-5), name
+    assert not torch.allclose(head.box_hidden.bn.running_mean, alone.box_hidden.bn.running_mean)
+
+
+def test_a_batch_without_salient_samples_keeps_every_parameter_in_the_graph():
+    from boxcaseg.losses import salient_loss
+
+    head = _head().train()
+    before = head.fcn_hidden.bn.running_mean.clone()
+    box_logits, salient_logits = head(_feats(), torch.zeros(4, dtype=torch.bool))
+    assert salient_logits.shape[0] == 0
+    loss = box_logits.mean() + salient_loss(salient_logits, torch.zeros(0, 8, 8))
+    loss.backward()
+    # DDP needs a gradient (here zero) for every parameter; BN statistics are untouched
+    assert all(p.grad is not None for p in head.parameters())
+    assert all(torch.count_nonzero(p.grad) == 0 for p in head.salient_parameters())
+    assert torch.equal(head.fcn_hidden.bn.running_mean, before)
 
 
 def test_crop_transform_gives_box_label_and_salient_mask(tiny_data):

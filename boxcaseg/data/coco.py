@@ -138,6 +138,7 @@ def validate_coco(coco: Coco, root: str | Path, report: ValidationReport, *,
             continue
         images[img["id"]] = {**img, "width": width, "height": height}
 
+    listed_image_ids = {img.get("id") for img in coco["images"]}
     seen_ann_ids: set[Any] = set()
     annotations = []
     for ann in coco["annotations"]:
@@ -152,7 +153,7 @@ def validate_coco(coco: Coco, root: str | Path, report: ValidationReport, *,
             continue
         img = images.get(ann.get("image_id"))
         if img is None:
-            if not any(i.get("id") == ann.get("image_id") for i in coco["images"]):
+            if ann.get("image_id") not in listed_image_ids:
                 report.error(source_file, item, "refers to an image id not in 'images'")
             continue  # the image itself already produced an error
         box = _check_box(report, source_file, item, ann.get("bbox"), img["width"], img["height"])

@@ -33,6 +33,9 @@ class DeriveSpec:
     dominance: float = 2.0  # ... and is at least this many times larger than the next one
     margin: float = 0.15  # salient crop: the object's box grown by this fraction per side
     seed: int = 0
+    # data.categories: images holding any of these classes are kept for the box splits (never
+    # a salient source), so a class-filtered run loses none of its images to the salient set
+    keep_categories: tuple[str, ...] = ()
 
 
 def dominant_instance(coco: Coco, image: dict[str, Any], spec: DeriveSpec) -> dict[str, Any] | None:
@@ -60,8 +63,10 @@ def derive_sets(coco: Coco, out_dir: str | Path, spec: DeriveSpec = DeriveSpec()
     """Split ``coco`` (an imported dataset with masks) into salient sources and train/val."""
     out_dir = Path(out_dir)
     rng = np.random.default_rng(spec.seed)
-    candidates = [(img, ann) for img in coco["images"]
-                  if (ann := dominant_instance(coco, img, spec)) is not None]
+    kept_ids = {c["id"] for c in coco["categories"] if c["name"] in set(spec.keep_categories)}
+    reserved = {a["image_id"] for a in coco["annotations"] if a["category_id"] in kept_ids}
+    candidates = [(img, ann) for img in coco["images"] if img["id"] not in reserved
+                  and (ann := dominant_instance(coco, img, spec)) is not None]
     order = rng.permutation(len(candidates))
     salient = [candidates[i] for i in order[:spec.salient_images]]
     if spec.salient_images and not salient:

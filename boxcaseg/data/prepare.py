@@ -12,6 +12,7 @@ failed import never leaves a half-updated dataset behind.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,8 @@ def import_box_split(source: dict[str, Any], *, strict: bool, decode_images: boo
     raise DataError(f"unknown box dataset format {fmt!r} (one of {', '.join(BOX_FORMATS)})")
 
 
-def import_salient_set(source: dict[str, Any], *, strict: bool, decode_images: bool
-                       ) -> tuple[dict[str, Any], ValidationReport]:
+def import_salient_source(source: dict[str, Any], *, strict: bool, decode_images: bool
+                          ) -> tuple[dict[str, Any], ValidationReport]:
     fmt = source.get("format")
     opts = {"strict": strict, "decode_images": decode_images}
     if fmt == "duts":
@@ -48,6 +49,55 @@ def import_salient_set(source: dict[str, Any], *, strict: bool, decode_images: b
     if fmt == "folders":
         return import_salient(source["images"], source["masks"], **opts)
     raise DataError(f"unknown salient set format {fmt!r} (one of {', '.join(SALIENT_FORMATS)})")
+
+
+def import_salient_set(sources: dict[str, Any] | list[dict[str, Any]], *, strict: bool,
+                       decode_images: bool) -> tuple[dict[str, Any], list[ValidationReport]]:
+    """One salient index from one source or a list of them (e.g. DUTS plus your own): pairs
+    in source order, renumbered; one report per source. Every source's problems are listed
+    before anything is raised."""
+    sources = [sources] if isinstance(sources, dict) else list(sources)
+    if not sources:
+        raise DataError("data.salient names no salient set (a {format: ...} entry or a list)")
+    entries: list[dict[str, Any]] = []
+    reports = []
+    for source in sources:
+        salient, report = import_salient_source(source, strict=strict, decode_images=decode_images)
+        reports.append(report)
+        for entry in salient["salient"]:
+            entries.append({**entry, "id": len(entries) + 1, "source": report.source})
+    if any(report.errors for report in reports):
+        merged = ValidationReport(source="salient sets", strict=strict)
+        merged.errors = [issue for report in reports for issue in report.errors]
+        merged.raise_if_errors()
+    return {"salient": entries}, reports
+
+
+def select_categories(coco: Coco, names: list[str], report: ValidationReport) -> Coco:
+    """Only the named classes (``data.categories``): their annotations (crowd regions of
+    other classes go too), categories renumbered 1..K in the order given. Images keep their
+    place (an image without these classes is a negative for evaluation)."""
+    known = {c["name"]: c["id"] for c in coco["categories"]}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        report.error(report.source, "data.categories", f"unknown class name(s) {unknown} "
+                     f"(the dataset has: {sorted(known)[:30]})")
+        return coco
+    new_id = {known[n]: k + 1 for k, n in enumerate(names)}
+    annotations = [{**a, "category_id": new_id[a["category_id"]]}
+                   for a in coco["annotations"] if a["category_id"] in new_id]
+    per_category = Counter(names[a["category_id"] - 1] for a in annotations if not a["iscrowd"])
+    report.counts.update({
+        "annotations": len(annotations),
+        "crowd_or_ignored": sum(a["iscrowd"] for a in annotations),
+        "images_without_boxes": len({i["id"] for i in coco["images"]}
+                                    - {a["image_id"] for a in annotations}),
+        "per_category": dict(sorted(per_category.items())),
+        "categories_selected": list(names)})
+    if not any(not a["iscrowd"] for a in annotations):
+        report.error(report.source, "data.categories", f"no box of {names} in this split")
+    return {**coco, "annotations": annotations,
+            "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)]}
 
 
 def write_box_split(coco: Coco, report: ValidationReport, out_dir: Path, split: str) -> dict[str, Any]:
@@ -67,14 +117,17 @@ def prepare_dataset(data_cfg: dict[str, Any], out_dir: str | Path) -> dict[str, 
     out_dir = Path(out_dir)
     strict = bool(data_cfg.get("strict", False))
     decode = bool(data_cfg.get("decode_images", True))
+    categories = data_cfg.get("categories")
     imported = {}
     for split, source in data_cfg["splits"].items():
         coco, report = import_box_split(source, strict=strict, decode_images=decode)
         report.raise_if_errors()
+        if categories:
+            coco = select_categories(coco, list(categories), report)
+            report.raise_if_errors()
         imported[split] = (coco, report)
-    salient, salient_report = import_salient_set(data_cfg["salient"], strict=strict,
-                                                 decode_images=decode)
-    salient_report.raise_if_errors()
+    salient, salient_reports = import_salient_set(data_cfg["salient"], strict=strict,
+                                                  decode_images=decode)
     # category lists must agree between splits, or ids would mean different classes
     names = {split: [c["name"] for c in coco["categories"]] for split, (coco, _) in imported.items()}
     if len({tuple(v) for v in names.values()}) > 1:
@@ -84,10 +137,12 @@ def prepare_dataset(data_cfg: dict[str, Any], out_dir: str | Path) -> dict[str, 
     for split, (coco, report) in imported.items():
         summary["splits"][split] = write_box_split(coco, report, out_dir, split)
     save_json(salient, out_dir / "salient.json")
-    save_json(salient_report.to_dict(), out_dir / "salient.report.json", indent=1)
-    summary["salient"] = salient_report.counts
+    save_json({"sources": [r.to_dict() for r in salient_reports]}, out_dir / "salient.report.json",
+              indent=1)
+    summary["salient"] = {"pairs": len(salient["salient"]),
+                          "sources": {r.source: r.counts for r in salient_reports}}
     summary["warnings"] = {
         **{split: len(r.warnings) for split, (_, r) in imported.items()},
-        "salient": len(salient_report.warnings)}
+        "salient": sum(len(r.warnings) for r in salient_reports)}
     save_json(summary, out_dir / "summary.json", indent=1)
     return summary

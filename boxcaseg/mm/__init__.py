@@ -1,9 +1,12 @@
 """Thin OpenMMLab adapters, registered in mmseg's / mmdet's registries and pulled into configs
 with ``custom_imports = dict(imports=['boxcaseg.mm.seg'])`` (or ``boxcaseg.mm.det``).
 
-Importing any of them applies the torch >= 2.6 checkpoint-loading fix once.
+Importing any of them applies, once: the torch >= 2.6 checkpoint-loading fix, and the checked
+``Pretrained`` initialiser (:mod:`boxcaseg.mm.pretrained`).
 """
 
 from boxcaseg.compat import patch_mmengine_checkpoint_loading
+from boxcaseg.mm.pretrained import register_checked_pretrained
 
 patch_mmengine_checkpoint_loading()
+register_checked_pretrained()

@@ -35,8 +35,9 @@ test_pipeline = [
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                                           'scale_factor')),
 ]
+global_batch_size = 4
 train_dataloader = dict(
-    batch_size=4, num_workers=2,
+    batch_size=global_batch_size, num_workers=2,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(pipeline=train_pipeline, filter_cfg=dict(filter_empty_gt=True, min_size=4)))
 test_dataloader = dict(num_workers=1, dataset=dict(pipeline=test_pipeline))

@@ -1,3 +1,7 @@
-# COCO 1x (method.md: the authors used R-101-FPN 1x on COCO; swap in depth=101 for that):
-# mmdet's standard schedule, 12 epochs, batch 16 (8 GPUs x 2), lr 0.02, steps at 8 and 11.
+# mmdet's standard COCO 1x schedule with R-50 (the paper used R-101: det/maskrcnn_r101_fpn_1x_coco.py):
+# 12 epochs, GLOBAL batch 16 (mmdet: 8 GPUs x 2), lr 0.02 for it, steps at 8 and 11.
 _base_ = ['./_base_/boxcaseg_mask_rcnn.py']
+
+# `boxcaseg train-det` sets train_dataloader.batch_size = 16 / GPUs
+global_batch_size = 16
+train_dataloader = dict(batch_size=2)

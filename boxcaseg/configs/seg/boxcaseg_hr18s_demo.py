@@ -23,7 +23,8 @@ train_pipeline = [
          center_shift=0.25, scale_range=(0.5, 1.5), flip_prob=0.5),
     dict(type='PackSegInputs', meta_keys=('img_path', 'sample_kind', 'ori_shape', 'img_shape')),
 ]
-train_dataloader = dict(batch_size=16, num_workers=2, batch_sampler=dict(box_per_batch=8),
+global_batch_size = 16
+train_dataloader = dict(batch_size=global_batch_size, num_workers=2, batch_sampler=dict(box_per_batch=8),
                         dataset=dict(pipeline=train_pipeline))
 optim_wrapper = dict(optimizer=dict(lr=0.02))
 max_iters = 1600

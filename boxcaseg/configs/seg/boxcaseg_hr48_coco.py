@@ -5,10 +5,10 @@
 _base_ = ['./boxcaseg_hr48_voc.py']
 
 model = dict(decode_head=dict(alpha=0.6))
-# per GPU (x2 GPUs): 11 box + 5 salient, i.e. 22 + 10 per global batch of 32
+# 22 box + 10 salient per global batch of 32 (on 2 GPUs: 11 + 5 each; on 4: 6/6/5/5 + the rest)
+global_batch_size = 32
 train_dataloader = dict(
-    batch_size=16,
-    batch_sampler=dict(box_per_batch=11, overlap_skip_prob=0.75),
+    batch_sampler=dict(box_per_batch=22, overlap_skip_prob=0.75),
     dataset=dict(overlap_iou=0.5))
 optim_wrapper = dict(optimizer=dict(lr=0.008))
 max_iters = 100000

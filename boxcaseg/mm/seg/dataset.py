@@ -145,32 +145,46 @@ class KindRatioBatchSampler(BatchSampler):
     training is iteration-based), so distributed ranks stay disjoint, and routes indices into
     a box bucket and a salient bucket. With ``box_per_batch=None`` (VOC) batches are formed in
     stream order, i.e. box and salient samples mixed uniformly; with e.g. ``box_per_batch=22``
-    of 32 (COCO) every batch holds exactly that ratio; surplus indices of the kind whose bucket
-    is full are passed over (the infinite stream brings them back later).
+    (COCO: 22 box + 10 salient of 32) the GLOBAL batch, all ranks together, holds exactly that
+    many box samples: each rank takes its share (``22 // world + 1`` on the first
+    ``22 % world`` ranks, ``22 // world`` on the others) of its own ``batch_size`` samples.
+    Surplus indices of the kind whose bucket is full are passed over (the infinite stream
+    brings them back later).
 
-    ``overlap_skip_prob``: box instances flagged ``overlaps`` by the dataset (IoU above its
+    ``seed``: the skip decisions' random stream (per rank); None takes the wrapped sampler's
+    seed. ``overlap_skip_prob``: box instances flagged ``overlaps`` by the dataset (IoU above its
     ``overlap_iou`` with another box) are skipped with this probability each time they come
     up (method.md: 0.75 for COCO, off for VOC).
     """
 
     def __init__(self, sampler: Sampler, batch_size: int, box_per_batch: int | None = None,
-                 overlap_skip_prob: float = 0.0, drop_last: bool = True, seed: int = 0) -> None:
+                 overlap_skip_prob: float = 0.0, drop_last: bool = True,
+                 seed: int | None = None) -> None:
         super().__init__(sampler, batch_size, drop_last)
         dataset = sampler.dataset  # type: ignore[attr-defined]
         if not dataset._fully_initialized:
             dataset.full_init()
         self.is_box = dataset.sample_kinds == BOX
         self.overlaps = dataset.overlap_flags
+        rank = int(getattr(sampler, "rank", 0))
+        world_size = int(getattr(sampler, "world_size", 1))
         if box_per_batch is not None:
-            if not 0 <= box_per_batch <= batch_size:
-                raise ValueError(f"box_per_batch={box_per_batch} must be within [0, {batch_size}]")
+            if not 0 <= box_per_batch <= batch_size * world_size:
+                raise ValueError(f"box_per_batch={box_per_batch} must be within [0, "
+                                 f"{batch_size * world_size}] (the global batch)")
+            box_per_batch = box_per_batch // world_size + (1 if rank < box_per_batch % world_size else 0)
+            box_per_batch = min(box_per_batch, batch_size)
             if box_per_batch > 0 and not self.is_box.any():
                 raise ValueError("box_per_batch > 0 but the dataset has no box samples")
             if box_per_batch < batch_size and self.is_box.all():
                 raise ValueError("the batch asks for salient samples but the dataset has none")
-        self.box_per_batch = box_per_batch
+        self.box_per_batch = box_per_batch  # this rank's share
         self.overlap_skip_prob = overlap_skip_prob
-        rank = getattr(sampler, "rank", 0)
+        # mmengine builds batch samplers without a seed: take the wrapped sampler's, which the
+        # runner seeds from ``randomness.seed`` (config.yaml: segmentation.seed)
+        if seed is None:
+            seed = int(getattr(sampler, "seed", 0) or 0)
+        self.seed = seed
         self.rng = np.random.default_rng([seed, rank])
 
     def _skipped(self, idx: int) -> bool:

@@ -5,12 +5,16 @@ Each exposes ``loss_name`` (``loss_*``), so mmengine logs every term on its own.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mmseg.registry import MODELS
 
-from boxcaseg.losses import mil_loss, pairwise_loss, salient_loss
+from boxcaseg.losses import (colour_pairwise_loss, colour_similarity, mil_loss, pairwise_loss,
+                             rgb_to_lab, salient_loss)
 
 
 class _WeightedLoss(nn.Module):
@@ -42,7 +46,7 @@ class PairwiseSmoothLoss(_WeightedLoss):
 
     default_name = "loss_pair"
 
-    def forward(self, box_logits: torch.Tensor) -> torch.Tensor:
+    def forward(self, box_logits: torch.Tensor, **context: Any) -> torch.Tensor:
         return self.loss_weight * pairwise_loss(box_logits.sigmoid())
 
 
@@ -52,6 +56,38 @@ class SalientBCELoss(_WeightedLoss):
 
     default_name = "loss_sal"
 
-    def forward(self, salient_logits: torch.Tensor, target: torch.Tensor,
-                is_salient: torch.Tensor) -> torch.Tensor:
-        return self.loss_weight * salient_loss(salient_logits, target, is_salient)
+    def forward(self, salient_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss_weight * salient_loss(salient_logits, target)
+
+
+@MODELS.register_module()
+class ColourPairwiseLoss(_WeightedLoss):
+    """The colour-affinity pairwise term of BoxInst, an option beside the paper's plain
+    :class:`PairwiseSmoothLoss` (the paper configs keep the plain one).
+
+    On box samples only, at the box head's native (1/4) resolution: neighbouring pixels
+    (``dilation`` apart, 8 directions) whose Lab colours are similar (exp(-dist / theta) >=
+    ``threshold``) are pushed to the same label, for pixels inside the box.
+    """
+
+    default_name = "loss_pair"
+
+    def __init__(self, loss_weight: float = 1.0, dilation: int = 2, theta: float = 2.0,
+                 threshold: float = 0.3, loss_name: str | None = None) -> None:
+        super().__init__(loss_weight, loss_name)
+        self.dilation = dilation
+        self.theta = theta
+        self.threshold = threshold
+
+    def forward(self, box_logits: torch.Tensor, *, raw_logits: torch.Tensor, images: torch.Tensor,
+                target: torch.Tensor, is_salient: torch.Tensor, **context: Any) -> torch.Tensor:
+        is_box = ~is_salient
+        logits = raw_logits[is_box]
+        if logits.shape[0] == 0:
+            return raw_logits.sum() * 0.0
+        size = logits.shape[-2:]
+        small = F.adaptive_avg_pool2d(images[is_box], size)  # BoxInst: the image at mask stride
+        similarity = colour_similarity(rgb_to_lab(small), self.dilation, self.theta)
+        region = F.adaptive_max_pool2d(target[is_box][:, None], size)[:, 0]
+        return self.loss_weight * colour_pairwise_loss(logits, similarity, region,
+                                                       self.threshold, self.dilation)

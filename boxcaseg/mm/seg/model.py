@@ -1,13 +1,16 @@
 """The class-agnostic segmentation model of Stage 2: an mmseg backbone (HRNet) and two heads.
 
-- box head: 1x1 conv + BN + ReLU + 1x1 conv -> one logit map, trained by MIL + pairwise;
-- salient head: ``alpha * FCN head + (1 - alpha) * transfer head``, trained by pixel BCE on
-  salient images. The FCN head has the box head's shape. The transfer head applies, to the box
-  head's hidden features, a 1x1 conv whose weights are produced from the DETACHED box-head
-  classifier weights by a small MLP (C -> 4C -> C, LeakyReLU 0.1), with bias ``k * b + b0``
-  (``b`` the detached box-head bias, ``k``/``b0`` learned scalars). This is how the box
-  knowledge is transferred to the salient output without the salient loss pulling on the box
-  classifier.
+- box head: 1x1 conv + BN + ReLU + 1x1 conv -> one logit map, trained by MIL + pairwise on
+  every sample;
+- salient head: ``alpha * FCN head + (1 - alpha) * transfer head``, trained by pixel BCE on the
+  SALIENT samples of the batch only (both run on those samples alone, so their BN statistics
+  never see box crops). The FCN head has the box head's shape. The transfer head is the
+  authors' design (method.md, Stage 2): it regenerates BOTH box-head convs from their DETACHED
+  weights, each with its own :class:`Transfer` module (an MLP over every output row of the
+  weight matrix, bias ``k * b + b0``), and runs them on the backbone features with its own BN:
+  features -> transfer1(hidden conv) -> BN -> ReLU -> transfer2(classifier). So the salient
+  loss trains the FCN head, the two MLPs, the transfer BN and the backbone, and never any
+  box-head parameter.
 
 The HRNet branches are upsampled to the first branch's resolution (1/4) and concatenated
 (270 channels for W18, 720 for W48), as in mmseg's ``resize_concat`` FCN heads.
@@ -15,11 +18,12 @@ The HRNet branches are upsampled to the first branch's resolution (1/4) and conc
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from mmcv.cnn import ConvModule
+from mmcv.cnn import ConvModule, build_norm_layer
 from mmengine.model import BaseModule
 from mmengine.structures import PixelData
 from torch import nn
@@ -32,12 +36,41 @@ from mmseg.structures import SegDataSample
 from boxcaseg.proxy import minmax_normalize
 
 
+class Transfer(nn.Module):
+    """Regenerates a 1x1 conv from another one's DETACHED parameters (authors' ``Transfer``).
+
+    Every output row of the source weight matrix (length ``in_channels``) goes through the same
+    MLP ``in -> ratio * in -> in`` (LeakyReLU); the new bias is ``k * source_bias + b0`` with
+    learned scalars ``k`` and ``b0`` (a source without bias counts as bias 0).
+    """
+
+    def __init__(self, in_channels: int, ratio: int = 4, leaky_slope: float = 0.1,
+                 init_std: float = 0.01) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(in_channels, ratio * in_channels), nn.LeakyReLU(leaky_slope),
+            nn.Linear(ratio * in_channels, in_channels))
+        self.k = nn.Parameter(torch.ones(()))
+        self.b0 = nn.Parameter(torch.zeros(()))
+        for layer in (self.mlp[0], self.mlp[2]):
+            nn.init.normal_(layer.weight, 0.0, init_std)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, source: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
+        """The regenerated (weight, bias) of ``source``'s shape; nothing flows back into it."""
+        weight = source.weight.detach()
+        new_weight = self.mlp(weight.flatten(1)).view_as(weight)
+        bias = source.bias.detach() if source.bias is not None \
+            else weight.new_zeros(weight.shape[0])
+        return new_weight, self.k * bias + self.b0
+
+
 @MODELS.register_module()
 class BoxCasegHead(BaseModule):
     """Box head + salient head (FCN + transfer) over concatenated multi-scale features."""
 
     def __init__(self, in_channels: list[int], channels: int | None = None, alpha: float = 0.7,
-                 mlp_ratio: int = 4, leaky_slope: float = 0.1,
+                 mlp_ratio: int = 4, leaky_slope: float = 0.1, transfer_init_std: float = 0.01,
                  norm_cfg: dict[str, Any] | None = None, align_corners: bool = False,
                  init_cfg: dict[str, Any] | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -49,15 +82,24 @@ class BoxCasegHead(BaseModule):
         norm_cfg = norm_cfg or dict(type="BN", requires_grad=True)
         self.alpha = alpha
         self.align_corners = align_corners
-        self.box_hidden = ConvModule(total, channels, 1, norm_cfg=norm_cfg, act_cfg=dict(type="ReLU"))
+        # the hidden conv has a bias, as in the authors' HRNet head: transfer1 regenerates it
+        self.box_hidden = ConvModule(total, channels, 1, bias=True, norm_cfg=norm_cfg,
+                                     act_cfg=dict(type="ReLU"))
         self.box_cls = nn.Conv2d(channels, 1, 1)
         self.fcn_hidden = ConvModule(total, channels, 1, norm_cfg=norm_cfg, act_cfg=dict(type="ReLU"))
         self.fcn_cls = nn.Conv2d(channels, 1, 1)
-        self.transfer_mlp = nn.Sequential(
-            nn.Linear(channels, mlp_ratio * channels), nn.LeakyReLU(leaky_slope),
-            nn.Linear(mlp_ratio * channels, channels))
-        self.transfer_k = nn.Parameter(torch.ones(()))
-        self.transfer_b0 = nn.Parameter(torch.zeros(()))
+        self.transfer_hidden = Transfer(total, mlp_ratio, leaky_slope, transfer_init_std)
+        self.transfer_norm = build_norm_layer(norm_cfg, channels)[1]
+        self.transfer_cls = Transfer(channels, mlp_ratio, leaky_slope, transfer_init_std)
+
+    def box_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.box_hidden.parameters()
+        yield from self.box_cls.parameters()
+
+    def salient_parameters(self) -> Iterator[nn.Parameter]:
+        for module in (self.fcn_hidden, self.fcn_cls, self.transfer_hidden, self.transfer_norm,
+                       self.transfer_cls):
+            yield from module.parameters()
 
     def fuse_inputs(self, feats: list[torch.Tensor]) -> torch.Tensor:
         size = feats[0].shape[2:]
@@ -65,18 +107,30 @@ class BoxCasegHead(BaseModule):
                                               align_corners=self.align_corners)
                                        for f in feats[1:len(self.in_channels)]], dim=1)
 
-    def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Box logits and fused salient logits, (N, 1, h, w) each, at feature resolution."""
+    def box_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.box_cls(self.box_hidden(x))
+
+    def transfer_logits(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.transfer_hidden(self.box_hidden.conv)
+        hidden = F.relu(self.transfer_norm(F.conv2d(x, weight, bias)))
+        weight, bias = self.transfer_cls(self.box_cls)
+        return F.conv2d(hidden, weight, bias)
+
+    def salient_logits(self, x: torch.Tensor) -> torch.Tensor:
+        fcn = self.fcn_cls(self.fcn_hidden(x))
+        return self.alpha * fcn + (1.0 - self.alpha) * self.transfer_logits(x)
+
+    def forward(self, feats: list[torch.Tensor], salient: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Box logits of every sample and salient logits of the samples selected by the bool
+        mask ``salient`` (all samples when None), at feature resolution.
+
+        An empty selection still runs the salient path (on zero samples), so every parameter
+        stays in the graph (DDP) and SyncBN still joins its collective on this rank.
+        """
         x = self.fuse_inputs(list(feats))
-        box_hidden = self.box_hidden(x)
-        box_logits = self.box_cls(box_hidden)
-        fcn_logits = self.fcn_cls(self.fcn_hidden(x))
-        weight = self.box_cls.weight.detach().flatten(1)  # (1, C)
-        transfer_weight = self.transfer_mlp(weight).view_as(self.box_cls.weight)
-        transfer_bias = self.transfer_k * self.box_cls.bias.detach() + self.transfer_b0
-        transfer_logits = F.conv2d(box_hidden, transfer_weight, transfer_bias)
-        salient_logits = self.alpha * fcn_logits + (1.0 - self.alpha) * transfer_logits
-        return box_logits, salient_logits
+        x_salient = x if salient is None else x[salient]
+        return self.box_logits(x), self.salient_logits(x_salient)
 
 
 @MODELS.register_module()
@@ -108,13 +162,16 @@ class BoxCasegSegmentor(BaseSegmentor):
     def extract_feat(self, inputs: torch.Tensor) -> list[torch.Tensor]:
         return self.backbone(inputs)
 
-    def head_logits(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(box logits, salient logits), each (N, 1, H, W) at the input size."""
-        box, sal = self.decode_head(self.extract_feat(inputs))
+    def _upsample(self, logits: torch.Tensor, size: Any) -> torch.Tensor:
+        return resize(logits, size=size, mode="bilinear", align_corners=self.decode_head.align_corners)
+
+    def head_logits(self, inputs: torch.Tensor, salient: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(box logits of every sample, salient logits of the ``salient`` samples (all when
+        None)), each (N, 1, H, W) at the input size."""
+        box, sal = self.decode_head(self.extract_feat(inputs), salient)
         size = inputs.shape[2:]
-        align = self.decode_head.align_corners
-        return (resize(box, size=size, mode="bilinear", align_corners=align),
-                resize(sal, size=size, mode="bilinear", align_corners=align))
+        return self._upsample(box, size), self._upsample(sal, size)
 
     def salient_logits(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.head_logits(inputs)[1]
@@ -125,16 +182,31 @@ class BoxCasegSegmentor(BaseSegmentor):
     def _forward(self, inputs: torch.Tensor, data_samples: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head_logits(inputs)
 
+    def rgb_images(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The batch as RGB in [0, 255]: the data preprocessor's normalisation undone (for
+        losses that look at colour)."""
+        pre = self.data_preprocessor
+        images = inputs
+        if getattr(pre, "_enable_normalize", False):
+            images = images * pre.std + pre.mean
+        if not getattr(pre, "channel_conversion", False):  # still BGR, as mmcv loads
+            images = images.flip(1)
+        return images
+
     def loss(self, inputs: torch.Tensor, data_samples: list[SegDataSample]) -> dict[str, torch.Tensor]:
-        box_logits, sal_logits = self.head_logits(inputs)
+        is_salient = torch.tensor([ds.metainfo.get("sample_kind") == "salient" for ds in data_samples],
+                                  dtype=torch.bool, device=inputs.device)
+        box_raw, sal_raw = self.decode_head(self.extract_feat(inputs), is_salient)
+        size = inputs.shape[2:]
+        box_logits, sal_logits = self._upsample(box_raw, size), self._upsample(sal_raw, size)
         target = torch.stack([ds.gt_sem_seg.data[0] for ds in data_samples]).float()
         target = target.clamp(max=1.0) * (target != 255)  # padding (255), if any, counts as 0
-        is_salient = torch.tensor([ds.metainfo.get("sample_kind") == "salient" for ds in data_samples],
-                                  device=inputs.device)
         return {
             self.loss_mil.loss_name: self.loss_mil(box_logits, target),
-            self.loss_pair.loss_name: self.loss_pair(box_logits),
-            self.loss_sal.loss_name: self.loss_sal(sal_logits, target, is_salient),
+            self.loss_pair.loss_name: self.loss_pair(
+                box_logits, raw_logits=box_raw, images=self.rgb_images(inputs), target=target,
+                is_salient=is_salient),
+            self.loss_sal.loss_name: self.loss_sal(sal_logits, target[is_salient]),
         }
 
     def predict(self, inputs: torch.Tensor, data_samples: list[SegDataSample] | None = None
@@ -147,3 +219,36 @@ class BoxCasegSegmentor(BaseSegmentor):
             ds.set_data({"seg_logits": PixelData(data=logit),
                          "pred_sem_seg": PixelData(data=mask[None].long())})
         return data_samples
+
+
+def load_segmentor(checkpoint: str, device: str | None = None,
+                   config: str | None = None) -> BoxCasegSegmentor:
+    """A trained Stage 2 model in eval mode on ``device`` (default: the GPU when there is one).
+
+    It is built from the config stored IN the checkpoint (mmengine writes it as ``meta.cfg``),
+    so every override it was trained with (``segmentation.alpha``, ``cfg_options``, ...) holds
+    at inference too; ``config`` is only a fallback for checkpoints that carry none. The
+    config is kept as ``model.cfg`` (Stage 3 reads its ``infer_size``)."""
+    from mmengine.config import Config
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import init_default_scope
+    from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
+
+    from boxcaseg.training import resolve_config
+
+    state = _load_checkpoint(checkpoint, map_location="cpu")
+    text = (state.get("meta") or {}).get("cfg")
+    if text:
+        cfg = Config.fromstring(text, file_format=".py")
+    elif config:
+        cfg = Config.fromfile(resolve_config(config))
+    else:
+        raise ValueError(f"{checkpoint}: no config stored in the checkpoint; pass the model config")
+    init_default_scope("mmseg")
+    model_cfg = cfg.model.copy()
+    model_cfg.pretrained = None  # the trained weights follow: no pretrained init at build time
+    model = MODELS.build(model_cfg)
+    load_state_dict(model, state.get("state_dict", state), strict=True)
+    model.cfg = cfg
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return revert_sync_batchnorm(model).to(device).eval()

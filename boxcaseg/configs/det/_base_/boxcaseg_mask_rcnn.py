@@ -1,5 +1,5 @@
 # BoxCaseg Stage 5: a standard mmdet Mask R-CNN trained on Stage 4's proxy masks, with the
-# drop-aware mask head (method.md, Stage 4). Inherits mmdet's own R-50-FPN 1x COCO config and
+# drop-aware mask head (method.md, Stage 5). Inherits mmdet's own R-50-FPN 1x COCO config and
 # changes only the dataset (confidence carried to the mask head) and the mask head type.
 # Data paths, classes and num_classes are filled in by `boxcaseg train-det` from the dataset
 # files themselves (classes are never typed twice).

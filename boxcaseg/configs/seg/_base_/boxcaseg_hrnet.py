@@ -37,13 +37,18 @@ train_pipeline = [
          center_shift=0.25, scale_range=(0.5, 1.5), flip_prob=0.5),
     dict(type='PackSegInputs', meta_keys=('img_path', 'sample_kind', 'ori_shape', 'img_shape')),
 ]
+# The GLOBAL batch (all GPUs together; method.md: 32 = 2 GPUs x 16) and the lr below is the lr
+# for it. `boxcaseg train-seg` sets train_dataloader.batch_size = global / GPUs, and scales the
+# lr linearly (auto_scale_lr) only when the global batch does not divide.
+global_batch_size = 32
 train_dataloader = dict(
-    batch_size=32,
+    batch_size=global_batch_size,  # per process: set from global_batch_size at launch
     num_workers=4,
     persistent_workers=True,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     # box_per_batch=None mixes box and salient samples uniformly (VOC); an int fixes the
-    # number of box samples per batch, the rest salient (COCO: 22 of 32).
+    # number of box samples per GLOBAL batch, the rest salient (COCO: 22 of 32); each rank
+    # takes its share.
     batch_sampler=dict(type='KindRatioBatchSampler', box_per_batch=None, overlap_skip_prob=0.0),
     dataset=dict(type='BoxSalientDataset', ann_file='', salient_file='', overlap_iou=0.5,
                  pipeline=train_pipeline))
