@@ -130,7 +130,8 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
     options = segmentation_options(section)
     train_segmentation(
         section.get("config", args.config), args.work_dir, train_ann=args.train,
-        salient_file=args.salient, val_gt=args.val, cfg_options=options, launcher=args.launcher)
+        salient_file=args.salient, val_gt=args.val, cfg_options=options, launcher=args.launcher,
+        amp=section.get("amp"))
     if not _publish_training(args, "Stage 2: class-agnostic segmentation losses"):
         return 0
     if args.metrics_out:
@@ -144,11 +145,21 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     from boxcaseg.stages import run_proxy_inference
 
     section = _section(args.section)
+    shard = (args.shard, args.shards) if args.shards else None
     summary = run_proxy_inference(
         args.checkpoint, args.boxes, args.out, config=args.config,
         input_size=section.get("input_size"), batch_size=section.get("batch_size", 32),
-        threshold=section.get("threshold", 0.5), num_workers=section.get("num_workers", 2))
+        threshold=section.get("threshold", 0.5), num_workers=section.get("num_workers", 2),
+        precision=section.get("precision", "fp32"),
+        post_workers=section.get("post_workers", 1), shard=shard)
     print(json.dumps(summary))
+    return 0
+
+
+def cmd_gather_proxy(args: argparse.Namespace) -> int:
+    from boxcaseg.stages import gather_proxy_parts
+
+    print(json.dumps(gather_proxy_parts(args.boxes, args.parts, args.out)))
     return 0
 
 
@@ -215,7 +226,7 @@ def cmd_train_det(args: argparse.Namespace) -> int:
     section = _section(args.section)
     train_detection(section.get("config", args.config), args.work_dir, train_ann=args.train,
                     drop_threshold=args.drop_threshold, cfg_options=detection_options(section),
-                    launcher=args.launcher)
+                    launcher=args.launcher, amp=section.get("amp"))
     _publish_training(args, f"Stage 5: Mask R-CNN losses ({args.title})")
     return 0
 
@@ -302,6 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "stores none (mmengine's checkpoints store the config they were trained with)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--boxes", required=True, help="train.boxes.json of Stage 1")
+    p.add_argument("--out", required=True, help="the proxy file, or this shard's part file")
+    p.add_argument("--shard", type=int, default=0, help="with --shards: which shard (from 0)")
+    p.add_argument("--shards", type=int, default=0,
+                   help="split the images into this many shards and infer only --shard")
+
+    p = add("gather-proxy", cmd_gather_proxy, "Stage 3: join the part files of a sharded run")
+    p.add_argument("--boxes", required=True, help="train.boxes.json of Stage 1")
+    p.add_argument("--parts", nargs="+", required=True)
     p.add_argument("--out", required=True)
 
     p = add("merge", cmd_merge, "Stage 4: merge, score and mark proxy masks")

@@ -13,7 +13,7 @@ run in DataLoader workers; crops from several images are stacked into one batch.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,17 @@ def minmax_normalize(probs: torch.Tensor) -> torch.Tensor:
     return torch.where(span > EPS, (probs - lo) / span.clamp(min=EPS), torch.zeros_like(probs))
 
 
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def shard_of(items: list[Any], index: int, count: int) -> list[Any]:
+    """Shard ``index`` of ``count``: every count-th item from ``index`` (images of similar
+    sizes spread evenly over the shards)."""
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index} of {count} does not exist")
+    return items[index::count]
+
+
 @dataclass
 class ImageCrops:
     image_id: int
@@ -41,13 +52,18 @@ class ImageCrops:
     width: int
     ann_ids: list[int]
     windows: list[Window]
-    crops: np.ndarray  # (K, S, S, 3) uint8, BGR like mmcv's loader
+    crops: torch.Tensor  # (K, S, S, 3) uint8, BGR like mmcv's loader
+
+    def pin_memory(self) -> "ImageCrops":  # the DataLoader's pin_memory calls this
+        self.crops = self.crops.pin_memory()
+        return self
 
 
 class _ImageCropDataset(torch.utils.data.Dataset):
     """One item per image: its exact-box crops (read and cropped in a worker)."""
 
-    def __init__(self, coco: dict[str, Any], input_size: int) -> None:
+    def __init__(self, coco: dict[str, Any], input_size: int,
+                 images: list[dict[str, Any]] | None = None) -> None:
         from boxcaseg.data.coco import image_path
 
         self.input_size = input_size
@@ -56,7 +72,7 @@ class _ImageCropDataset(torch.utils.data.Dataset):
             if not ann.get("iscrowd", 0):
                 anns.setdefault(ann["image_id"], []).append(ann)
         self.items = [(img, str(image_path(coco, img)), anns.get(img["id"], []))
-                      for img in coco["images"]]
+                      for img in (coco["images"] if images is None else images)]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -72,59 +88,120 @@ class _ImageCropDataset(torch.utils.data.Dataset):
             crops = np.stack([crop_resize(image, win, self.input_size) for win in windows])
         else:
             crops = np.zeros((0, self.input_size, self.input_size, 3), np.uint8)
-        return ImageCrops(img["id"], h, w, [a["id"] for a in anns], windows, crops)
+        return ImageCrops(img["id"], h, w, [a["id"] for a in anns], windows, torch.from_numpy(crops))
+
+
+class _BatchStager:
+    """Crops of several images gathered into one input batch. On a GPU the batch is assembled
+    in a pinned host buffer and copied without blocking, so the next batch is read and
+    assembled while the model still runs on this one."""
+
+    def __init__(self, device: torch.device, batch_size: int, size: int) -> None:
+        self.device = device
+        self.pinned = (torch.empty((batch_size, size, size, 3), dtype=torch.uint8).pin_memory()
+                       if device.type == "cuda" else None)
+
+    def to_device(self, crops: list[torch.Tensor]) -> torch.Tensor:
+        if self.pinned is None:
+            return torch.stack(crops).to(self.device)
+        batch = self.pinned[:len(crops)]
+        torch.stack(crops, out=batch)
+        return batch.to(self.device, non_blocking=True)
 
 
 @torch.no_grad()
-def predict_batch(model: torch.nn.Module, crops: np.ndarray) -> np.ndarray:
-    """(K, S, S, 3) uint8 crops -> (K, S, S) float32 min-max normalised salient probabilities."""
-    inputs = [torch.from_numpy(c).permute(2, 0, 1).contiguous() for c in crops]
+def predict_batch(model: torch.nn.Module, crops: torch.Tensor, precision: str = "fp32") -> np.ndarray:
+    """(K, S, S, 3) uint8 crops (on any device) -> (K, S, S) float32 min-max normalised
+    salient probabilities. ``precision`` fp16 / bf16 runs the forward under autocast (the
+    normalisation stays in float32)."""
+    dtype = PRECISIONS[precision]
+    inputs = list(crops.permute(0, 3, 1, 2))
     data = model.data_preprocessor({"inputs": inputs}, training=False)
-    probs = model.salient_logits(data["inputs"]).sigmoid()[:, 0]
-    return minmax_normalize(probs).float().cpu().numpy()
+    device_type = data["inputs"].device.type
+    with torch.autocast(device_type=device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        logits = model.salient_logits(data["inputs"])
+    probs = logits.float().sigmoid()[:, 0]
+    return minmax_normalize(probs).cpu().numpy()
+
+
+def paste_masks(item: ImageCrops, probs: list[np.ndarray], threshold: float) -> np.ndarray:
+    """One image's crop probabilities back into its frame: (K, H, W) bool masks."""
+    masks = np.zeros((len(item.ann_ids), item.height, item.width), dtype=bool)
+    for j, window in enumerate(item.windows):
+        masks[j] = paste_into_image(probs[j], window, item.height, item.width) > threshold
+    return masks
 
 
 def iter_proxy_masks(model: torch.nn.Module, coco: dict[str, Any], *, input_size: int = 320,
                      batch_size: int = 16, threshold: float = 0.5, num_workers: int = 0,
-                     progress: bool = True) -> Iterator[tuple[int, list[int], np.ndarray]]:
+                     progress: bool = True, precision: str = "fp32", post_workers: int = 0,
+                     images: list[dict[str, Any]] | None = None,
+                     postprocess: Callable[[int, list[int], np.ndarray], Any] | None = None
+                     ) -> Iterator[Any]:
     """Yield ``(image_id, ann_ids, masks)`` per image, masks a (K, H, W) bool stack in the
-    image frame, in the image order of ``coco``. Instances of several images share batches."""
+    image frame, in the image order of ``coco`` (or of ``images``, a shard of it). Instances
+    of several images share batches.
+
+    ``post_workers`` > 0 pastes, thresholds (and runs ``postprocess``, e.g. RLE encoding) in
+    that many threads, so the thread that feeds the model never waits for them; with
+    ``postprocess`` each yielded item is ``postprocess(image_id, ann_ids, masks)``.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from tqdm import tqdm
 
-    loader = torch.utils.data.DataLoader(
-        _ImageCropDataset(coco, input_size), batch_size=None, shuffle=False,
-        num_workers=num_workers)
-    n_instances = sum(len(anns) for _, _, anns in loader.dataset.items)
+    device = next(model.parameters()).device
+    dataset = _ImageCropDataset(coco, input_size, images)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
+                                         num_workers=num_workers, pin_memory=device.type == "cuda")
+    stager = _BatchStager(device, batch_size, input_size)
+    n_instances = sum(len(anns) for _, _, anns in dataset.items)
     bar = tqdm(total=n_instances, unit="inst", desc="proxy masks", disable=not progress,
                mininterval=2.0)
-    pending: deque[ImageCrops] = deque()  # images not yet emitted, in order
-    waiting: list[np.ndarray] = []  # crops not yet predicted (the tail of pending's crops)
+    pending: deque[ImageCrops] = deque()  # images not yet handed to post-processing, in order
+    waiting: list[torch.Tensor] = []  # crops not yet predicted (the tail of pending's crops)
     predicted: list[np.ndarray] = []  # probabilities of the head of pending's crops
+    results: deque[Future | Any] = deque()  # post-processing, in image order
+    pool = ThreadPoolExecutor(post_workers) if post_workers > 0 else None
 
-    def run(count: int) -> None:
-        batch = np.stack(waiting[:count])
-        del waiting[:count]
-        predicted.extend(predict_batch(model, batch))
-        bar.update(count)
+    def finish(item: ImageCrops, probs: list[np.ndarray]) -> Any:
+        masks = paste_masks(item, probs, threshold)
+        if postprocess is None:
+            return item.image_id, item.ann_ids, masks
+        return postprocess(item.image_id, item.ann_ids, masks)
 
-    def finished() -> Iterator[tuple[int, list[int], np.ndarray]]:
+    def flush() -> None:  # images whose crops are all predicted go to post-processing
         while pending and len(pending[0].ann_ids) <= len(predicted):
             item = pending.popleft()
             k = len(item.ann_ids)
-            masks = np.zeros((k, item.height, item.width), dtype=bool)
-            for j in range(k):
-                masks[j] = paste_into_image(predicted[j], item.windows[j], item.height,
-                                            item.width) > threshold
-            del predicted[:k]
-            yield item.image_id, item.ann_ids, masks
+            probs, predicted[:k] = predicted[:k], []
+            results.append(pool.submit(finish, item, probs) if pool else finish(item, probs))
 
-    for item in loader:
-        pending.append(item)
-        waiting.extend(item.crops)
-        while len(waiting) >= batch_size:  # only full batches until the end
-            run(batch_size)
-        yield from finished()
-    if waiting:
-        run(len(waiting))
-    yield from finished()
-    bar.close()
+    def run(count: int) -> None:
+        batch = stager.to_device(waiting[:count])
+        del waiting[:count]
+        predicted.extend(predict_batch(model, batch, precision))
+        bar.update(count)
+        flush()
+
+    def ready(wait: bool) -> Iterator[Any]:
+        while results and (wait or not isinstance(results[0], Future) or results[0].done()):
+            head = results.popleft()
+            yield head.result() if isinstance(head, Future) else head
+
+    try:
+        for item in loader:
+            pending.append(item)
+            waiting.extend(item.crops)
+            while len(waiting) >= batch_size:  # only full batches until the end
+                run(batch_size)
+            flush()  # an image without boxes
+            yield from ready(wait=False)
+        if waiting:
+            run(len(waiting))
+        flush()
+        yield from ready(wait=True)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+        bar.close()

@@ -10,6 +10,7 @@ deleted. Crowd / ignore regions keep their box as mask (mmdet ignores them in tr
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,34 +21,106 @@ from boxcaseg.masks import box_to_mask, rle_decode, rle_encode, segmentation_to_
 from boxcaseg.merge import merge_and_score
 
 
+def proxy_part_path(out_json: str | Path, index: int, count: int) -> Path:
+    out_json = Path(out_json)
+    return out_json.with_name(f"{out_json.stem}.part{index}-of-{count}.json")
+
+
 def run_proxy_inference(checkpoint: str, boxes_json: str, out_json: str, *,
                         input_size: int | None = None, batch_size: int = 16,
                         threshold: float = 0.5, num_workers: int = 2, device: str | None = None,
-                        config: str | None = None) -> dict[str, Any]:
+                        config: str | None = None, precision: str = "fp32", post_workers: int = 1,
+                        shard: tuple[int, int] | None = None) -> dict[str, Any]:
     """Stage 3 over a file. The model is the checkpoint's own (built from the config stored
-    in it); ``input_size`` None = that config's ``infer_size`` (what its mIoU* used)."""
-    from boxcaseg.mm.seg.model import load_segmentor
-    from boxcaseg.proxy import iter_proxy_masks
+    in it); ``input_size`` None = that config's ``infer_size`` (what its mIoU* used).
 
+    ``shard=(i, n)``: only every n-th image from the i-th, written as a PART file of
+    ``{ann_id: rle}`` (:func:`gather_proxy_parts` joins the parts into the whole file). Under
+    torchrun (WORLD_SIZE > 1) each rank takes its shard on its own device, and rank 0 gathers.
+    """
+    from boxcaseg.mm.seg.model import load_segmentor
+    from boxcaseg.proxy import iter_proxy_masks, shard_of
+
+    world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+    if shard is None and world > 1:
+        shard = (rank, world)
+        if device is None and torch_cuda_available():
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
     coco = load_json(boxes_json)
     model = load_segmentor(checkpoint, device, config=config)
     input_size = input_size or int(model.cfg.get("infer_size", 320))
+    images = shard_of(coco["images"], *shard) if shard else None
+
+    def encode(image_id: int, ann_ids: list[int], masks: Any) -> list[tuple[int, Any]]:
+        return [(ann_id, rle_encode(mask)) for ann_id, mask in zip(ann_ids, masks)]
+
     masks_by_ann: dict[int, dict[str, Any]] = {}
-    for _, ann_ids, masks in iter_proxy_masks(model, coco, input_size=input_size,
-                                              batch_size=batch_size, threshold=threshold,
-                                              num_workers=num_workers):
-        for ann_id, mask in zip(ann_ids, masks):
-            masks_by_ann[ann_id] = rle_encode(mask)
-    out = copy.deepcopy(coco)
-    for ann in out["annotations"]:
-        if ann["id"] in masks_by_ann:
-            ann["segmentation"] = masks_by_ann[ann["id"]]
-    out.setdefault("info", {})["proxy"] = {
-        "checkpoint": str(checkpoint), "input_size": input_size, "threshold": threshold,
-        "head": "salient"}
-    save_json(out, out_json)
-    return {"instances": len(masks_by_ann), "images": len(coco["images"]),
-            "device": str(next(model.parameters()).device)}
+    for encoded in iter_proxy_masks(model, coco, input_size=input_size, batch_size=batch_size,
+                                    threshold=threshold, num_workers=num_workers,
+                                    precision=precision, post_workers=post_workers,
+                                    images=images, postprocess=encode):
+        masks_by_ann.update(encoded)
+    settings = {"checkpoint": str(checkpoint), "input_size": input_size, "threshold": threshold,
+                "head": "salient", "precision": precision}
+    summary = {"instances": len(masks_by_ann), "device": str(next(model.parameters()).device)}
+    if shard is None:
+        save_json(proxy_file(coco, masks_by_ann, settings), out_json)
+        return {**summary, "images": len(coco["images"])}
+    part = proxy_part_path(out_json, *shard) if world > 1 else Path(out_json)
+    save_json({"shard": list(shard), "settings": settings,
+               "masks": {str(k): v for k, v in masks_by_ann.items()}}, part)
+    summary.update(images=len(images), shard=list(shard))
+    if world > 1:  # every rank wrote its part; rank 0 joins them
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group(backend="gloo")
+        dist.barrier()
+        if rank == 0:
+            parts = [proxy_part_path(out_json, r, world) for r in range(world)]
+            gather_proxy_parts(boxes_json, parts, out_json)
+            for path in parts:
+                path.unlink()
+        dist.barrier()
+    return summary
+
+
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def proxy_file(boxes: Coco, masks_by_ann: dict[int, Any], settings: dict[str, Any]) -> Coco:
+    """Stage 3's output: the box file with each instance's raw proxy mask as RLE."""
+    annotations = [{**a, "segmentation": masks_by_ann[a["id"]]} if a["id"] in masks_by_ann
+                   else a for a in boxes["annotations"]]
+    info = {**boxes.get("info", {}), "proxy": settings}
+    return {**boxes, "info": info, "annotations": annotations}
+
+
+def gather_proxy_parts(boxes_json: str | Path, parts: list[str | Path], out_json: str | Path
+                       ) -> dict[str, Any]:
+    """Join the part files of a sharded Stage 3 into the file an unsharded run writes (the
+    same bytes). Every non-crowd box must have its mask in exactly one part."""
+    from boxcaseg.data.report import DataError
+
+    boxes = load_json(boxes_json)
+    masks: dict[int, Any] = {}
+    settings = None
+    for path in parts:
+        part = load_json(path)
+        settings = settings or part["settings"]
+        for key, rle in part["masks"].items():
+            if int(key) in masks:
+                raise DataError(f"{path}: annotation {key} is in two shards")
+            masks[int(key)] = rle
+    missing = [a["id"] for a in boxes["annotations"] if not a.get("iscrowd", 0) and a["id"] not in masks]
+    if missing:
+        raise DataError(f"{boxes_json}: {len(missing)} boxes have no proxy mask in the parts "
+                        f"{[str(p) for p in parts]} (first: {missing[:5]})")
+    save_json(proxy_file(boxes, masks, settings or {}), out_json)
+    return {"instances": len(masks), "parts": len(parts)}
 
 
 def merge_proxy_file(raw: Coco, drop_threshold: float,

@@ -159,6 +159,60 @@ def apply_global_batch(cfg: Any, world_size: int) -> str | None:
     return line
 
 
+def sync_bn_to_bn(node: Any) -> Any:
+    """Every ``SyncBN`` norm config under ``node`` turned into ``BN`` (for processes that
+    cannot synchronise BN: torch's SyncBatchNorm runs on GPUs only)."""
+    if isinstance(node, dict):
+        return type(node)({k: ("BN" if k == "type" and v == "SyncBN" else sync_bn_to_bn(v))
+                           for k, v in node.items()})
+    if isinstance(node, (list, tuple)):
+        return type(node)(sync_bn_to_bn(v) for v in node)
+    return node
+
+
+def setup_distributed(cfg: Any, launcher: str) -> str | None:
+    """Multi-process training without a GPU: the same mmengine launcher, DDP and hooks as a
+    GPU job, on CPU processes. mmengine's own ``init_dist`` pins a CUDA device, so here the
+    process group is opened with gloo first (mmengine then finds it initialised), DDP wraps
+    the model without device ids, and SyncBN becomes BN. With a GPU nothing changes: mmengine
+    opens NCCL as usual. Returns the line to log."""
+    import torch
+
+    if launcher == "none" or torch.cuda.is_available():
+        return None
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
+    cfg.env_cfg = dict(cfg.get("env_cfg") or {})
+    cfg.env_cfg["dist_cfg"] = dict(cfg.env_cfg.get("dist_cfg") or {}, backend="gloo")
+    cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None,
+                                 broadcast_buffers=False,
+                                 find_unused_parameters=cfg.get("find_unused_parameters", False))
+    cfg.model = sync_bn_to_bn(cfg.model)
+    return (f"[boxcaseg] {dist.get_world_size()} CPU processes (no GPU): gloo process group, DDP "
+            "without device ids, SyncBN reverted to BN")
+
+
+def apply_precision(cfg: Any, amp: bool | str | None) -> str | None:
+    """``amp``: True / 'float16' / 'bfloat16' trains with mmengine's AmpOptimWrapper (mixed
+    precision, loss scaling for float16) on a GPU. Without a GPU (where AmpOptimWrapper cannot
+    run) the training stays in float32 and says so."""
+    import torch
+
+    if not amp:
+        return None
+    dtype = "float16" if amp is True else str(amp)
+    if not torch.cuda.is_available():
+        return f"[boxcaseg] AMP ({dtype}) asked for, but there is no GPU: training in float32"
+    wrapper = dict(cfg.optim_wrapper)
+    wrapper.update(type="AmpOptimWrapper", dtype=dtype)
+    if dtype == "float16":
+        wrapper.setdefault("loss_scale", "dynamic")
+    cfg.optim_wrapper = wrapper
+    return f"[boxcaseg] mixed precision: AmpOptimWrapper, {dtype}"
+
+
 def backbone_from_scratch(model_cfg: Any) -> bool:
     init = model_cfg.get("backbone", {}).get("init_cfg") or {}
     inits = init if isinstance(init, list) else [init]
@@ -166,17 +220,24 @@ def backbone_from_scratch(model_cfg: Any) -> bool:
 
 
 def run_training(cfg: Any, work_dir: str | Path, *, launcher: str = "none",
-                 resume: bool = True) -> Any:
+                 resume: bool = True, amp: bool | str | None = None) -> Any:
     """Build an mmengine Runner and train. ``resume``: continue from the last checkpoint in
-    ``work_dir`` when there is one (an interrupted job picks up where it stopped)."""
+    ``work_dir`` when there is one (an interrupted job picks up where it stopped; the sampler
+    skips what was trained, no batch is loaded twice). ``launcher`` 'pytorch' under torchrun:
+    one process per GPU, or CPU processes with gloo where there is no GPU."""
+    import boxcaseg.mm  # noqa: F401  (the resumable loop, the checked pretrained loader)
     from mmengine.runner import Runner
 
     patch_mmengine_checkpoint_loading()
     work_dir = Path(work_dir).resolve()
     claim_work_dir(cfg, work_dir)  # before the per-process batch: resuming on more GPUs is fine
-    batch_line = apply_global_batch(cfg, launch_world_size(launcher))
-    if batch_line and os.environ.get("RANK", "0") == "0":
-        print(batch_line, flush=True)
+    if cfg.train_cfg.get("type") == "IterBasedTrainLoop":
+        cfg.train_cfg["type"] = "ResumableIterBasedTrainLoop"
+    lines = [setup_distributed(cfg, launcher), apply_global_batch(cfg, launch_world_size(launcher)),
+             apply_precision(cfg, amp)]
+    for line in lines:
+        if line and os.environ.get("RANK", "0") == "0":
+            print(line, flush=True)
     cfg.work_dir = str(work_dir)
     cfg.launcher = launcher
     cfg.resume = bool(resume and has_checkpoint(work_dir))
@@ -189,7 +250,7 @@ def run_training(cfg: Any, work_dir: str | Path, *, launcher: str = "none",
 def train_segmentation(config: str, work_dir: str | Path, *, train_ann: str,
                        salient_file: str | None, val_gt: str | None = None,
                        cfg_options: dict[str, Any] | None = None, launcher: str = "none",
-                       resume: bool = True) -> Any:
+                       resume: bool = True, amp: bool | str | None = None) -> Any:
     """Stage 2: train the class-agnostic model on Stage 1's box file + salient index."""
     cfg = load_config(config, cfg_options)
     dataset = cfg.train_dataloader.dataset
@@ -198,7 +259,7 @@ def train_segmentation(config: str, work_dir: str | Path, *, train_ann: str,
     for hook in cfg.get("custom_hooks", []):
         if hook.get("type") == "MIoUStarHook":
             hook["ann_file"] = str(Path(val_gt).resolve()) if val_gt else None
-    return run_training(cfg, work_dir, launcher=launcher, resume=resume)
+    return run_training(cfg, work_dir, launcher=launcher, resume=resume, amp=amp)
 
 
 def dataset_fields(coco_file: str | Path) -> dict[str, Any]:
@@ -223,7 +284,8 @@ def _set_num_classes(model_cfg: Any, num_classes: int) -> None:
 
 def train_detection(config: str, work_dir: str | Path, *, train_ann: str,
                     drop_threshold: float | None = None, cfg_options: dict[str, Any] | None = None,
-                    launcher: str = "none", resume: bool = True) -> Any:
+                    launcher: str = "none", resume: bool = True,
+                    amp: bool | str | None = None) -> Any:
     """Stage 5: train Mask R-CNN on a COCO file with masks (proxy, true or box masks)."""
     cfg = load_config(config, cfg_options)
     fields = dataset_fields(train_ann)
@@ -240,7 +302,7 @@ def train_detection(config: str, work_dir: str | Path, *, train_ann: str,
               flush=True)
     if drop_threshold is not None:
         cfg.model.roi_head.mask_head["drop_threshold"] = drop_threshold
-    return run_training(cfg, work_dir, launcher=launcher, resume=resume)
+    return run_training(cfg, work_dir, launcher=launcher, resume=resume, amp=amp)
 
 
 def predict_detection(config: str, checkpoint: str, gt_file: str, out_dir: str | Path, *,

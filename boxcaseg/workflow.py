@@ -47,8 +47,9 @@ def detection_options(section: dict[str, Any]) -> dict[str, Any]:
     _set(opts, "train_cfg.max_iters", section.get("max_iters"))
     _set(opts, "global_batch_size", section.get("batch_size"))  # all GPUs together
     _set(opts, "optim_wrapper.optimizer.lr", section.get("lr"))
-    if section.get("pretrained"):
-        opts["model.backbone.init_cfg"] = dict(type="Pretrained", checkpoint=section["pretrained"])
+    if section.get("pretrained"):  # _delete_: the shipped configs have init_cfg=None there
+        opts["model.backbone.init_cfg"] = dict(_delete_=True, type="Pretrained",
+                                               checkpoint=section["pretrained"])
     _workers(opts, section.get("num_workers"))
     _set(opts, "randomness.seed", section.get("seed"))
     opts.update(section.get("cfg_options") or {})

@@ -10,6 +10,7 @@ SOURCE = config["data"]["source"]
 # demo: the embedded dataset is generated here; derive: box + salient sets derived from one dataset
 GENERATED_DIR = {"demo": f"resources/{RUN}/demo", "derive": f"resources/{RUN}/derived"}.get(SOURCE)
 VARIANTS = config["detection"]["variants"]
+PROXY_SHARDS = int(config["proxy"].get("shards", 1))
 HAS_VAL = SOURCE in ("demo", "derive") or "val" in config["data"]["splits"]
 
 
@@ -41,22 +42,32 @@ def resource(rule_name, key, fallback=None):
     return rule_resources(rule_name).get(key, fallback)
 
 
-def launch(rule_name):
-    """The command that runs a `boxcaseg` subcommand for a job: CPU only when the job asks for
-    no GPU (CUDA hidden), one process per GPU through torchrun when it asks for several."""
+def processes(rule_name):
+    """Training / inference processes of a job: `processes` if given (CPU processes with gloo
+    when there is no GPU), else one per GPU."""
     spec = rule_resources(rule_name)
     gpus = int(spec.get("gpu", 0) or 0)
-    env = f"OMP_NUM_THREADS={spec.get('threads', 1)}"
-    if gpus == 0:
-        return f"{env} CUDA_VISIBLE_DEVICES= python -m boxcaseg.cli"
-    if gpus == 1:
-        return f"{env} python -m boxcaseg.cli"
-    return (f"{env} python -m torch.distributed.run --standalone --nproc_per_node={gpus} "
+    return int(spec.get("processes", 0) or 0) or max(gpus, 1)
+
+
+def launch(rule_name):
+    """The command that runs a `boxcaseg` subcommand for a job: CUDA hidden when the job asks
+    for no GPU, else its GPUs chosen among the free ones (python -m boxcaseg.gpus; SLURM's own
+    choice is kept); several processes through torchrun (mmengine's `pytorch` launcher), each
+    with its share of the job's threads."""
+    spec = rule_resources(rule_name)
+    gpus = int(spec.get("gpu", 0) or 0)
+    procs = processes(rule_name)
+    env = f"OMP_NUM_THREADS={max(1, int(spec.get('threads', 1)) // procs)}"
+    prefix = f"{env} CUDA_VISIBLE_DEVICES=" if gpus == 0 else f"{env} python -m boxcaseg.gpus {gpus}"
+    if procs == 1:
+        return f"{prefix} python -m boxcaseg.cli"
+    return (f"{prefix} python -m torch.distributed.run --standalone --nproc_per_node={procs} "
             "-m boxcaseg.cli")
 
 
 def launcher_flag(rule_name):
-    return "--launcher pytorch" if int(resource(rule_name, "gpu", 0) or 0) > 1 else ""
+    return "--launcher pytorch" if processes(rule_name) > 1 else ""
 
 
 def model_config_file(config_name):

@@ -3,32 +3,86 @@
 # Beside them the baselines' masks: GrabCut inside every box, the box filled as mask.
 
 
-rule proxy_masks:
-    input:
-        # the model is built from the config stored in the checkpoint (overrides included)
-        checkpoint=out("segmentation/final.pth"),
-        boxes=out("data/train.boxes.json"),
-    output:
-        out("proxy/proxy_raw.json"),
-    params:
-        section=section("proxy"),
-        launch=launch("proxy_masks"),
-    threads: resource("proxy_masks", "threads", 1)
-    resources:
-        mem_mb=resource("proxy_masks", "mem_mb"),
-        runtime=resource("proxy_masks", "runtime"),
-        gpu=resource("proxy_masks", "gpu", 0),
-        gpu_model=resource("proxy_masks", "gpu_model"),
-        cpus_per_gpu=resource("proxy_masks", "cpus_per_gpu"),
-    conda:
-        "../envs/openmmlab.yaml"
-    log:
-        log_file("proxy_masks"),
-    benchmark:
-        bench_file("proxy_masks")
-    shell:
-        "{params.launch} proxy --section {params.section:q} "
-        "--checkpoint {input.checkpoint} --boxes {input.boxes} --out {output} > {log} 2>&1"
+if PROXY_SHARDS == 1:
+
+    rule proxy_masks:
+        input:
+            # the model is built from the config stored in the checkpoint (overrides included)
+            checkpoint=out("segmentation/final.pth"),
+            boxes=out("data/train.boxes.json"),
+        output:
+            out("proxy/proxy_raw.json"),
+        params:
+            section=section("proxy", exclude=("shards",)),
+            launch=launch("proxy_masks"),
+        threads: resource("proxy_masks", "threads", 1)
+        resources:
+            mem_mb=resource("proxy_masks", "mem_mb"),
+            runtime=resource("proxy_masks", "runtime"),
+            gpu=resource("proxy_masks", "gpu", 0),
+            gpu_model=resource("proxy_masks", "gpu_model"),
+            cpus_per_gpu=resource("proxy_masks", "cpus_per_gpu"),
+        conda:
+            "../envs/openmmlab.yaml"
+        log:
+            log_file("proxy_masks"),
+        benchmark:
+            bench_file("proxy_masks")
+        shell:
+            "{params.launch} proxy --section {params.section:q} "
+            "--checkpoint {input.checkpoint} --boxes {input.boxes} --out {output} > {log} 2>&1"
+
+else:  # proxy.shards jobs, each with proxy_masks' resources, then one light gather job
+
+    rule proxy_masks:
+        input:
+            checkpoint=out("segmentation/final.pth"),
+            boxes=out("data/train.boxes.json"),
+        output:
+            temp(out(f"proxy/shards/part{{shard}}-of-{PROXY_SHARDS}.json")),
+        params:
+            section=section("proxy", exclude=("shards",)),
+            launch=launch("proxy_masks"),
+        wildcard_constraints:
+            shard=r"\d+",
+        threads: resource("proxy_masks", "threads", 1)
+        resources:
+            mem_mb=resource("proxy_masks", "mem_mb"),
+            runtime=resource("proxy_masks", "runtime"),
+            gpu=resource("proxy_masks", "gpu", 0),
+            gpu_model=resource("proxy_masks", "gpu_model"),
+            cpus_per_gpu=resource("proxy_masks", "cpus_per_gpu"),
+        conda:
+            "../envs/openmmlab.yaml"
+        log:
+            log_file("proxy_masks_{shard}"),
+        benchmark:
+            bench_file("proxy_masks_{shard}")
+        shell:
+            "{params.launch} proxy --section {params.section:q} --checkpoint {input.checkpoint} "
+            "--boxes {input.boxes} --shard {wildcards.shard} --shards " + str(PROXY_SHARDS) + " "
+            "--out {output} > {log} 2>&1"
+
+    rule gather_proxy_masks:
+        input:
+            boxes=out("data/train.boxes.json"),
+            parts=expand(out(f"proxy/shards/part{{shard}}-of-{PROXY_SHARDS}.json"),
+                         shard=range(PROXY_SHARDS)),
+        output:
+            out("proxy/proxy_raw.json"),
+        params:
+            launch=launch("gather_proxy_masks"),
+        threads: resource("gather_proxy_masks", "threads", 1)
+        resources:
+            mem_mb=resource("gather_proxy_masks", "mem_mb"),
+            runtime=resource("gather_proxy_masks", "runtime"),
+        conda:
+            "../envs/data.yaml"
+        log:
+            log_file("gather_proxy_masks"),
+        shell:
+            "{params.launch} gather-proxy --boxes {input.boxes} --parts {input.parts} "
+            "--out {output} > {log} 2>&1"
 
 
 rule merge_drop:

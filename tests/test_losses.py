@@ -70,3 +70,61 @@ def test_salient_loss_without_salient_samples_is_zero_and_backpropagates():
     assert loss.item() == 0.0
     loss.backward()
     assert weight.grad is not None and weight.grad.item() == 0.0
+
+
+# --- the colour-affinity pairwise term (BoxInst style, an option beside the plain one) ---------
+
+def test_rgb_to_lab_known_colours():
+    from boxcaseg.losses import rgb_to_lab
+
+    rgb = torch.tensor([[255.0, 255, 255], [0, 0, 0], [255, 0, 0]]).T[None, :, :, None]  # (1, 3, 3, 1)
+    lab = rgb_to_lab(rgb)[0, :, :, 0].T
+    assert lab[0].tolist() == pytest.approx([100.0, 0.0, 0.0], abs=0.05)
+    assert lab[1].tolist() == pytest.approx([0.0, 0.0, 0.0], abs=0.05)
+    assert lab[2].tolist() == pytest.approx([53.24, 80.09, 67.20], abs=0.1)  # skimage's rgb2lab
+
+
+def _two_colour_image(w=6):
+    """(1, 3, 4, w) RGB: black left half, white right half."""
+    rgb = torch.zeros(1, 3, 4, w)
+    rgb[..., w // 2:] = 255.0
+    return rgb
+
+
+def test_colour_similarity_is_one_within_a_colour_and_zero_across_an_edge_or_the_border():
+    from boxcaseg.losses import colour_similarity, rgb_to_lab
+
+    sim = colour_similarity(rgb_to_lab(_two_colour_image()), dilation=1)
+    # offsets in order (-1,-1) (-1,0) (-1,1) (0,-1) (0,1) (1,-1) (1,0) (1,1); pixel (1, 1) is black
+    assert sim[0, :, 1, 1].tolist() == pytest.approx([1.0] * 8)
+    right = 4  # offset (0, +1) of pixel (1, 2): black -> white, 100 Lab units apart
+    assert sim[0, right, 1, 2].item() < 1e-6
+    assert sim[0, 0, 0, 0].item() == 0.0  # the neighbour up-left of a corner is outside
+
+
+def test_colour_pairwise_loss_hand_computed():
+    from boxcaseg.losses import colour_pairwise_loss, colour_similarity, rgb_to_lab
+
+    sim = colour_similarity(rgb_to_lab(_two_colour_image()), dilation=1)
+    region = torch.ones(1, 4, 6)
+    # label the black half background and the white half foreground, confidently: every
+    # similar-colour edge agrees, the cross-colour edges are not counted
+    logits = torch.full((1, 4, 6), -20.0)
+    logits[..., 3:] = 20.0
+    assert colour_pairwise_loss(logits, sim, region, dilation=1).item() < 1e-6
+    # uniform p = sigmoid(0) = 0.5: every counted edge has P(same) = 0.5
+    flat = colour_pairwise_loss(torch.zeros(1, 4, 6), sim, region, dilation=1)
+    assert flat.item() == pytest.approx(math.log(2), rel=1e-5)
+    # outside the region nothing counts
+    assert colour_pairwise_loss(torch.randn(1, 4, 6), sim, torch.zeros(1, 4, 6), dilation=1).item() == 0.0
+
+
+def test_colour_pairwise_loss_ignores_label_changes_at_colour_edges_only():
+    from boxcaseg.losses import colour_pairwise_loss, colour_similarity, rgb_to_lab
+
+    sim = colour_similarity(rgb_to_lab(_two_colour_image()), dilation=1)
+    region = torch.ones(1, 4, 6)
+    split_at_colour_edge = torch.where(torch.arange(6) < 3, -20.0, 20.0).expand(1, 4, 6)
+    split_inside_a_colour = torch.where(torch.arange(6) < 1, -20.0, 20.0).expand(1, 4, 6)
+    assert colour_pairwise_loss(split_at_colour_edge, sim, region, dilation=1).item() < 1e-6
+    assert colour_pairwise_loss(split_inside_a_colour, sim, region, dilation=1).item() > 1.0

@@ -21,7 +21,7 @@ train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='BoxCasegCrop', crop_size=crop_size, salient_resize=salient_resize,
          center_shift=0.25, scale_range=(0.5, 1.5), flip_prob=0.5),
-    dict(type='PackSegInputs', meta_keys=('img_path', 'sample_kind', 'ori_shape', 'img_shape')),
+    dict(type='PackSegInputs', meta_keys=('img_path', 'sample_kind', 'ann_id', 'ori_shape', 'img_shape')),
 ]
 global_batch_size = 16
 train_dataloader = dict(batch_size=global_batch_size, num_workers=2, batch_sampler=dict(box_per_batch=8),

@@ -184,14 +184,33 @@ class KindRatioBatchSampler(BatchSampler):
         # runner seeds from ``randomness.seed`` (config.yaml: segmentation.seed)
         if seed is None:
             seed = int(getattr(sampler, "seed", 0) or 0)
-        self.seed = seed
-        self.rng = np.random.default_rng([seed, rank])
+        self.seed, self.rank = seed, rank
+        self._held: Iterator[list[int]] | None = None
+        self.restart()
+
+    def restart(self) -> None:
+        """The skip decisions' random stream back to its start (a resumed run replays the
+        index stream from the start, indices only: see boxcaseg.mm.loops)."""
+        self.rng = np.random.default_rng([self.seed, self.rank])
+
+    def hold_iterator(self, batches: Iterator[list[int]]) -> None:
+        """Make the next ``iter(self)`` continue ``batches`` (an iterator of this sampler
+        advanced past the batches a resumed run already trained on), partly filled box and
+        salient buckets included, so the resumed stream equals the uninterrupted one."""
+        self._held = batches
 
     def _skipped(self, idx: int) -> bool:
         return bool(self.overlap_skip_prob and self.overlaps[idx]
                     and self.rng.random() < self.overlap_skip_prob)
 
     def __iter__(self) -> Iterator[list[int]]:
+        held, self._held = self._held, None
+        if held is not None:
+            yield from held
+            return
+        yield from self._batches()
+
+    def _batches(self) -> Iterator[list[int]]:
         if self.box_per_batch is None:
             batch: list[int] = []
             for idx in self.sampler:

@@ -35,7 +35,7 @@ train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='BoxCasegCrop', crop_size=crop_size, salient_resize=salient_resize,
          center_shift=0.25, scale_range=(0.5, 1.5), flip_prob=0.5),
-    dict(type='PackSegInputs', meta_keys=('img_path', 'sample_kind', 'ori_shape', 'img_shape')),
+    dict(type='PackSegInputs', meta_keys=('img_path', 'sample_kind', 'ann_id', 'ori_shape', 'img_shape')),
 ]
 # The GLOBAL batch (all GPUs together; method.md: 32 = 2 GPUs x 16) and the lr below is the lr
 # for it. `boxcaseg train-seg` sets train_dataloader.batch_size = global / GPUs, and scales the

@@ -1,0 +1,116 @@
+"""Stage 2 ablation on real photos: mIoU* on the val split per change, same budget.
+
+    python benchmarks/ablation.py                                  # all rows, config/coco128_person.yaml
+    python benchmarks/ablation.py --rows paper colour --iters 600  # some rows, another budget
+    python benchmarks/ablation.py --configfile my.yaml             # your own data section
+
+Each row trains the Stage 2 model (`boxcaseg train-seg`, the workflow's own command) from
+scratch with the run's Stage 1 files (made first with `snakemake --until prepare_data` when
+missing) and reads its mIoU* (salient head, inside the true boxes of the val split) next to the
+box-as-mask baseline. Rows are cumulative: each adds one change to the row before it, starting
+from the paper's recipe scaled to a CPU (plain pairwise term, no augmentation). The last row is
+the packaged real-photo config (seg/boxcaseg_hr18s_real_cpu.py). Prints a Markdown table, writes
+JSON next to it (benchmarks/results/ablation_<run>.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_CONFIG = "seg/boxcaseg_hr18s_real_cpu.py"
+
+PLAIN_PAIR = dict(_delete_=True, type="PairwiseSmoothLoss", loss_weight=0.05)
+
+# (row name, what it changes, cfg_options on top of REAL_CONFIG). Cumulative by construction:
+# each row's options are the previous row's plus its own change.
+ROWS: list[tuple[str, str, dict]] = [
+    ("paper", "the paper's recipe on this budget: plain pairwise term (weight 0.05), "
+              "box crops jittered only, salient crops flipped",
+     {"model.loss_pair": PLAIN_PAIR, "photometric": False}),
+    ("colour", "+ colour-affinity pairwise term (BoxInst style) instead of the plain one",
+     {"photometric": False}),
+    ("colour+augment", "+ photometric augmentation (brightness, contrast, saturation, hue) "
+                       "and flipped box crops: the packaged real-photo config",
+     {}),
+]
+
+
+def pipeline_without_augmentation() -> list[dict]:
+    """The real-photo config's training pipeline without what it adds to the paper's crops
+    (photometric distortion, flipped box crops)."""
+    sys.path.insert(0, str(REPO))
+    from boxcaseg.training import load_config
+
+    pipeline = load_config(REAL_CONFIG).train_dataloader.dataset.pipeline
+    return [dict(t, box_flip=False) if t["type"] == "BoxCasegCrop" else dict(t)
+            for t in pipeline if t["type"] != "PhotoMetricDistortion"]
+
+
+def run(cmd: list[str], log: Path) -> None:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    with open(log, "w") as fh:
+        subprocess.run(cmd, check=True, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configfile", default="config/coco128_person.yaml")
+    parser.add_argument("--rows", nargs="*", choices=[r[0] for r in ROWS])
+    parser.add_argument("--iters", type=int, help="Stage 2 iterations (default: the config's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    run_cfg = yaml.safe_load((REPO / args.configfile).read_text())
+    out = REPO / "results" / run_cfg["run_name"]
+    data = out / "data"
+    if not (data / "val.gt.json").is_file():
+        run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", args.configfile,
+             "--until", "prepare_data"], REPO / f"ablation_prepare_{run_cfg['run_name']}.log")
+    results = []
+    for name, change, options in ROWS:
+        if args.rows and name not in args.rows:
+            continue
+        work = out / "ablation" / name
+        work.mkdir(parents=True, exist_ok=True)
+        opts = {k: v for k, v in options.items() if k != "photometric"}
+        if options.get("photometric", True) is False:
+            opts["train_dataloader.dataset.pipeline"] = pipeline_without_augmentation()
+        section = {"seed": args.seed, "cfg_options": opts}
+        if args.iters:
+            section["max_iters"] = args.iters
+        start = time.time()
+        run([sys.executable, "-m", "boxcaseg.cli", "train-seg", "--config", REAL_CONFIG,
+             "--train", str(data / "train.boxes.json"), "--salient", str(data / "salient.json"),
+             "--val", str(data / "val.gt.json"), "--work-dir", str(work / "work"),
+             "--metrics-out", str(work / "miou_star.json"), "--section", json.dumps(section)],
+            work / "train.log")
+        metrics = json.loads((work / "miou_star.json").read_text())
+        row = {"row": name, "change": change,
+               "salient_head_miou_star": round(100 * metrics["model"]["miou_star"], 2),
+               "box_as_mask_miou_star": round(100 * metrics["box_as_mask"]["miou_star"], 2),
+               "instances": metrics["model"]["instances"], "minutes": round((time.time() - start) / 60, 1)}
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    lines = ["| row | change | mIoU* salient head | box as mask | minutes |", "|---|---|---|---|---|"]
+    lines += [f"| {r['row']} | {r['change']} | {r['salient_head_miou_star']:.2f} | "
+              f"{r['box_as_mask_miou_star']:.2f} | {r['minutes']} |" for r in results]
+    print("\n".join(lines))
+    path = Path(args.json or REPO / f"benchmarks/results/ablation_{run_cfg['run_name']}.json")
+    path.write_text(json.dumps({"configfile": args.configfile, "iters": args.iters,
+                                "seed": args.seed, "rows": results}, indent=1))
+    print(f"written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
