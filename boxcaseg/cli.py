@@ -18,7 +18,15 @@ from boxcaseg.data.report import DataError
 
 
 def _section(text: str | None) -> dict[str, Any]:
-    return json.loads(text) if text else {}
+    if not text:
+        return {}
+    try:
+        section = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"--section is not valid JSON ({err})") from err
+    if not isinstance(section, dict):
+        raise DataError(f"--section must be a JSON object, got {type(section).__name__}")
+    return section
 
 
 def _copy_atomic(src: str | Path, dst: str | Path) -> None:
@@ -86,8 +94,10 @@ def cmd_derive(args: argparse.Namespace) -> int:
 
     section = _section(args.section)
     source = {k: section[k] for k in ("format", "annotations", "images", "labels", "root",
-                                      "split", "names") if k in section}
-    coco, report = import_box_split(source, strict=False, decode_images=True)
+                                      "split", "names", "masks", "mask_suffix", "classes")
+              if k in section}
+    coco, report = import_box_split(source, strict=False, decode_images=True,
+                                    where="data.derive")
     report.raise_if_errors()
     spec = DeriveSpec(**{k: section[k] for k in DeriveSpec.__dataclass_fields__ if k in section})
     spec = replace(spec, keep_categories=tuple(spec.keep_categories))
@@ -107,14 +117,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     section = _section(args.section)
     if args.generated:  # the generated sets, plus any salient sources the config names
         section = {**section, **generated_data_config(args.generated, section.get("salient"))}
-    if "train" not in section.get("splits", {}):
+    if not isinstance(section.get("splits"), dict) or "train" not in section["splits"]:
         raise DataError("data.splits needs a 'train' entry (see schemas/config.schema.yaml)")
-    summary = prepare_dataset(section, args.out_dir)
-    if args.require_train_masks and not summary["splits"]["train"]["has_masks"]:
-        raise DataError("the 'full' baseline trains on true masks, but the train split has "
-                        "none: remove 'full' from detection.variants")
-    if "val" in summary["splits"] and not summary["splits"]["val"]["has_masks"]:
-        raise DataError("the val split has no masks: evaluation (mIoU*, mask AP) needs them")
+    # checked before anything is written: a refused split leaves earlier outputs as they were
+    required = ("val",) + (("train",) if args.require_train_masks else ())
+    summary = prepare_dataset(section, args.out_dir, require_masks=required)
     if args.figure:
         dataset_summary(summary, args.figure)
     print(json.dumps(summary, indent=1))

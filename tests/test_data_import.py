@@ -129,8 +129,11 @@ def test_voc_unknown_class_is_an_error_naming_it(tmp_path):
     xml = root / "Annotations" / "img1.xml"
     xml.write_text(xml.read_text().replace("<name>dog</name>", "<name>dragon</name>"))
     _, report = import_voc(root, "train")
-    with pytest.raises(DataError, match="unknown category id dragon"):
+    with pytest.raises(DataError) as err:
         report.raise_if_errors()
+    # the XML file (not the folder), the object, and the class name (not an id)
+    assert "img1.xml [object 0 (dragon)]: unknown class name 'dragon'" in str(err.value)
+    assert "category id" not in str(err.value)
 
 
 def test_yolo_seg_import_rasterises_normalised_polygons(tmp_path):
@@ -346,3 +349,297 @@ def test_derived_salient_set_is_disjoint_from_the_box_splits(tmp_path):
     index, report = import_duts(tmp_path / "out/salient")
     report.raise_if_errors()
     assert len(index["salient"]) == 2
+
+
+# --- instance-id PNG folders ----------------------------------------------------------------------
+
+def write_map(path: Path, values: np.ndarray, palette: bool = False) -> Path:
+    """A label map as PNG: gray (8 or 16 bit), or palette-indexed as VOC and labelme2voc
+    write them (a full palette, or Pillow would shrink the bit depth)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(values)
+    if palette:
+        image = image.convert("P")
+        image.putpalette([v for k in range(256) for v in (k, 255 - k, (7 * k) % 256)])
+        image.putdata(values.reshape(-1).tolist())
+    image.save(path)
+    return path
+
+
+def instance_png_folder(tmp_path: Path) -> tuple[Path, Path]:
+    """Two 12x10 images; a.png: instances 3 (4x3 px) and 7 (2x5 px) plus a void border (255);
+    b.png: instance 1 in two disconnected parts."""
+    write_image(tmp_path / "images" / "a.png", 12, 10)
+    write_image(tmp_path / "images" / "b.jpg", 12, 10)
+    a = np.zeros((10, 12), np.uint8)
+    a[1:5, 2:5] = 3
+    a[6:8, 4:9] = 7
+    a[5, :] = 255
+    b = np.zeros((10, 12), np.uint8)
+    b[0:2, 0:2] = 1
+    b[8:10, 10:12] = 1
+    write_map(tmp_path / "masks" / "a_mask.png", a)
+    write_map(tmp_path / "masks" / "b_mask.png", b)
+    return tmp_path / "images", tmp_path / "masks"
+
+
+def test_instance_png_one_class_boxes_from_masks(tmp_path):
+    from boxcaseg.data.instance_masks import import_instance_png
+
+    images, masks = instance_png_folder(tmp_path)
+    coco, report = import_instance_png(images, masks, mask_suffix="_mask", classes="cell")
+    report.raise_if_errors()
+    assert coco["categories"] == [{"id": 1, "name": "cell"}]
+    by_image = {i["file_name"]: i["id"] for i in coco["images"]}
+    anns = [(a["image_id"], a["bbox"], a["area"]) for a in coco["annotations"]]
+    assert anns == [(by_image["a.png"], [2, 1, 3, 4], 12.0), (by_image["a.png"], [4, 6, 5, 2], 10.0),
+                    (by_image["b.jpg"], [0, 0, 12, 10], 8.0)]
+    first = segmentation_to_mask(coco["annotations"][0]["segmentation"], 10, 12)
+    expected = np.zeros((10, 12), bool)
+    expected[1:5, 2:5] = True
+    assert np.array_equal(first, expected)  # the void row (255) is no instance
+    assert not report.warnings
+
+
+def test_instance_png_masks_beside_the_images(tmp_path):
+    from boxcaseg.data.instance_masks import import_instance_png
+
+    images, masks = instance_png_folder(tmp_path)
+    for mask in masks.iterdir():
+        mask.rename(images / mask.name)
+    coco, report = import_instance_png(images, images, mask_suffix="_mask")
+    report.raise_if_errors()
+    assert sorted(i["file_name"] for i in coco["images"]) == ["a.png", "b.jpg"]
+    assert len(coco["annotations"]) == 3 and coco["categories"] == [{"id": 1, "name": "object"}]
+    with pytest.raises(DataError, match="mask_suffix"):
+        import_instance_png(images, images)
+
+
+def test_instance_png_side_file_json_and_csv(tmp_path):
+    from boxcaseg.data.instance_masks import import_instance_png
+
+    images, masks = instance_png_folder(tmp_path)
+    side = tmp_path / "classes.json"
+    side.write_text(json.dumps({"a": {"3": "dog", "7": "cat"}, "b": {"1": "dog"}}))
+    coco, report = import_instance_png(images, masks, mask_suffix="_mask", classes=str(side))
+    report.raise_if_errors()
+    assert [c["name"] for c in coco["categories"]] == ["cat", "dog"]  # sorted when no names
+    assert [a["category_id"] for a in coco["annotations"]] == [2, 1, 2]
+    csv_file = tmp_path / "classes.csv"
+    csv_file.write_text("image,instance,class\na,3,dog\na,7,cat\nb,1,dog\n")
+    coco, report = import_instance_png(images, masks, mask_suffix="_mask", classes=str(csv_file),
+                                       class_names=["dog", "cat", "bird"])
+    report.raise_if_errors()
+    assert [a["category_id"] for a in coco["annotations"]] == [1, 2, 1]
+    csv_file.write_text("image,instance,class\na,3,dog\nb,1,dragon\n")
+    _, report = import_instance_png(images, masks, mask_suffix="_mask", classes=str(csv_file),
+                                    class_names=["dog", "cat"])
+    with pytest.raises(DataError) as err:
+        report.raise_if_errors()
+    text = str(err.value)
+    assert "classes.csv [a instance 7]: no class given for this instance" in text
+    assert "classes.csv [b instance 1]: unknown class name 'dragon'" in text
+
+
+def test_instance_png_class_pngs_and_16_bit_ids(tmp_path):
+    from boxcaseg.data.instance_masks import import_instance_png
+
+    write_image(tmp_path / "images" / "x.png", 6, 4)
+    ids = np.zeros((4, 6), np.uint16)
+    ids[0:2, 0:2] = 255  # an ordinary id in a 16-bit map
+    ids[2:4, 3:6] = 1000
+    write_map(tmp_path / "masks" / "x.png", ids)
+    cls = np.zeros((4, 6), np.uint8)
+    cls[0:2, 0:2] = 2
+    cls[2:4, 3:6] = 1
+    write_map(tmp_path / "class" / "x.png", cls)
+    coco, report = import_instance_png(tmp_path / "images", tmp_path / "masks",
+                                       classes=str(tmp_path / "class"), class_names=["a", "b"])
+    report.raise_if_errors()
+    assert [(a["category_id"], a["bbox"]) for a in coco["annotations"]] == [
+        (2, [0, 0, 2, 2]), (1, [3, 2, 3, 2])]
+    cls[3, 5] = 2  # instance 1000 now spans two classes
+    write_map(tmp_path / "class" / "x.png", cls)
+    _, report = import_instance_png(tmp_path / "images", tmp_path / "masks",
+                                    classes=str(tmp_path / "class"), class_names=["a", "b"])
+    with pytest.raises(DataError, match=r"x.png \[x instance 1000\]: this instance spans several "
+                       r"classes \[1, 2\]"):
+        report.raise_if_errors()
+
+
+def test_instance_png_problems_name_the_mask(tmp_path):
+    from boxcaseg.data.instance_masks import import_instance_png
+
+    images, masks = instance_png_folder(tmp_path)
+    write_map(masks / "b_mask.png", np.zeros((5, 5), np.uint8))
+    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(masks / "c_mask.jpg")
+    write_image(images / "c.png", 12, 10)
+    write_image(images / "lonely.png", 12, 10)
+    _, report = import_instance_png(images, masks, mask_suffix="_mask")
+    with pytest.raises(DataError) as err:
+        report.raise_if_errors()
+    text = str(err.value)
+    assert "b_mask.png [b]: mask is 5x5 but the image is 12x10" in text
+    assert "c_mask.jpg [c]: a label map cannot be a lossy .jpg file" in text
+    assert [(w.item, w.action) for w in report.warnings] == [("lonely", "dropped")]
+
+
+def test_instance_png_binary_255_mask_warns_that_255_is_void(tmp_path):
+    from boxcaseg.data.instance_masks import import_instance_png
+
+    images, masks = instance_png_folder(tmp_path)
+    binary = np.zeros((10, 12), np.uint8)
+    binary[2:4, 2:4] = 255
+    write_map(masks / "b_mask.png", binary)
+    coco, report = import_instance_png(images, masks, mask_suffix="_mask")
+    report.raise_if_errors()
+    assert len(coco["annotations"]) == 2  # only a.png's instances
+    (warning,) = report.warnings
+    assert warning.item == "b" and "255 is void" in warning.problem
+
+
+# --- LabelMe -----------------------------------------------------------------------------------
+
+def labelme_file(folder: Path, stem: str, shapes: list, width: int = 20, height: int = 16,
+                 image_path: str | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}.json"
+    path.write_text(json.dumps({"version": "5.4.1", "flags": {}, "shapes": shapes,
+                                "imagePath": image_path or f"../images/{stem}.png",
+                                "imageData": None, "imageHeight": height, "imageWidth": width}))
+    return path
+
+
+def shape(label, points, shape_type="polygon", group_id=None, **extra):
+    return {"label": label, "points": points, "group_id": group_id, "shape_type": shape_type,
+            "flags": {}, **extra}
+
+
+def test_labelme_polygons_groups_and_rectangles(tmp_path):
+    from boxcaseg.data.labelme import import_labelme
+
+    write_image(tmp_path / "images" / "a.png", 20, 16)
+    write_image(tmp_path / "images" / "b.png", 20, 16)
+    labelme_file(tmp_path / "ann", "a", [
+        shape("dog", [[2, 2], [10, 2], [10, 8], [2, 8]]),
+        # two parts of one occluded cat, joined by group_id
+        shape("cat", [[12, 1], [16, 1], [16, 4], [12, 4]], group_id=1),
+        shape("cat", [[12, 10], [18, 10], [18, 14], [12, 14]], group_id=1),
+        shape("cat", [[1, 12], [3, 12]], shape_type="line"),
+    ])
+    labelme_file(tmp_path / "ann", "b", [shape("dog", [[9, 7], [3, 2]], shape_type="rectangle")])
+    coco, report = import_labelme(tmp_path / "ann", ["dog", "cat"])
+    report.raise_if_errors()
+    dog, cat, box_only = coco["annotations"]
+    assert dog["bbox"] == [2, 2, 8, 6] and dog["category_id"] == 1
+    expected = np.zeros((16, 20), bool)
+    expected[2:8, 2:10] = True
+    assert np.array_equal(segmentation_to_mask(dog["segmentation"], 16, 20), expected)
+    assert cat["category_id"] == 2 and cat["bbox"] == [12, 1, 6, 13]
+    cat_mask = segmentation_to_mask(cat["segmentation"], 16, 20)
+    assert cat_mask.sum() == 4 * 3 + 6 * 4 and cat_mask[1:4, 12:16].all() and cat_mask[10:14, 12:18].all()
+    assert box_only["bbox"] == [3, 2, 6, 5] and "segmentation" not in box_only
+    assert coco["images"][0]["file_name"] == "../images/a.png"
+    assert [(w.item, w.action) for w in report.warnings] == [("shape 3", "dropped")]
+    assert report.counts["instances_without_mask"] == 1
+    assert not has_masks(coco)  # one box-only instance: no true masks for this split
+
+
+def test_labelme_rectangle_only_folder_is_box_supervision(tmp_path):
+    from boxcaseg.data.labelme import import_labelme
+
+    write_image(tmp_path / "images" / "a.png", 20, 16)
+    labelme_file(tmp_path / "ann", "a", [shape("car", [[1, 1], [5, 6]], shape_type="rectangle"),
+                                         shape("bus", [[6, 6], [19, 15]], shape_type="rectangle")])
+    coco, report = import_labelme(tmp_path / "ann")
+    report.raise_if_errors()
+    assert [c["name"] for c in coco["categories"]] == ["bus", "car"]  # sorted labels found
+    assert [a["bbox"] for a in coco["annotations"]] == [[1, 1, 4, 5], [6, 6, 13, 9]]
+    assert not has_masks(coco)
+
+
+def test_labelme_problems_name_the_json_and_the_shape(tmp_path):
+    from boxcaseg.data.labelme import import_labelme
+
+    write_image(tmp_path / "images" / "a.png", 20, 16)
+    write_image(tmp_path / "images" / "b.png", 20, 16)
+    labelme_file(tmp_path / "ann", "a", [
+        shape("dog", [[2, 2], [10, 2]]),
+        shape("dog", [[2, 2], [10, float("nan")], [4, 4]]),
+        shape("dog", [[1, 1], [2, 2], [3, 1]], group_id=4),
+        shape("cat", [[5, 5], [6, 6], [7, 5]], group_id=4),
+    ])
+    labelme_file(tmp_path / "ann", "b", [shape("dog", [[1, 1], [4, 4]], "rectangle")], width=30)
+    _, report = import_labelme(tmp_path / "ann", ["dog", "cat"])
+    with pytest.raises(DataError) as err:
+        report.raise_if_errors()
+    text = str(err.value)
+    assert "a.json [shape 0]: a polygon needs at least 3 points, got 2" in text
+    assert "a.json [shape 1]: point 1 must hold two finite numbers, got [10, nan]" in text
+    assert "a.json [group_id 4]: joins shapes of different labels ['cat', 'dog']" in text
+    assert "b.json [imagePath of b.json]: annotation says 30x16 but ../images/b.png is 20x16" in text
+
+
+# --- VOC without XML (labelme2voc) ------------------------------------------------------------
+
+def test_voc_without_xml_reads_instances_and_classes_from_pngs(tmp_path):
+    root = tmp_path / "voc"
+    write_image(root / "JPEGImages" / "p1.jpg", 12, 10)
+    write_image(root / "JPEGImages" / "p2.jpg", 12, 10)
+    (root / "class_names.txt").parent.mkdir(parents=True, exist_ok=True)
+    (root / "class_names.txt").write_text("_background_\nperson\nbottle\n")
+    objects = np.zeros((10, 12), np.uint8)
+    objects[1:4, 1:5] = 1
+    objects[5:9, 6:8] = 2
+    objects[9, :] = 255
+    classes = np.zeros((10, 12), np.uint8)
+    classes[1:4, 1:5] = 2  # bottle
+    classes[5:9, 6:8] = 1  # person
+    classes[9, :] = 255
+    for stem in ("p1", "p2"):
+        write_map(root / "SegmentationObject" / f"{stem}.png", objects, palette=True)
+        write_map(root / "SegmentationClass" / f"{stem}.png", classes, palette=True)
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("p2\n")
+    coco, report = import_voc(root, "val")
+    report.raise_if_errors()
+    assert [c["name"] for c in coco["categories"]] == ["person", "bottle"]
+    assert [i["file_name"] for i in coco["images"]] == ["p2.jpg"]
+    assert [(a["category_id"], a["bbox"]) for a in coco["annotations"]] == [
+        (2, [1, 1, 4, 3]), (1, [6, 5, 2, 4])]
+    assert has_masks(coco)
+    coco, _ = import_voc(root)  # no split: every instance PNG
+    assert len(coco["images"]) == 2
+    classes[1, 1] = 1  # instance 1 now spans two classes
+    write_map(root / "SegmentationClass" / "p1.png", classes, palette=True)
+    _, report = import_voc(root)
+    with pytest.raises(DataError, match=r"SegmentationClass/p1.png \[p1 instance 1\]: this "
+                       r"instance spans several classes"):
+        report.raise_if_errors()
+
+
+def test_voc_errors_name_the_xml_file(tmp_path):
+    root = voc_folder(tmp_path)
+    xml = root / "Annotations" / "img1.xml"
+    xml.write_text(xml.read_text().replace("<xmin>2</xmin>", "<xmin>two</xmin>")
+                   .replace("<width>12</width>", "<width>nan</width>"))
+    _, report = import_voc(root, "train")
+    with pytest.raises(DataError) as err:
+        report.raise_if_errors()
+    text = str(err.value)
+    assert "img1.xml [size]: <width> is not a finite number: nan" in text
+    assert "img1.xml [object 0 (dog)]: bndbox: <xmin> is not a number: 'two'" in text
+
+
+def test_prepare_refuses_a_val_split_without_masks_before_writing(tmp_path):
+    write_image(tmp_path / "images" / "a.png", 20, 16)
+    labelme_file(tmp_path / "ann", "a", [shape("car", [[1, 1], [5, 6]], shape_type="rectangle")])
+    salient = duts_folder(tmp_path)
+    split = {"format": "labelme", "root": str(tmp_path / "ann")}
+    cfg = {"splits": {"train": split, "val": split}, "salient": {"format": "duts", "root": str(salient)}}
+    out = tmp_path / "prepared"
+    with pytest.raises(DataError, match="the val split has no masks"):
+        prepare_dataset(cfg, out, require_masks=("val",))
+    assert not out.exists()
+    summary = prepare_dataset({**cfg, "splits": {"train": split}}, out, require_masks=("val",))
+    assert not summary["splits"]["train"]["has_masks"]  # box supervision: fine for train

@@ -18,6 +18,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from boxcaseg.data.fields import (describe, finite_number, flag01, image_side,
+                                  segmentation_problem, valid_id)
 from boxcaseg.data.images import ImageProblem, image_size
 from boxcaseg.data.report import DataError, ValidationReport
 
@@ -33,6 +35,10 @@ def load_json(path: str | Path) -> Any:
             return json.load(fh)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not valid JSON ({err})") from err
+    except RecursionError as err:
+        raise DataError(f"{path}: JSON nested too deeply to be an annotation file") from err
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror or err})") from err
 
 
 def save_json(obj: Any, path: str | Path, *, indent: int | None = None) -> None:
@@ -79,13 +85,25 @@ def category_names(coco: Coco) -> list[str]:
     return [c["name"] for c in sorted(coco["categories"], key=lambda c: c["id"])]
 
 
+WHERE = "_where"  # an importer's (file, item) for an image or annotation: where its messages point
+
+
+def _where(entry: dict[str, Any], file: str, item: str) -> tuple[str, str]:
+    where = entry.get(WHERE)
+    return (str(where[0]), str(where[1])) if where else (file, item)
+
+
 def _check_box(report: ValidationReport, file: str, item: str, bbox: Any,
                width: int, height: int) -> list[float] | None:
     """A validated, clipped box, or None when the annotation must go."""
     if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4):
-        report.error(file, item, f"bbox must be [x, y, w, h], got {bbox!r}")
+        report.error(file, item, f"bbox must be [x, y, w, h], got {describe(bbox)}")
         return None
-    x, y, w, h = (float(v) for v in bbox)
+    values = [finite_number(v) for v in bbox]
+    if any(v is None for v in values):
+        report.error(file, item, f"bbox values must be finite numbers, got {describe(bbox)}")
+        return None
+    x, y, w, h = values
     if w <= 0 or h <= 0:
         report.warn(file, item, f"zero or negative area box {[x, y, w, h]}", "dropped")
         return None
@@ -99,71 +117,198 @@ def _check_box(report: ValidationReport, file: str, item: str, bbox: Any,
     return [x0, y0, x1 - x0, y1 - y0]
 
 
-def validate_coco(coco: Coco, root: str | Path, report: ValidationReport, *,
-                  source_file: str, decode_images: bool = True) -> Coco:
-    """Check a COCO dict against its image folder; return the cleaned copy.
-
-    Errors (duplicate ids, unknown image or category, missing/corrupt image, size mismatch,
-    box fully outside, empty split) are collected and raised together by the caller through
-    ``report.raise_if_errors()``; warnings (box partly outside: clipped; zero-area box:
-    dropped) are applied and recorded.
-    """
-    root = Path(root).resolve()
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(coco.get(key), list):
-            report.error(source_file, "", f"missing or malformed '{key}' list")
-    if report.errors:
-        return coco
-
-    categories = {}
-    for cat in coco["categories"]:
-        if cat["id"] in categories:
-            report.error(source_file, f"category {cat['id']}", "duplicate category id")
-        categories[cat["id"]] = cat
-    images: dict[Any, dict[str, Any]] = {}
-    for img in coco["images"]:
-        item = f"image {img.get('id')}"
-        if img.get("id") in images:
-            report.error(source_file, item, "duplicate image id")
+def _check_categories(coco: Coco, report: ValidationReport, source_file: str
+                      ) -> dict[int, dict[str, Any]]:
+    categories: dict[int, dict[str, Any]] = {}
+    names: set[str] = set()
+    for k, cat in enumerate(coco["categories"]):
+        if not isinstance(cat, dict):
+            report.error(source_file, f"categories[{k}]",
+                         f"a category must be an object {{id, name}}, got {describe(cat)}")
             continue
-        path = root / str(img.get("file_name", ""))
+        cat_id, name = valid_id(cat.get("id")), cat.get("name")
+        item = f"category {describe(cat.get('id'))}"
+        if cat_id is None:
+            report.error(source_file, f"categories[{k}]", "category id must be a non-negative "
+                         f"integer, got {describe(cat.get('id'))}")
+        elif cat_id in categories:
+            report.error(source_file, item, "duplicate category id")
+        elif not isinstance(name, str) or not name.strip():
+            report.error(source_file, item, f"category name must be a non-empty string, got "
+                         f"{describe(name)}")
+        elif name in names:
+            report.error(source_file, item, f"duplicate category name {name!r}")
+        else:
+            names.add(name)
+            categories[cat_id] = {k2: v for k2, v in cat.items() if k2 != WHERE}
+    return categories
+
+
+def _check_images(coco: Coco, root: Path, report: ValidationReport, source_file: str,
+                  decode_images: bool) -> tuple[dict[int, dict[str, Any]], set[Any]]:
+    """Usable images by id, and every id listed (usable or not)."""
+    images: dict[int, dict[str, Any]] = {}
+    listed: set[Any] = set()
+    for k, img in enumerate(coco["images"]):
+        if not isinstance(img, dict):
+            report.error(source_file, f"images[{k}]",
+                         f"an image must be an object {{id, file_name, ...}}, got {describe(img)}")
+            continue
+        image_id = valid_id(img.get("id"))
+        file, item = _where(img, source_file, f"image {describe(img.get('id'))}")
+        if image_id is None:
+            report.error(file, f"images[{k}]", "image id must be a non-negative integer, got "
+                         f"{describe(img.get('id'))}")
+            continue
+        if image_id in listed:
+            report.error(file, item, "duplicate image id")
+            continue
+        listed.add(image_id)
+        file_name = img.get("file_name")
+        if not isinstance(file_name, str) or not file_name.strip():
+            report.error(file, item, f"file_name must be a non-empty string, got "
+                         f"{describe(file_name)}")
+            continue
+        declared = {}
+        for key in ("width", "height"):
+            if img.get(key) is None:
+                continue
+            declared[key] = image_side(img[key])
+            if declared[key] is None:
+                report.error(file, item, f"image {key} must be a positive integer, got "
+                             f"{describe(img[key])}")
+        if None in declared.values():
+            continue
+        path = root / file_name
         try:
             width, height = image_size(path, decode=decode_images)
         except ImageProblem as err:
             report.error(str(path), item, str(err))
             continue
-        if img.get("width") not in (None, width) or img.get("height") not in (None, height):
-            report.error(str(path), item, f"annotation says {img.get('width')}x{img.get('height')}"
-                         f" but the file is {width}x{height}")
+        if declared.get("width", width) != width or declared.get("height", height) != height:
+            said = f"{img.get('width')}x{img.get('height')}"
+            if WHERE in img:  # the annotation file made the claim: name it, and the image
+                report.error(file, item, f"annotation says {said} but {file_name} is "
+                             f"{width}x{height}")
+            else:
+                report.error(str(path), item, f"annotation says {said} but the file is "
+                             f"{width}x{height}")
             continue
-        images[img["id"]] = {**img, "width": width, "height": height}
+        images[image_id] = {**{k2: v for k2, v in img.items() if k2 != WHERE},
+                            "id": image_id, "file_name": file_name,
+                            "width": width, "height": height}
+    return images, listed
 
-    listed_image_ids = {img.get("id") for img in coco["images"]}
-    seen_ann_ids: set[Any] = set()
+
+def _check_annotation(ann: dict[str, Any], img: dict[str, Any], report: ValidationReport,
+                      file: str, item: str) -> dict[str, Any] | None:
+    """One annotation of a usable image and a known category: cleaned, or None."""
+    width, height = img["width"], img["height"]
+    iscrowd = flag01(ann.get("iscrowd", 0))
+    if iscrowd is None:
+        report.error(file, item, f"iscrowd must be 0 or 1, got {describe(ann.get('iscrowd'))}")
+        return None
+    box = _check_box(report, file, item, ann.get("bbox"), width, height)
+    if box is None:
+        return None
+    clean = {k: v for k, v in ann.items() if k != WHERE}
+    clean.update(bbox=box, iscrowd=iscrowd)
+    area = ann.get("area")
+    if area is not None:
+        value = finite_number(area)
+        if value is None or value < 0:
+            report.error(file, item, f"area must be a non-negative number, got {describe(area)}")
+            return None
+        if value > width * height:
+            report.warn(file, item, f"area {value:g} exceeds the {width}x{height} image",
+                        "replaced by the box area")
+            area = None
+    clean["area"] = float(area or box[2] * box[3])
+    segmentation = ann.get("segmentation")
+    if segmentation is None or segmentation == []:
+        clean.pop("segmentation", None)  # box only: no mask for this annotation
+    else:
+        problem = segmentation_problem(segmentation, width, height)
+        if problem is not None:
+            report.error(file, item, problem)
+            return None
+    return clean
+
+
+def validate_coco(coco: Coco, root: str | Path, report: ValidationReport, *,
+                  source_file: str, decode_images: bool = True) -> Coco:
+    """Check a COCO dict against its image folder; return the cleaned copy.
+
+    Every field is checked for type and value: ids (non-negative integers), names (non-empty
+    strings), image sizes (positive integers agreeing with the file), boxes (four finite
+    numbers), ``iscrowd`` (0/1), ``area`` (a non-negative number), segmentations (polygons of
+    >= 3 finite points near the image, or RLE of the image's size whose runs cover it exactly;
+    ``null`` or ``[]`` mean box only). Errors (these, duplicate ids, unknown image or category,
+    missing/corrupt image, size mismatch, box fully outside, empty split) are collected and
+    raised together by the caller through ``report.raise_if_errors()``; warnings (box partly
+    outside: clipped; zero-area box: dropped; area larger than the image: replaced) are applied
+    and recorded. An importer may give an image or annotation ``_where: (file, item)``: its
+    messages then name that file and item (a VOC XML and its object, a LabelMe JSON and its
+    shape) instead of ``source_file``; the key is not kept.
+    """
+    root = Path(root).resolve()
+    errors_before = len(report.errors)  # an importer's own findings come before ours
+    if not isinstance(coco, dict):
+        report.error(source_file, "", f"a COCO dataset must be a JSON object, got {describe(coco)}")
+        return {"info": {}, "images": [], "annotations": [], "categories": []}
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(coco.get(key), list):
+            report.error(source_file, "", f"missing or malformed '{key}' list "
+                         f"(got {describe(coco.get(key))})")
+    info = coco.get("info", {})
+    if info is None:
+        info = {}
+    if not isinstance(info, dict):
+        report.error(source_file, "info", f"'info' must be an object, got {describe(info)}")
+    if len(report.errors) > errors_before:
+        return {"info": {}, "images": [], "annotations": [], "categories": []}
+
+    categories = _check_categories(coco, report, source_file)
+    images, listed_image_ids = _check_images(coco, root, report, source_file, decode_images)
+    seen_ann_ids: set[int] = set()
     annotations = []
-    for ann in coco["annotations"]:
-        item = f"annotation {ann.get('id')} of image {ann.get('image_id')}"
-        if ann.get("id") in seen_ann_ids:
-            report.error(source_file, item, "duplicate annotation id")
+    for k, ann in enumerate(coco["annotations"]):
+        if not isinstance(ann, dict):
+            report.error(source_file, f"annotations[{k}]", "an annotation must be an object "
+                         f"{{id, image_id, category_id, bbox, ...}}, got {describe(ann)}")
             continue
-        seen_ann_ids.add(ann.get("id"))
-        if ann.get("category_id") not in categories:
-            report.error(source_file, item, f"unknown category id {ann.get('category_id')} "
+        file, item = _where(ann, source_file, f"annotation {describe(ann.get('id'))} of image "
+                            f"{describe(ann.get('image_id'))}")
+        ann_id, image_id = valid_id(ann.get("id")), valid_id(ann.get("image_id"))
+        category_id = valid_id(ann.get("category_id"))
+        if ann_id is None:
+            report.error(file, item, "annotation id must be a non-negative integer, got "
+                         f"{describe(ann.get('id'))}")
+            continue
+        if ann_id in seen_ann_ids:
+            report.error(file, item, "duplicate annotation id")
+            continue
+        seen_ann_ids.add(ann_id)
+        if image_id is None:
+            report.error(file, item, "image_id must be a non-negative integer, got "
+                         f"{describe(ann.get('image_id'))}")
+            continue
+        if category_id not in categories:
+            report.error(file, item, f"unknown category id {describe(ann.get('category_id'))} "
                          f"(known: {sorted(categories)})")
             continue
-        img = images.get(ann.get("image_id"))
+        img = images.get(image_id)
         if img is None:
-            if ann.get("image_id") not in listed_image_ids:
-                report.error(source_file, item, "refers to an image id not in 'images'")
+            if image_id not in listed_image_ids:
+                report.error(file, item, "refers to an image id not in 'images'")
             continue  # the image itself already produced an error
-        box = _check_box(report, source_file, item, ann.get("bbox"), img["width"], img["height"])
-        if box is None:
-            continue
-        clean = {**ann, "bbox": box, "iscrowd": int(ann.get("iscrowd", 0))}
-        clean["area"] = float(ann.get("area") or box[2] * box[3])
-        annotations.append(clean)
+        clean = _check_annotation(ann, img, report, file, item)
+        if clean is not None:
+            annotations.append(clean)
 
-    if not images:
+    if report.errors:
+        pass  # an empty split would only be a consequence of the problems listed
+    elif not images:
         report.error(source_file, "", "empty split: no usable images")
     elif not any(not a["iscrowd"] for a in annotations):
         report.error(source_file, "", "empty split: no usable box annotations")
@@ -176,6 +321,6 @@ def validate_coco(coco: Coco, root: str | Path, report: ValidationReport, *,
         "images_without_boxes": len(set(images) - {a["image_id"] for a in annotations}),
         "per_category": dict(sorted(per_category.items())),
     })
-    info = {**coco.get("info", {}), "image_root": str(root)}
+    info = {**info, "image_root": str(root)}
     return {"info": info, "images": list(images.values()), "annotations": annotations,
             "categories": sorted(categories.values(), key=lambda c: c["id"])}

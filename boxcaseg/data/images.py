@@ -14,17 +14,27 @@ class ImageProblem(Exception):
     """An image that is missing or cannot be decoded; the message says which."""
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a path the system refuses (a name too long, ...)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def image_size(path: str | Path, *, decode: bool = True) -> tuple[int, int]:
     """``(width, height)`` of an image file. With ``decode`` the whole file is decoded, so a
     truncated or corrupt file is caught here rather than in the middle of training."""
     path = Path(path)
-    if not path.is_file():
+    if not _is_file(path):
         raise ImageProblem("missing image file")
     try:
         with Image.open(path) as im:
             size = im.size
             if decode:
                 im.load()
+    except Image.DecompressionBombError as err:
+        raise ImageProblem(f"image too large to decode safely ({err})") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageProblem(f"corrupt or unreadable image ({err})") from err
     return int(size[0]), int(size[1])
@@ -42,6 +52,48 @@ def load_gray(path: str | Path) -> np.ndarray:
         if im.mode == "P":
             return np.asarray(im)
         return np.asarray(im.convert("L"))
+
+
+LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp")
+
+
+def load_label_map(path: str | Path) -> tuple[np.ndarray, int]:
+    """An instance-id or class-id PNG as stored: ``(values, bits)``, values an (H, W) int64
+    array, ``bits`` 8 for 1-bit / 8-bit / palette images and 16 or 32 for wider ones (where
+    255 is an ordinary value). A gray image saved as RGB(A) with equal channels is read as 8-bit
+    gray; colour-coded maps, float images and lossy files raise :class:`ImageProblem`."""
+    path = Path(path)
+    if path.suffix.lower() in LOSSY_SUFFIXES:
+        raise ImageProblem(f"a label map cannot be a lossy {path.suffix} file (compression "
+                           "changes the ids at object borders): save it as PNG")
+    if not _is_file(path):
+        raise ImageProblem("missing label map file")
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            if mode in ("1", "L", "P"):
+                values, bits = np.asarray(im.convert("L") if mode == "1" else im), 8
+                if mode == "1":
+                    values = (values > 0).astype(np.uint8)
+            elif mode.startswith("I;16") or mode == "I":
+                values, bits = np.asarray(im), (32 if mode == "I" else 16)
+            elif mode in ("RGB", "RGBA"):
+                rgb = np.asarray(im.convert("RGB"))
+                if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):
+                    raise ImageProblem("a colour-coded label map: store the ids as gray values "
+                                       "(8-bit, 16-bit or palette PNG, one value per pixel)")
+                values, bits = rgb[..., 0], 8
+            else:
+                raise ImageProblem(f"a label map must be a one-channel integer image, got PIL "
+                                   f"mode {mode}")
+    except Image.DecompressionBombError as err:
+        raise ImageProblem(f"label map too large to decode safely ({err})") from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageProblem(f"corrupt or unreadable label map ({err})") from err
+    values = values.astype(np.int64)
+    if (values < 0).any():
+        raise ImageProblem("a label map must not hold negative values")
+    return values, bits
 
 
 def binarize_mask(values: np.ndarray) -> np.ndarray:

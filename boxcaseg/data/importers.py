@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from boxcaseg.data.coco import Coco, load_json, validate_coco
+from boxcaseg.data.coco import WHERE, Coco, load_json, validate_coco
+from boxcaseg.data.fields import describe, finite_number, image_side
 from boxcaseg.data.images import (ImageProblem, binarize_mask, image_size, is_binary, list_images,
-                                  load_gray)
+                                  load_gray, load_label_map)
 from boxcaseg.data.report import DataError, ValidationReport
 from boxcaseg.masks import mask_to_box, rle_encode
 
@@ -40,28 +41,56 @@ COCO80_CLASSES = (
 BUILTIN_CLASS_LISTS = {"voc": VOC_CLASSES, "coco80": COCO80_CLASSES}
 
 
-def resolve_class_names(names: str | list[str] | tuple[str, ...]) -> list[str]:
+def resolve_class_names(names: Any) -> list[str]:
     """A list of names, a builtin list name ('voc', 'coco80'), or a file (one name per line,
-    or a YOLO data YAML with a ``names`` list/dict)."""
+    or a YOLO data YAML with a ``names`` list/dict). Names must be non-empty and unique."""
     if isinstance(names, (list, tuple)):
-        return [str(n) for n in names]
-    if names in BUILTIN_CLASS_LISTS:
-        return list(BUILTIN_CLASS_LISTS[names])
-    path = Path(names)
+        result = list(names)
+    elif isinstance(names, str) and names in BUILTIN_CLASS_LISTS:
+        result = list(BUILTIN_CLASS_LISTS[names])
+    elif isinstance(names, str) and names:
+        result = _class_names_file(Path(names))
+    else:
+        raise DataError(f"names: class names must be a list, one of {sorted(BUILTIN_CLASS_LISTS)}"
+                        f", or an existing file, got {describe(names)}")
+    where = names if isinstance(names, str) else "names"
+    bad = [n for n in result if not (isinstance(n, str) and n.strip()
+                                     or type(n) is int)]
+    if bad:
+        raise DataError(f"{where}: class names must be non-empty strings, got {describe(bad[0])}")
+    result = [str(n).strip() for n in result]
+    if not result:
+        raise DataError(f"{where}: no class names")
+    duplicates = sorted({n for n in result if result.count(n) > 1})
+    if duplicates:
+        raise DataError(f"{where}: duplicate class name(s) {duplicates}")
+    return result
+
+
+def _class_names_file(path: Path) -> list[Any]:
     if not path.is_file():
-        raise DataError(f"{names}: class names must be a list, one of "
+        raise DataError(f"{path}: class names must be a list, one of "
                         f"{sorted(BUILTIN_CLASS_LISTS)}, or an existing file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot read class names ({err})") from err
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(path.read_text())
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise DataError(f"{path}: not valid YAML ({err})") from err
         value = data.get("names") if isinstance(data, dict) else None
         if isinstance(value, dict):
-            return [str(value[k]) for k in sorted(value)]
+            if sorted(value, key=str) != sorted(range(len(value)), key=str):
+                raise DataError(f"{path}: a 'names' mapping needs the integer keys 0..K-1")
+            return [value[k] for k in sorted(value)]
         if isinstance(value, list):
-            return [str(v) for v in value]
+            return value
         raise DataError(f"{path}: no 'names' list in this YAML file")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _categories(names: list[str]) -> list[dict[str, Any]]:
@@ -85,79 +114,153 @@ def import_coco(annotation_file: str | Path, image_dir: str | Path, *, strict: b
 
 # --- PASCAL VOC -------------------------------------------------------------------------------
 
-def _voc_ids(root: Path, split: str | None, report: ValidationReport) -> list[str]:
+def _voc_ids(root: Path, split: str | None, report: ValidationReport,
+             listing: tuple[str, str]) -> list[str]:
+    """The image stems of a split: its ImageSets list, or every file of ``listing`` (a folder
+    and a suffix) when no split is named."""
     if split is None:
-        return sorted(p.stem for p in (root / "Annotations").glob("*.xml"))
+        return sorted(p.stem for p in (root / listing[0]).glob(f"*{listing[1]}"))
     for sub in ("Segmentation", "Main"):
         list_file = root / "ImageSets" / sub / f"{split}.txt"
         if list_file.is_file():
-            return [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+            try:
+                lines = list_file.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as err:
+                report.error(str(list_file), split, f"cannot read the split list ({err})")
+                return []
+            return [line.split()[0] for line in lines if line.strip()]
     report.error(str(root / "ImageSets"), split, "no ImageSets/{Segmentation,Main}/"
                  f"{split}.txt list for this split")
     return []
 
 
-def _voc_xml(xml_path: Path, report: ValidationReport) -> tuple[str, int | None, int | None, list]:
+def _xml_number(node: ET.Element, tag: str) -> float | str:
+    """The finite number in ``<tag>``, or why there is none."""
+    text = node.findtext(tag)
+    if text is None:
+        return f"no <{tag}>"
     try:
-        tree = ET.parse(xml_path)
+        value = float(text.strip())
+    except ValueError:
+        return f"<{tag}> is not a number: {describe(text.strip())}"
+    if finite_number(value) is None:
+        return f"<{tag}> is not a finite number: {text.strip()}"
+    return value
+
+
+def _voc_xml(xml_path: Path, report: ValidationReport
+             ) -> tuple[str, int | None, int | None, list] | None:
+    """``(filename, width, height, objects)`` of one VOC XML, or None when it cannot be
+    parsed. Every problem names the XML file and the object (index and class name); a broken
+    size is left to the image file (None), a broken object left out, both reported."""
+    file = str(xml_path)
+    try:
+        node = ET.parse(xml_path).getroot()
     except ET.ParseError as err:
-        report.error(str(xml_path), "", f"corrupt XML ({err})")
-        return "", None, None, []
-    node = tree.getroot()
-    filename = node.findtext("filename") or f"{xml_path.stem}.jpg"
+        report.error(file, "", f"corrupt XML ({err})")
+        return None
+    except OSError as err:
+        report.error(file, "", f"cannot be read ({err})")
+        return None
+    filename = (node.findtext("filename") or "").strip() or f"{xml_path.stem}.jpg"
     size = node.find("size")
-    width = int(float(size.findtext("width"))) if size is not None else None
-    height = int(float(size.findtext("height"))) if size is not None else None
+    sides: dict[str, int | None] = {"width": None, "height": None}
+    if size is not None:
+        for tag in sides:
+            value = _xml_number(size, tag)
+            sides[tag] = image_side(value) if not isinstance(value, str) else None
+            if sides[tag] is None:
+                report.error(file, "size", value if isinstance(value, str)
+                             else f"<{tag}> must be a positive whole number, got {value:g}")
     objects = []
     for k, obj in enumerate(node.findall("object")):
+        name = (obj.findtext("name") or "").strip()
+        item = f"object {k}" + (f" ({name})" if name else "")
+        if not name:
+            report.error(file, item, "object without a class <name>")
+            continue
         bnd = obj.find("bndbox")
         if bnd is None:
-            report.error(str(xml_path), f"object {k}", "object without <bndbox>")
+            report.error(file, item, "object without <bndbox>")
+            continue
+        coords = [_xml_number(bnd, t) for t in ("xmin", "ymin", "xmax", "ymax")]
+        problems = [c for c in coords if isinstance(c, str)]
+        if problems:
+            report.error(file, item, "bndbox: " + "; ".join(problems))
+            continue
+        difficult_text = (obj.findtext("difficult") or "0").strip() or "0"
+        difficult = {"0": 0, "1": 1}.get(difficult_text)
+        if difficult is None:
+            report.error(file, item, f"<difficult> must be 0 or 1, got {describe(difficult_text)}")
             continue
         # VOC pixel indices are 1-based and inclusive: [xmin, xmax] covers xmax - xmin + 1 px.
-        x0, y0, x1, y1 = (float(bnd.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax"))
-        objects.append({
-            "name": (obj.findtext("name") or "").strip(),
-            "bbox": [x0 - 1, y0 - 1, x1 - x0 + 1, y1 - y0 + 1],
-            "difficult": int(obj.findtext("difficult") or 0),
-        })
-    return filename, width, height, objects
+        x0, y0, x1, y1 = coords
+        objects.append({"name": name, "item": item, "difficult": difficult,
+                        "bbox": [x0 - 1, y0 - 1, x1 - x0 + 1, y1 - y0 + 1]})
+    return filename, sides["width"], sides["height"], objects
 
 
-def import_voc(root: str | Path, split: str | None = None, *, class_names: Any = "voc",
+def import_voc(root: str | Path, split: str | None = None, *, class_names: Any = None,
                strict: bool = False, decode_images: bool = True) -> tuple[Coco, ValidationReport]:
     """A PASCAL VOC folder: ``Annotations/*.xml`` boxes, ``JPEGImages``, and, when present,
     ``SegmentationObject/*.png`` instance masks (index k = k-th XML object, 255 = void).
-    Difficult objects become ignore regions (``iscrowd = 1``)."""
+    Difficult objects become ignore regions (``iscrowd = 1``). Class names: ``class_names``,
+    default the 20 VOC classes.
+
+    A folder without ``Annotations/`` but with ``SegmentationObject/`` + ``SegmentationClass/``
+    PNGs (what labelme2voc writes) is read from the PNGs instead: see
+    :func:`boxcaseg.data.instance_masks.import_voc_masks`."""
     root = Path(root)
+    if not (root / "Annotations").is_dir():
+        from boxcaseg.data.instance_masks import import_voc_masks
+
+        return import_voc_masks(root, split, class_names=class_names, strict=strict,
+                                decode_images=decode_images)
     report = ValidationReport(source=f"{root} (VOC{'/' + split if split else ''})", strict=strict)
-    names = resolve_class_names(class_names)
+    names = resolve_class_names("voc" if class_names is None else class_names)
     cat_ids = {n: i + 1 for i, n in enumerate(names)}
     coco: Coco = {"images": [], "annotations": [], "categories": _categories(names)}
     seg_dir = root / "SegmentationObject"
     ann_id = 1
-    for image_id, stem in enumerate(_voc_ids(root, split, report), start=1):
+    for image_id, stem in enumerate(_voc_ids(root, split, report, ("Annotations", ".xml")),
+                                    start=1):
         xml_path = root / "Annotations" / f"{stem}.xml"
         if not xml_path.is_file():
             report.error(str(xml_path), stem, "annotation file listed in the split is missing")
             continue
-        filename, width, height, objects = _voc_xml(xml_path, report)
+        parsed = _voc_xml(xml_path, report)
+        if parsed is None:
+            continue
+        filename, width, height, objects = parsed
         coco["images"].append({"id": image_id, "file_name": filename, "width": width,
-                               "height": height})
+                               "height": height,
+                               WHERE: (str(xml_path), f"<filename> of {xml_path.name}")})
         obj_png = seg_dir / f"{stem}.png"
         instance_map = None
         if obj_png.is_file():
-            instance_map = load_gray(obj_png)
-            if width is not None and instance_map.shape != (height, width):
+            try:
+                instance_map, _ = load_label_map(obj_png)
+            except ImageProblem as err:
+                report.error(str(obj_png), stem, str(err))
+            if instance_map is not None and width is not None and \
+                    instance_map.shape != (height, width):
                 report.error(str(obj_png), stem, f"mask is {instance_map.shape[1]}x"
                              f"{instance_map.shape[0]} but the image is {width}x{height}")
                 instance_map = None
         for k, obj in enumerate(objects):
+            if obj["name"] not in cat_ids:
+                report.error(str(xml_path), obj["item"], f"unknown class name "
+                             f"{obj['name']!r} (names: {', '.join(names[:30])})")
+                continue
             ann = {"id": ann_id, "image_id": image_id, "bbox": obj["bbox"],
-                   "category_id": cat_ids.get(obj["name"], obj["name"]),
-                   "iscrowd": obj["difficult"]}
+                   "category_id": cat_ids[obj["name"]], "iscrowd": obj["difficult"],
+                   WHERE: (str(xml_path), obj["item"])}
             if instance_map is not None:
-                ann["segmentation"] = rle_encode(instance_map == k + 1)
+                mask = instance_map == k + 1
+                if not mask.any():
+                    report.warn(str(obj_png), obj["item"], f"no pixel has the value {k + 1} of "
+                                "this object: its true mask is empty", "kept")
+                ann["segmentation"] = rle_encode(mask)
             coco["annotations"].append(ann)
             ann_id += 1
     clean = validate_coco(coco, root / "JPEGImages", report, source_file=str(root / "Annotations"),
@@ -176,6 +279,10 @@ def _parse_yolo_line(line: str, file: str, lineno: int, n_classes: int, width: i
         coords = [float(v) for v in parts[1:]]
     except ValueError:
         report.error(file, item, f"not 'class x1 y1 x2 y2 ...' numbers: {line[:60]!r}")
+        return None
+    bad = next((v for v, c in zip(parts[1:], coords) if finite_number(c) is None), None)
+    if bad is not None:
+        report.error(file, item, f"coordinate {bad!r} is not a finite number")
         return None
     if not 0 <= cls < n_classes:
         report.error(file, item, f"unknown category {cls} (names list has {n_classes} classes)")
@@ -223,7 +330,12 @@ def import_yolo_seg(image_dir: str | Path, label_dir: str | Path, class_names: A
         label_file = labels.get(stem)
         if label_file is None:
             continue  # an image with no objects: kept (a negative for evaluation)
-        for lineno, line in enumerate(label_file.read_text().splitlines(), start=1):
+        try:
+            lines = label_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            report.error(str(label_file), stem, f"cannot read this label file as text ({err})")
+            continue
+        for lineno, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             parsed = _parse_yolo_line(line, str(label_file), lineno, len(names), width, height,
@@ -235,7 +347,8 @@ def import_yolo_seg(image_dir: str | Path, label_dir: str | Path, class_names: A
             box = mask_utils.toBbox(rle).tolist()
             coco["annotations"].append({
                 "id": ann_id, "image_id": image_id, "category_id": cls + 1, "bbox": box,
-                "segmentation": [polygon], "area": float(mask_utils.area(rle)), "iscrowd": 0})
+                "segmentation": [polygon], "area": float(mask_utils.area(rle)), "iscrowd": 0,
+                WHERE: (str(label_file), f"line {lineno}")})
             ann_id += 1
     clean = validate_coco(coco, image_dir, report, source_file=str(label_dir),
                           decode_images=False)  # decoded above already

@@ -17,38 +17,97 @@ from pathlib import Path
 from typing import Any
 
 from boxcaseg.data.coco import Coco, has_masks, save_json, strip_masks
+from boxcaseg.data.fields import describe
 from boxcaseg.data.importers import (import_coco, import_duts, import_salient, import_voc,
                                      import_yolo_seg)
+from boxcaseg.data.instance_masks import import_instance_png
+from boxcaseg.data.labelme import import_labelme
 from boxcaseg.data.report import DataError, ValidationReport
 
-BOX_FORMATS = ("coco", "voc", "yolo_seg")
+BOX_FORMATS = ("coco", "voc", "yolo_seg", "instance_png", "labelme")
 SALIENT_FORMATS = ("duts", "folders")
 
+# The path keys each format needs (required, optional); `names` and `classes` are checked by
+# the importers, which know what they may be.
+FORMAT_KEYS = {
+    "coco": (("annotations", "images"), ()),
+    "voc": (("root",), ("split",)),
+    "yolo_seg": (("images", "labels", "names"), ()),
+    "instance_png": (("images", "masks"), ("mask_suffix",)),
+    "labelme": (("root",), ()),
+    "duts": (("root",), ()),
+    "folders": (("images", "masks"), ()),
+}
 
-def import_box_split(source: dict[str, Any], *, strict: bool, decode_images: bool
-                     ) -> tuple[Coco, ValidationReport]:
-    """Dispatch on ``source['format']`` (one split's entry of the ``data`` config section)."""
+
+def _source_keys(source: Any, known: tuple[str, ...], what: str) -> str:
+    """Check one ``data`` entry's shape: an object with a known ``format`` and its keys as
+    non-empty strings. Returns the format."""
+    if not isinstance(source, dict):
+        raise DataError(f"{what}: must be an object {{format: ..., ...}}, got {describe(source)}")
     fmt = source.get("format")
+    if fmt not in known:
+        raise DataError(f"{what}: unknown format {describe(fmt)} (one of {', '.join(known)})")
+    required, optional = FORMAT_KEYS[fmt]
+    for key in required + optional:
+        value = source.get(key)
+        if value is None:
+            if key in required:
+                raise DataError(f"{what}: format {fmt} needs '{key}'")
+            continue
+        if key == "names":
+            continue  # a list, a builtin list name or a file: the importer checks it
+        if key == "mask_suffix":
+            if not isinstance(value, str):
+                raise DataError(f"{what}: 'mask_suffix' must be a string, got {describe(value)}")
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise DataError(f"{what}: '{key}' must be a non-empty path or name, got "
+                            f"{describe(value)}")
+    return fmt
+
+
+def import_box_split(source: dict[str, Any], *, strict: bool, decode_images: bool,
+                     where: str = "data.splits entry") -> tuple[Coco, ValidationReport]:
+    """Dispatch on ``source['format']`` (one split's entry of the ``data`` config section).
+    Any exception an importer lets slip is turned into a :class:`DataError` naming the source,
+    so bad input never ends in a traceback (the importers' own checks should catch it first)."""
+    fmt = _source_keys(source, BOX_FORMATS, where)
     opts = {"strict": strict, "decode_images": decode_images}
-    if fmt == "coco":
-        return import_coco(source["annotations"], source["images"], **opts)
-    if fmt == "voc":
-        return import_voc(source["root"], source.get("split"),
-                          class_names=source.get("names", "voc"), **opts)
-    if fmt == "yolo_seg":
-        return import_yolo_seg(source["images"], source["labels"], source["names"], **opts)
-    raise DataError(f"unknown box dataset format {fmt!r} (one of {', '.join(BOX_FORMATS)})")
+    try:
+        if fmt == "coco":
+            return import_coco(source["annotations"], source["images"], **opts)
+        if fmt == "voc":
+            return import_voc(source["root"], source.get("split"),
+                              class_names=source.get("names"), **opts)
+        if fmt == "yolo_seg":
+            return import_yolo_seg(source["images"], source["labels"], source["names"], **opts)
+        if fmt == "instance_png":
+            return import_instance_png(source["images"], source["masks"],
+                                       mask_suffix=source.get("mask_suffix") or "",
+                                       classes=source.get("classes"),
+                                       class_names=source.get("names"), **opts)
+        return import_labelme(source["root"], source.get("names"), **opts)
+    except DataError as err:
+        if str(err).startswith(where):
+            raise
+        raise DataError(f"{where}: {err}") from err
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
+            OSError, RecursionError) as err:
+        paths = ", ".join(str(source[k]) for k in ("annotations", "root", "labels", "masks",
+                                                    "images") if k in source)
+        raise DataError(f"{paths}: unexpected {type(err).__name__} while importing this "
+                        f"{fmt} data ({err}); the input is malformed in a way BoxCaseg does not "
+                        "check yet: please report it") from err
 
 
 def import_salient_source(source: dict[str, Any], *, strict: bool, decode_images: bool
                           ) -> tuple[dict[str, Any], ValidationReport]:
-    fmt = source.get("format")
+    fmt = _source_keys(source, SALIENT_FORMATS, "data.salient")
     opts = {"strict": strict, "decode_images": decode_images}
     if fmt == "duts":
         return import_duts(source["root"], **opts)
-    if fmt == "folders":
-        return import_salient(source["images"], source["masks"], **opts)
-    raise DataError(f"unknown salient set format {fmt!r} (one of {', '.join(SALIENT_FORMATS)})")
+    return import_salient(source["images"], source["masks"], **opts)
 
 
 def import_salient_set(sources: dict[str, Any] | list[dict[str, Any]], *, strict: bool,
@@ -56,6 +115,9 @@ def import_salient_set(sources: dict[str, Any] | list[dict[str, Any]], *, strict
     """One salient index from one source or a list of them (e.g. DUTS plus your own): pairs
     in source order, renumbered; one report per source. Every source's problems are listed
     before anything is raised."""
+    if not isinstance(sources, (dict, list)):
+        raise DataError("data.salient must name a salient set (a {format: ...} entry or a "
+                        f"list of them), got {describe(sources)}")
     sources = [sources] if isinstance(sources, dict) else list(sources)
     if not sources:
         raise DataError("data.salient names no salient set (a {format: ...} entry or a list)")
@@ -100,6 +162,13 @@ def select_categories(coco: Coco, names: list[str], report: ValidationReport) ->
             "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)]}
 
 
+MASKS_NEEDED = {
+    "val": "the val split has no masks: evaluation (mIoU*, mask AP) needs them",
+    "train": "the 'full' baseline trains on true masks, but the train split has none: remove "
+             "'full' from detection.variants",
+}
+
+
 def write_box_split(coco: Coco, report: ValidationReport, out_dir: Path, split: str) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     save_json(strip_masks(coco), out_dir / f"{split}.boxes.json")
@@ -110,23 +179,34 @@ def write_box_split(coco: Coco, report: ValidationReport, out_dir: Path, split: 
     return {"split": split, "has_masks": masks, **report.counts}
 
 
-def prepare_dataset(data_cfg: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
+def prepare_dataset(data_cfg: dict[str, Any], out_dir: str | Path, *,
+                    require_masks: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
     """Import, validate and write every split named in ``data_cfg`` (the config's ``data``
     section: ``splits: {train: {...}, val: {...}}``, ``salient: {...}``, ``strict``,
-    ``decode_images``). Raises :class:`DataError` listing all problems; writes nothing then."""
+    ``decode_images``). Raises :class:`DataError` listing all problems; writes nothing then.
+    ``require_masks``: splits that must carry true masks (checked before anything is written)."""
     out_dir = Path(out_dir)
+    if not isinstance(data_cfg, dict):
+        raise DataError(f"data: must be an object, got {describe(data_cfg)}")
+    splits = data_cfg.get("splits")
+    if not isinstance(splits, dict) or not splits:
+        raise DataError(f"data.splits must map split names to sources, got {describe(splits)}")
     strict = bool(data_cfg.get("strict", False))
     decode = bool(data_cfg.get("decode_images", True))
     categories = data_cfg.get("categories")
     imported = {}
-    for split, source in data_cfg["splits"].items():
-        coco, report = import_box_split(source, strict=strict, decode_images=decode)
+    for split, source in splits.items():
+        coco, report = import_box_split(source, strict=strict, decode_images=decode,
+                                        where=f"data.splits.{split}")
         report.raise_if_errors()
         if categories:
             coco = select_categories(coco, list(categories), report)
             report.raise_if_errors()
         imported[split] = (coco, report)
-    salient, salient_reports = import_salient_set(data_cfg["salient"], strict=strict,
+    for split in require_masks:
+        if split in imported and not has_masks(imported[split][0]):
+            raise DataError(MASKS_NEEDED.get(split, f"the {split} split has no masks"))
+    salient, salient_reports = import_salient_set(data_cfg.get("salient"), strict=strict,
                                                   decode_images=decode)
     # category lists must agree between splits, or ids would mean different classes
     names = {split: [c["name"] for c in coco["categories"]] for split, (coco, _) in imported.items()}
