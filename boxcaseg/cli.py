@@ -231,7 +231,8 @@ def cmd_train_det(args: argparse.Namespace) -> int:
     from boxcaseg.workflow import detection_options
 
     section = _section(args.section)
-    train_detection(section.get("config", args.config), args.work_dir, train_ann=args.train,
+    # --config: the variant's model config (the rule passes it: BoxInst has its own)
+    train_detection(args.config or section["config"], args.work_dir, train_ann=args.train,
                     drop_threshold=args.drop_threshold, cfg_options=detection_options(section),
                     launcher=args.launcher, amp=section.get("amp"))
     _publish_training(args, f"Stage 5: Mask R-CNN losses ({args.title})")
@@ -245,7 +246,7 @@ def cmd_eval_det(args: argparse.Namespace) -> int:
     from boxcaseg.workflow import detection_options
 
     section = _section(args.section)
-    files = predict_detection(section.get("config", args.config), args.checkpoint, args.gt,
+    files = predict_detection(args.config or section["config"], args.checkpoint, args.gt,
                               args.out_dir, cfg_options=detection_options(section),
                               launcher=args.launcher)
     metrics = {iou_type: coco_evaluate(args.gt, files[iou_type], iou_type)

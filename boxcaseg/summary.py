@@ -10,7 +10,8 @@ from boxcaseg.data.coco import load_json, save_json
 from boxcaseg.figures import format_cell, results_table
 
 VARIANT_NAMES = {"weak": "BoxCaseg (proxy masks)", "full": "fully supervised (true masks)",
-                 "box": "box as mask", "grabcut": "GrabCut masks"}
+                 "box": "box as mask", "grabcut": "GrabCut masks",
+                 "boxinst": "BoxInst (mmdet, boxes only)"}
 # train-split mask files graded against the true masks, by the name their quality file has
 QUALITY_NAMES = {"proxy": "proxy masks, train (mIoU*)", "grabcut": "GrabCut masks, train (mIoU*)"}
 AP_COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl")

@@ -274,11 +274,13 @@ def dataset_fields(coco_file: str | Path) -> dict[str, Any]:
 
 
 def _set_num_classes(model_cfg: Any, num_classes: int) -> None:
+    """num_classes of every head that has one: Mask R-CNN's RoI heads, a one-stage detector's
+    (BoxInst's) bbox head."""
     roi = model_cfg.get("roi_head") or {}
-    for head in ("bbox_head", "mask_head"):
-        if head in roi:
-            heads = roi[head] if isinstance(roi[head], list) else [roi[head]]
-            for h in heads:
+    heads = [model_cfg.get("bbox_head")] + [roi.get(name) for name in ("bbox_head", "mask_head")]
+    for head in heads:
+        for h in head if isinstance(head, list) else [head]:
+            if h is not None and "num_classes" in h:
                 h["num_classes"] = num_classes
 
 

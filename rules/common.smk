@@ -84,7 +84,21 @@ VARIANT_FILES = {
     "full": "data/train.gt.json",  # true masks: the upper bound
     "box": "data/train.boxmask.json",  # the box filled as mask
     "grabcut": "proxy/grabcut_masks.json",  # GrabCut from each box, training-free
+    "boxinst": "data/train.boxes.json",  # mmdet's BoxInst learns from the boxes themselves
 }
+
+
+def detection_section(wildcards):
+    """The detection section as a variant's jobs see it: without the variant list and the
+    other detector's config, so editing BoxInst's config reruns BoxInst only (and back)."""
+    other = "config" if wildcards.variant == "boxinst" else "boxinst_config"
+    return section("detection", exclude=("variants", other))
+
+
+def variant_model_config(wildcards):
+    """BoxInst has its own detector config; every other variant is the same Mask R-CNN."""
+    name = config["detection"]["boxinst_config" if wildcards.variant == "boxinst" else "config"]
+    return model_config_file(name)
 
 
 def variant_train_file(wildcards):

@@ -1,19 +1,19 @@
 # Stage 5: Mask R-CNN (mmdetection) trained per variant with the same config and budget:
 # weak = BoxCaseg proxy masks (drop-aware mask loss), full = true masks, box = box as mask,
-# grabcut = GrabCut masks from the boxes.
+# grabcut = GrabCut masks from the boxes; and beside them mmdet's BoxInst on the same boxes.
 # Then predictions on the val split, scored with pycocotools.
 
 
 rule train_detection:
     input:
         train=variant_train_file,
-        model_config=model_config_file(config["detection"]["config"]),
+        model_config=variant_model_config,
     output:
         checkpoint=out("detection/{variant}/final.pth"),
         curve=report(out("detection/{variant}/loss_curve.png"), caption="../report/det_loss.rst",
                      category="4. Mask R-CNN", subcategory="{variant}"),
     params:
-        section=section("detection", exclude=("variants",)),
+        section=detection_section,
         # only the weak variant depends on merge.drop_threshold
         drop=variant_drop_option,
         work_dir=lambda wc: out(f"detection/{wc.variant}/work"),
@@ -45,11 +45,11 @@ rule evaluate_detection:
     input:
         checkpoint=out("detection/{variant}/final.pth"),
         gt=out("data/val.gt.json"),
-        model_config=model_config_file(config["detection"]["config"]),
+        model_config=variant_model_config,
     output:
         metrics=out("detection/{variant}/metrics.json"),
     params:
-        section=section("detection", exclude=("variants",)),
+        section=detection_section,
         out_dir=lambda wc: out(f"detection/{wc.variant}/val"),
         launch=launch("evaluate_detection"),
         launcher=launcher_flag("evaluate_detection"),

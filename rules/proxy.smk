@@ -42,6 +42,7 @@ else:  # proxy.shards jobs, each with proxy_masks' resources, then one light gat
             temp(out(f"proxy/shards/part{{shard}}-of-{PROXY_SHARDS}.json")),
         params:
             section=section("proxy", exclude=("shards",)),
+            shards=PROXY_SHARDS,
             launch=launch("proxy_masks"),
         wildcard_constraints:
             shard=r"\d+",
@@ -60,7 +61,7 @@ else:  # proxy.shards jobs, each with proxy_masks' resources, then one light gat
             bench_file("proxy_masks_{shard}")
         shell:
             "{params.launch} proxy --section {params.section:q} --checkpoint {input.checkpoint} "
-            "--boxes {input.boxes} --shard {wildcards.shard} --shards " + str(PROXY_SHARDS) + " "
+            "--boxes {input.boxes} --shard {wildcards.shard} --shards {params.shards} "
             "--out {output} > {log} 2>&1"
 
     rule gather_proxy_masks:

@@ -1,0 +1,37 @@
+# The strongest peer in the same run: mmdetection's own BoxInst (Tian et al., CVPR 2021; its
+# detector, heads, projection + colour-pairwise losses and data preprocessor, from mmdet's
+# registry: no copy of its code), trained on the SAME box-only file the other variants start
+# from (train.boxes.json: no mask anywhere) and evaluated by the same pycocotools rule.
+# Inherits mmdet's R-50 90k config; data paths and classes are filled in by `boxcaseg
+# train-det` from the dataset files.
+_base_ = ['mmdet::boxinst/boxinst_r50_fpn_ms-90k_coco.py']
+
+model = dict(
+    # From scratch unless a local checkpoint is given (detection.pretrained; nothing is
+    # downloaded). `boxcaseg train-det` unfreezes the stem and BN statistics when from scratch.
+    backbone=dict(init_cfg=None))
+
+# The same dataset files and evaluation as the Mask R-CNN variants (boxcaseg_mask_rcnn.py).
+train_dataloader = dict(
+    dataset=dict(type='CocoDataset', data_root='', ann_file='', data_prefix=dict(img='')))
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                          'scale_factor')),
+]
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
+test_dataloader = dict(
+    batch_size=1, num_workers=2, persistent_workers=False, drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='CocoDataset', data_root='', ann_file='', data_prefix=dict(img=''),
+                 test_mode=True, pipeline=test_pipeline))
+test_cfg = dict(type='TestLoop')
+test_evaluator = dict(type='CocoMetric', ann_file='', metric=['bbox', 'segm'], format_only=True,
+                      outfile_prefix='predictions')
+# mmdet's 90k schedule: global batch 16 (8 GPUs x 2), lr 0.01 for it
+global_batch_size = 16
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=2, save_last=True))
+randomness = dict(seed=0)
