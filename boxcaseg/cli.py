@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from boxcaseg.data.report import DataError
+from boxcaseg.numerics import pin_cpu_numerics
+
+pin_cpu_numerics()  # before anything loads torch: the same numbers on every x86 machine
 
 
 def _section(text: str | None) -> dict[str, Any]:

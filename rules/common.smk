@@ -140,15 +140,24 @@ def final_targets():
     return targets
 
 
+# The files (or folders: a change of their entries reruns the import) that hold a split's
+# annotations, per format; image folders are validated by the import itself.
+ANNOTATION_KEYS = ("annotations", "labels", "masks", "classes", "root")
+
+
+def annotation_paths(source):
+    return [source[k] for k in ANNOTATION_KEYS
+            if isinstance(source.get(k), str) and os.path.exists(source[k])]
+
+
 def prepare_inputs(wildcards):
     if GENERATED_DIR:
         return [GENERATED_DIR]
-    return [s["annotations"] for s in config["data"]["splits"].values() if "annotations" in s]
+    return [p for s in config["data"]["splits"].values() for p in annotation_paths(s)]
 
 
 def derive_inputs(wildcards):
-    source = config["data"].get("derive", {})
-    return [source["annotations"]] if "annotations" in source else []
+    return annotation_paths(config["data"].get("derive", {}))
 
 
 def prepare_outputs():

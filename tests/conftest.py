@@ -8,7 +8,10 @@ import pytest
 
 from boxcaseg.data.prepare import prepare_dataset
 from boxcaseg.data.synthetic import DemoSpec, write_demo_dataset
+from boxcaseg.numerics import pin_cpu_numerics
 from boxcaseg.workflow import generated_data_config
+
+pin_cpu_numerics()  # as the `boxcaseg` command does, before anything loads torch
 
 TINY_DEMO = DemoSpec(seed=1, image_size=64, train_images=6, val_images=3, salient_images=6,
                      min_object_size=14, max_object_size=30)

@@ -7,6 +7,7 @@ the config, and dropped instances kept for the detector's box heads."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -311,3 +312,73 @@ def test_fully_overwritten_instance_still_trains_the_box_heads(tmp_path):
     assert len(gt) == 2  # both boxes reach the RPN, box and class heads
     assert gt.bboxes.tensor.tolist()[0] == [2.0, 2.0, 38.0, 38.0]
     assert gt.confidences.tolist() == [0.0, 1.0]
+
+
+# --- the paper's configs run: 2 iterations each, from scratch and from a generated checkpoint ---
+
+def _run_cli(*args: str) -> "subprocess.CompletedProcess":
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.run([sys.executable, "-m", "boxcaseg.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=1200)
+
+
+def _paper_backbone_checkpoint(kind: str, tmp_path: Path) -> Path:
+    """W48 HRNet in the official ImageNet layout, or torchvision's ResNet-101."""
+    if kind == "seg":
+        return official_hrnet_checkpoint(tmp_path / "hrnetv2_w48_imagenet.pth", width=48)
+    return torchvision_resnet_checkpoint(tmp_path / "resnet101_torchvision.pth", 101)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["seg/boxcaseg_hr48_voc.py", "seg/boxcaseg_hr48_coco.py",
+                                    "det/maskrcnn_r101_fpn_voc.py", "det/maskrcnn_r101_fpn_1x_coco.py"])
+@pytest.mark.parametrize("pretrained", [False, True])
+def test_paper_configs_train_two_iterations(config, pretrained, tiny_data, tmp_path):
+    kind = config.split("/")[0]
+    section: dict = {"max_iters": 2, "batch_size": 2, "num_workers": 0,
+                     "cfg_options": {"default_hooks.logger.interval": 1}}
+    if pretrained:
+        section["pretrained"] = str(_paper_backbone_checkpoint(kind, tmp_path))
+    work = tmp_path / "work"
+    if kind == "seg":
+        section["box_per_batch"] = 1
+        args = ["train-seg", "--salient", str(tiny_data["salient"])]
+    else:
+        args = ["train-det"]
+        section["cfg_options"]["test_dataloader.num_workers"] = 0
+    result = _run_cli(*args, "--config", config, "--train", str(
+        tiny_data["train_gt" if kind == "det" else "train_boxes"]), "--work-dir", str(work),
+        "--checkpoint-out", str(tmp_path / "final.pth"), "--section", json.dumps(section))
+    log = result.stdout + result.stderr + "".join(p.read_text() for p in work.glob("*/*.log"))
+    assert result.returncode == 0, log[-4000:]
+    assert "[boxcaseg] batch: global 2 over 1 process(es) = 2 per process" in log  # item 7
+    lr = {"seg/boxcaseg_hr48_voc.py": 0.004, "seg/boxcaseg_hr48_coco.py": 0.008,
+          "det/maskrcnn_r101_fpn_voc.py": 0.0075, "det/maskrcnn_r101_fpn_1x_coco.py": 0.02}[config]
+    assert f"lr {lr} (stated for global batch 2, unchanged)" in log
+    if pretrained:  # item 8: the key report, 100% of the backbone matched
+        assert re.search(r"pretrained .*\.pth -> (HRNet|ResNet): (\d+) of \2 keys matched \(100%\)", log)
+        assert ("unexpected (not used): classifier.bias, classifier.weight" in log if kind == "seg"
+                else "fc.bias, fc.weight" in log)
+    elif kind == "det":  # item 5: a random backbone is not frozen
+        assert "frozen_stages=-1 and norm_eval=False" in log
+    if config.endswith("1x_coco.py"):  # item 6: an iteration budget on the epoch schedule
+        assert "Iter(train) [2/2]" in log
+    assert (tmp_path / "final.pth").is_file()
+
+
+@pytest.mark.slow
+def test_a_mismatched_checkpoint_stops_the_cli_without_traceback(tiny_data, tmp_path):
+    w18 = official_hrnet_checkpoint(tmp_path / "w18.pth", width=18)
+    section = {"max_iters": 2, "batch_size": 2, "box_per_batch": 1, "num_workers": 0,
+               "pretrained": str(w18)}
+    result = _run_cli("train-seg", "--config", "seg/boxcaseg_hr48_voc.py",
+                      "--train", str(tiny_data["train_boxes"]), "--salient", str(tiny_data["salient"]),
+                      "--work-dir", str(tmp_path / "work"), "--section", json.dumps(section))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"pretrained checkpoint {w18} does not fit the HRNet" in result.stderr
+    assert "need 90%" in result.stderr

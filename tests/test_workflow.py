@@ -32,7 +32,9 @@ TINY_CONFIG = {
                                      "default_hooks.logger.interval": 10}},
     "proxy": {"batch_size": 8, "num_workers": 0},
     "merge": {"overlay_images": 2},
+    "grabcut": {"iterations": 2},
     "detection": {"max_iters": 4, "batch_size": 2, "num_workers": 0,
+                  "variants": ["weak", "full", "box", "grabcut", "boxinst"],
                   "cfg_options": {"test_dataloader.num_workers": 0,
                                   "default_hooks.checkpoint.interval": 2}},
 }
@@ -62,9 +64,9 @@ def test_dry_run_and_lint_of_the_shipped_config(tmp_path):
     jobs = planned_jobs(dry.stdout + dry.stderr)
     if jobs:  # on a clean clone nothing has run yet: the whole DAG is planned
         assert set(jobs) <= {"demo_dataset", "prepare_data", "train_segmentation", "proxy_masks",
-                             "merge_drop", "box_masks", "summary",
+                             "merge_drop", "box_masks", "grabcut_masks", "summary",
                              *(f"{r}[{v}]" for r in ("train_detection", "evaluate_detection")
-                               for v in ("weak", "full", "box"))}
+                               for v in ("weak", "full", "box", "grabcut", "boxinst"))}
     lint = run_snakemake(REPO, "--lint", timeout=300)
     assert lint.returncode == 0
     assert "Congratulations, your workflow is in a good condition!" in lint.stdout + lint.stderr
@@ -132,14 +134,19 @@ def test_run_produces_every_stage_output(tiny_run):
     assert all("confidence" in a and "segmentation" in a for a in proxy.anns.values())
     seg = json.loads((out / "segmentation/miou_star.json").read_text())
     assert 0 <= seg["model"]["miou_star"] <= 1
-    for variant in ("weak", "full", "box"):
+    for variant in ("weak", "full", "box", "grabcut", "boxinst"):
         metrics = json.loads((out / f"detection/{variant}/metrics.json").read_text())
         # the results file is a COCO results file pycocotools accepts: re-score it
         again = coco_evaluate(str(out / "data/val.gt.json"), metrics["predictions"]["segm"], "segm")
         assert again == metrics["segm"]
     summary = json.loads((out / "summary/results.json").read_text())
     assert [row["model"] for row in summary["ap"]] == [
-        "BoxCaseg (proxy masks)", "fully supervised (true masks)", "box as mask"]
+        "BoxCaseg (proxy masks)", "fully supervised (true masks)", "box as mask", "GrabCut masks",
+        "BoxInst (mmdet, boxes only)"]
+    assert [row["masks"] for row in summary["mask_quality"]] == [
+        "salient head, val (mIoU*)", "proxy masks, train (mIoU*)", "GrabCut masks, train (mIoU*)"]
+    grabcut = json.loads((out / "proxy/grabcut_quality.json").read_text())["quality"]
+    assert grabcut["instances"] == json.loads((out / "proxy/quality.json").read_text())["quality"]["instances"]
     for name in ("train_segmentation", "proxy_masks", "train_detection_weak"):
         assert (out / f"benchmarks/{name}.tsv").read_text().startswith("s\t")
 
@@ -162,8 +169,14 @@ def test_nothing_to_do_after_a_complete_run(tiny_run):
      ["evaluate_detection[weak]", "merge_drop", "proxy_masks", "summary", "train_detection[weak]",
       "train_segmentation"]),
     ("detection", "lr", 0.01,
-     ["evaluate_detection[box]", "evaluate_detection[full]", "evaluate_detection[weak]", "summary",
-      "train_detection[box]", "train_detection[full]", "train_detection[weak]"]),
+     ["evaluate_detection[box]", "evaluate_detection[boxinst]", "evaluate_detection[full]",
+      "evaluate_detection[grabcut]", "evaluate_detection[weak]", "summary",
+      "train_detection[box]", "train_detection[boxinst]", "train_detection[full]",
+      "train_detection[grabcut]", "train_detection[weak]"]),
+    ("grabcut", "iterations", 3,
+     ["evaluate_detection[grabcut]", "grabcut_masks", "summary", "train_detection[grabcut]"]),
+    ("detection", "boxinst_config", "det/boxinst_r18_fpn_real_cpu.py",
+     ["evaluate_detection[boxinst]", "summary", "train_detection[boxinst]"]),
 ])
 def test_a_config_edit_reruns_exactly_its_stage_and_descendants(tiny_run, tmp_path, section, key,
                                                                 value, expected):
@@ -185,3 +198,35 @@ def test_html_report(tiny_run):
     assert report.stat().st_size > 10_000
     for name in ("overlays.png", "ap_table.png", "loss_curve.png", "dataset_summary.png"):
         assert name in html
+
+
+def test_cluster_example_plans_its_gpu_jobs_through_the_slurm_profile(tmp_path):
+    """config/slurm_coco.yaml (README, "GPUs and SLURM") as a SLURM dry run: Stage 2 on one
+    4-GPU node through torchrun, Stage 3 as 16 one-GPU jobs and a gather, the detectors on
+    8 GPUs, each job with the resources the plugin turns into sbatch options."""
+    example = yaml.safe_load((REPO / "config/slurm_coco.yaml").read_text())
+    for name, split in example["data"]["splits"].items():  # stand-ins for the COCO files
+        split["annotations"] = str(tmp_path / f"{name}.json")
+        Path(split["annotations"]).write_text("{}")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(example))
+    dry = run_snakemake(tmp_path, "-n", "--workflow-profile", str(REPO / "profiles/slurm"),
+                        "--slurm-no-account", "-p")
+    output = dry.stdout + dry.stderr
+    assert dry.returncode == 0, output[-3000:]
+    jobs = planned_jobs(output)
+    assert jobs.count("proxy_masks") == 16 and "gather_proxy_masks" in jobs
+    blocks = {}
+    for block in re.split(r"\n(?=rule \w+:)", output):
+        match = re.match(r"rule (\w+):", block)
+        if match:
+            blocks.setdefault(match.group(1), []).append(block)
+    seg = blocks["train_segmentation"][0]
+    assert re.search(r"resources:.*\bgpu=4\b", seg) and "gpu_model=a100" in seg and "cpus_per_gpu=8" in seg
+    assert "mem_mb=128000" in seg and "runtime=2880" in seg
+    assert "torch.distributed.run --standalone --nproc_per_node=4" in seg and "--launcher pytorch" in seg
+    assert "OMP_NUM_THREADS=8" in seg  # 32 threads over 4 processes
+    shard = blocks["proxy_masks"][0]
+    assert re.search(r"\bgpu=1\b", shard) and "--shards 16" in shard and "mem_mb=32000" in shard
+    assert "python -m boxcaseg.gpus 1" in shard  # locally a free card; under SLURM its own
+    det = blocks["train_detection"][0]
+    assert re.search(r"\bgpu=8\b", det) and "--nproc_per_node=8" in det
