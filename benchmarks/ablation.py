@@ -30,29 +30,40 @@ REAL_CONFIG = "seg/boxcaseg_hr18s_real_cpu.py"
 
 PLAIN_PAIR = dict(_delete_=True, type="PairwiseSmoothLoss", loss_weight=0.05)
 
-# (row name, what it changes, cfg_options on top of REAL_CONFIG). Cumulative by construction:
-# each row's options are the previous row's plus its own change.
-ROWS: list[tuple[str, str, dict]] = [
-    ("paper", "the paper's recipe on this budget: plain pairwise term (weight 0.05), "
-              "box crops jittered only, salient crops flipped",
-     {"model.loss_pair": PLAIN_PAIR, "photometric": False}),
-    ("colour", "+ colour-affinity pairwise term (BoxInst style) instead of the plain one",
-     {"photometric": False}),
-    ("colour+augment", "+ photometric augmentation (brightness, contrast, saturation, hue) "
-                       "and flipped box crops: the packaged real-photo config",
-     {}),
-]
 
-
-def pipeline_without_augmentation() -> list[dict]:
-    """The real-photo config's training pipeline without what it adds to the paper's crops
-    (photometric distortion, flipped box crops)."""
+def pipeline(photometric: bool, box_flip: bool, salient_box_crop: float) -> list[dict]:
+    """The real-photo config's training pipeline with its additions switched on or off."""
     sys.path.insert(0, str(REPO))
     from boxcaseg.training import load_config
 
-    pipeline = load_config(REAL_CONFIG).train_dataloader.dataset.pipeline
-    return [dict(t, box_flip=False) if t["type"] == "BoxCasegCrop" else dict(t)
-            for t in pipeline if t["type"] != "PhotoMetricDistortion"]
+    steps = []
+    for step in load_config(REAL_CONFIG).train_dataloader.dataset.pipeline:
+        step = dict(step)
+        if step["type"] == "PhotoMetricDistortion" and not photometric:
+            continue
+        if step["type"] == "BoxCasegCrop":
+            step.update(box_flip=box_flip, salient_box_crop=salient_box_crop)
+        steps.append(step)
+    return steps
+
+
+# (row name, what it changes, cfg_options on top of REAL_CONFIG). Cumulative: each row adds one
+# change to the row before it; the last row is the packaged config itself.
+def rows() -> list[tuple[str, str, dict]]:
+    plain = {"train_dataloader.dataset.pipeline": pipeline(False, False, 0.0)}
+    return [
+        ("paper", "the paper's recipe at this budget: plain pairwise term (weight 0.05), box "
+                  "crops jittered only, salient images whole (resized, cropped, flipped)",
+         {**plain, "model.loss_pair": PLAIN_PAIR}),
+        ("colour", "+ colour-affinity pairwise term (BoxInst style) instead of the plain one",
+         plain),
+        ("augment", "+ photometric augmentation (brightness, contrast, saturation, hue) and "
+                    "flipped box crops",
+         {"train_dataloader.dataset.pipeline": pipeline(True, True, 0.0)}),
+        ("salient-crops", "+ half of the salient images cropped around their object like box "
+                          "crops (the packaged real-photo config)",
+         {}),
+    ]
 
 
 def run(cmd: list[str], log: Path) -> None:
@@ -65,7 +76,7 @@ def run(cmd: list[str], log: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configfile", default="config/coco128_person.yaml")
-    parser.add_argument("--rows", nargs="*", choices=[r[0] for r in ROWS])
+    parser.add_argument("--rows", nargs="*", choices=[r[0] for r in rows()])
     parser.add_argument("--iters", type=int, help="Stage 2 iterations (default: the config's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json")
@@ -77,15 +88,12 @@ def main() -> int:
         run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", args.configfile,
              "--until", "prepare_data"], REPO / f"ablation_prepare_{run_cfg['run_name']}.log")
     results = []
-    for name, change, options in ROWS:
+    for name, change, options in rows():
         if args.rows and name not in args.rows:
             continue
         work = out / "ablation" / name
         work.mkdir(parents=True, exist_ok=True)
-        opts = {k: v for k, v in options.items() if k != "photometric"}
-        if options.get("photometric", True) is False:
-            opts["train_dataloader.dataset.pipeline"] = pipeline_without_augmentation()
-        section = {"seed": args.seed, "cfg_options": opts}
+        section = {"seed": args.seed, "cfg_options": options}
         if args.iters:
             section["max_iters"] = args.iters
         start = time.time()
@@ -101,11 +109,15 @@ def main() -> int:
                "instances": metrics["model"]["instances"], "minutes": round((time.time() - start) / 60, 1)}
         results.append(row)
         print(json.dumps(row), flush=True)
+    path = Path(args.json or REPO / f"benchmarks/results/ablation_{run_cfg['run_name']}.json")
+    if path.is_file():  # rows measured earlier (same file, other rows) stay in the table
+        earlier = {r["row"]: r for r in json.loads(path.read_text())["rows"]}
+        earlier.update({r["row"]: r for r in results})
+        results = [earlier[name] for name, _, _ in rows() if name in earlier]
     lines = ["| row | change | mIoU* salient head | box as mask | minutes |", "|---|---|---|---|---|"]
     lines += [f"| {r['row']} | {r['change']} | {r['salient_head_miou_star']:.2f} | "
               f"{r['box_as_mask_miou_star']:.2f} | {r['minutes']} |" for r in results]
     print("\n".join(lines))
-    path = Path(args.json or REPO / f"benchmarks/results/ablation_{run_cfg['run_name']}.json")
     path.write_text(json.dumps({"configfile": args.configfile, "iters": args.iters,
                                 "seed": args.seed, "rows": results}, indent=1))
     print(f"written to {path}")

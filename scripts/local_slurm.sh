@@ -4,19 +4,23 @@
 #
 #   sudo bash scripts/local_slurm.sh start    # install (Debian slurm-wlm + munge) if needed, configure, start
 #   bash scripts/local_slurm.sh status        # sinfo + a test job
-#   sudo bash scripts/local_slurm.sh stop
+#   sudo bash scripts/local_slurm.sh stop     # stops only the daemons `start` started (pid files)
 #
+# It refuses to overwrite a slurm.conf it did not write (a real cluster host's), and `stop`
+# never touches daemons it did not start.
 # No accounting daemon (slurmdbd): the SLURM profile queries job status with squeue, which
 # the executor plugin supports as its alternative to sacct; MinJobAge is set to an hour so a
 # finished job stays visible to squeue long enough.
 # The node offers this machine's CPUs and memory, minus 1 GiB; it declares no GPU.
 set -euo pipefail
 
-CONF_DIR=/etc/slurm
+CONF_DIR=${BOXCASEG_SLURM_CONF_DIR:-/etc/slurm}
 STATE=/var/spool/slurmctld
 SPOOL=/var/spool/slurmd
 LOG_DIR=/var/log/slurm
 PARTITION=${BOXCASEG_SLURM_PARTITION:-main}
+MARKER="# written by boxcaseg scripts/local_slurm.sh"
+PID_DIR=${BOXCASEG_SLURM_PID_DIR:-/run/boxcaseg-local-slurm}   # pid files of the daemons this script started
 
 log() { printf '[local-slurm] %s\n' "$*" >&2; }
 need_root() { [ "$(id -u)" = 0 ] || { log "run as root (sudo)"; exit 1; }; }
@@ -31,6 +35,14 @@ install_packages() {
     apt-get install -y -qq slurm-wlm munge >/dev/null
 }
 
+refuse_foreign_config() {
+    if [ -e "$CONF_DIR/slurm.conf" ] && ! head -n1 "$CONF_DIR/slurm.conf" | grep -qxF "$MARKER"; then
+        log "$CONF_DIR/slurm.conf exists and was not written by this script: refusing to touch"
+        log "a real SLURM installation (this host looks like part of a cluster)"
+        exit 1
+    fi
+}
+
 write_config() {
     local host cpus mem_mb
     host=$(hostname -s)
@@ -38,7 +50,7 @@ write_config() {
     mem_mb=$(( $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) - 1024 ))
     mkdir -p "$CONF_DIR" "$STATE" "$SPOOL" "$LOG_DIR"
     cat > "$CONF_DIR/slurm.conf" <<EOF
-# written by boxcaseg scripts/local_slurm.sh
+$MARKER
 ClusterName=boxcaseg-local
 SlurmctldHost=${host}(127.0.0.1)
 SlurmUser=root
@@ -46,8 +58,8 @@ SlurmdUser=root
 AuthType=auth/munge
 StateSaveLocation=${STATE}
 SlurmdSpoolDir=${SPOOL}
-SlurmctldPidFile=/run/slurmctld.pid
-SlurmdPidFile=/run/slurmd.pid
+SlurmctldPidFile=${PID_DIR}/slurmctld.pid
+SlurmdPidFile=${PID_DIR}/slurmd.pid
 SlurmctldLogFile=${LOG_DIR}/slurmctld.log
 SlurmdLogFile=${LOG_DIR}/slurmd.log
 ProctrackType=proctrack/linuxproc
@@ -86,12 +98,12 @@ start_munge() {
 
 start() {
     need_root
+    refuse_foreign_config
     install_packages
     write_config
     start_munge
-    pkill -x slurmctld 2>/dev/null || true
-    pkill -x slurmd 2>/dev/null || true
-    sleep 1
+    stop_ours
+    mkdir -p "$PID_DIR"
     slurmctld -c  # -c: a clean state, no jobs from an earlier start
     slurmd
     for _ in $(seq 1 60); do
@@ -120,11 +132,23 @@ status() {
     return 1
 }
 
+stop_ours() {  # the daemons this script started, by their pid files; nothing else
+    local name pid
+    for name in slurmd slurmctld; do
+        [ -s "$PID_DIR/$name.pid" ] || continue
+        pid=$(cat "$PID_DIR/$name.pid")
+        if [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm")" = "$name" ]; then
+            kill "$pid" && log "stopped $name (pid $pid)"
+            for _ in $(seq 1 20); do [ -e "/proc/$pid" ] || break; sleep 0.2; done
+        fi
+        rm -f "$PID_DIR/$name.pid"
+    done
+}
+
 stop() {
     need_root
-    pkill -x slurmd 2>/dev/null || true
-    pkill -x slurmctld 2>/dev/null || true
-    log "stopped slurmctld and slurmd (munged left running)"
+    stop_ours
+    log "munged left running"
 }
 
 case "${1:-}" in

@@ -285,3 +285,23 @@ def test_real_photo_config_trains_with_the_colour_pairwise_term(tiny_data):
     log_vars = model.train_step(batch, optim)
     assert all(torch.isfinite(log_vars[k]) for k in ("loss_mil", "loss_pair", "loss_sal"))
     assert 0.0 < float(log_vars["loss_pair"]) < 2.0
+
+
+def test_salient_sample_cropped_like_a_box_sample_around_its_object():
+    """salient_box_crop=1: the salient image is cropped around its mask's box (no jitter
+    here: exactly the box), so its label fills the crop as an exact-box crop's would."""
+    import cv2
+
+    mask = np.zeros((60, 80), np.uint8)
+    cv2.circle(mask, (50, 30), 10, 255, -1)  # object box: x 40..60, y 20..40
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"boxcaseg_salient_mask_{os.getpid()}.png"
+    cv2.imwrite(str(path), mask)
+    crop = BoxCasegCrop(crop_size=21, salient_resize=24, center_shift=0.0, scale_range=(1.0, 1.0),
+                        flip_prob=0.0, salient_box_crop=1.0)
+    out = crop({"img": np.zeros((60, 80, 3), np.uint8), "sample_kind": "salient",
+                "mask_path": str(path), "bbox": [40.0, 20.0, 21.0, 21.0]})
+    path.unlink()
+    label = out["gt_seg_map"]
+    assert label.shape == (21, 21)
+    assert label.mean() > 0.7  # the disc fills its box (pi/4); a whole-image crop: ~0.07
+    assert label[10, 10] == 1 and label[0, 0] == 0

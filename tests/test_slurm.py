@@ -27,8 +27,7 @@ def cluster_up() -> bool:
     return result.returncode == 0 and bool(re.search(r"idle|mixed|allocated", result.stdout))
 
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not cluster_up(), reason="no SLURM cluster (scripts/local_slurm.sh start)")]
+needs_cluster = pytest.mark.skipif(not cluster_up(), reason="no SLURM cluster (scripts/local_slurm.sh start)")
 
 RESOURCES = {
     "default": {"threads": 1, "mem_mb": 1500, "runtime": 20},
@@ -37,6 +36,8 @@ RESOURCES = {
 }
 
 
+@pytest.mark.slow
+@needs_cluster
 def test_tiny_workflow_through_the_slurm_profile(tmp_path):
     config = {**TINY_CONFIG, "run_name": "slurm",
               "segmentation": {**TINY_CONFIG["segmentation"], "max_iters": 6},
@@ -78,3 +79,35 @@ def test_tiny_workflow_through_the_slurm_profile(tmp_path):
             assert f"TimeLimit=00:{expected['runtime']:02d}:00" in info, info
             assert re.search(rf"NumCPUs={expected['threads']}\b", info), info
             assert "Partition=main" in info
+
+
+# --- the local cluster script never touches a real SLURM installation ------------------------------
+
+SCRIPT = REPO / "scripts/local_slurm.sh"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the script's start/stop need root")
+def test_local_slurm_refuses_a_slurm_conf_it_did_not_write(tmp_path):
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("ClusterName=the-real-cluster\n")
+    result = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True,
+                            env={**os.environ, "BOXCASEG_SLURM_CONF_DIR": str(tmp_path)}, timeout=60)
+    assert result.returncode == 1
+    assert "was not written by this script: refusing to touch" in result.stderr
+    assert conf.read_text() == "ClusterName=the-real-cluster\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the script's start/stop need root")
+def test_local_slurm_stop_kills_only_what_start_started(tmp_path):
+    """A pid file whose process is not the daemon it names (a recycled pid, or a site's own
+    slurmd started otherwise) is left alone; `pkill -x slurmd` would have killed by name."""
+    bystander = subprocess.Popen(["sleep", "30"])
+    try:
+        (tmp_path / "slurmd.pid").write_text(str(bystander.pid))
+        result = subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, text=True,
+                                env={**os.environ, "BOXCASEG_SLURM_PID_DIR": str(tmp_path)}, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert bystander.poll() is None  # still running
+        assert not (tmp_path / "slurmd.pid").exists()
+    finally:
+        bystander.kill()

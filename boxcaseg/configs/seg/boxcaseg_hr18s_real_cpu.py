@@ -17,7 +17,8 @@ model = dict(
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='BoxCasegCrop', crop_size=crop_size, salient_resize=salient_resize,
-         center_shift=0.25, scale_range=(0.5, 1.5), flip_prob=0.5, box_flip=True),
+         center_shift=0.25, scale_range=(0.5, 1.5), flip_prob=0.5, box_flip=True,
+         salient_box_crop=0.5),
     dict(type='PhotoMetricDistortion'),
     dict(type='PackSegInputs', meta_keys=('img_path', 'sample_kind', 'ann_id', 'ori_shape', 'img_shape')),
 ]

@@ -72,7 +72,8 @@ class BoxSalientDataset(BaseDataset):
         if self.salient_file:
             for entry in load_json(self.salient_file)["salient"]:
                 data_list.append({"img_path": entry["image"], "mask_path": entry["mask"],
-                                  "sample_kind": SALIENT, "overlaps": False, "seg_fields": []})
+                                  "bbox": entry.get("bbox"), "sample_kind": SALIENT,
+                                  "overlaps": False, "seg_fields": []})
         self.sample_kinds = np.array([d["sample_kind"] for d in data_list])
         self.overlap_flags = np.array([d["overlaps"] for d in data_list], dtype=bool)
         return data_list
@@ -85,18 +86,24 @@ class BoxCasegCrop(BaseTransform):
     - box: jitter the box centre by U(-shift, shift) x half-size and scale each half-size by
       U(scale_min, scale_max), clip, crop, resize; label 1 inside the true box.
     - salient: resize the whole image to ``salient_resize``, random crop ``crop_size``,
-      horizontal flip with probability ``flip_prob``; label = the exact mask.
+      horizontal flip with probability ``flip_prob``; label = the exact mask. With
+      probability ``salient_box_crop`` (0 in the paper) it is instead cropped like a box
+      sample around its object's box (same jitter), so the salient head also learns from
+      crops framed as the exact-box crops it sees at inference.
+    ``box_flip``: flip box crops too (the paper flips salient images only).
     Sets ``img``, ``gt_seg_map`` (uint8 {0, 1}) and ``img_shape``.
     """
 
     def __init__(self, crop_size: int = 288, salient_resize: int = 320,
                  center_shift: float = 0.25, scale_range: Sequence[float] = (0.5, 1.5),
-                 flip_prob: float = 0.5, box_flip: bool = False) -> None:
+                 flip_prob: float = 0.5, box_flip: bool = False,
+                 salient_box_crop: float = 0.0) -> None:
         self.crop_size = crop_size
         self.salient_resize = salient_resize
         self.jitter = CropJitter(center_shift, float(scale_range[0]), float(scale_range[1]))
         self.flip_prob = flip_prob
         self.box_flip = box_flip
+        self.salient_box_crop = salient_box_crop
         # numpy's global RNG on purpose: mmengine seeds it per dataloader worker and rank
         # (``randomness.seed``); a Generator made here would be copied identically into
         # every worker.
@@ -114,6 +121,14 @@ class BoxCasegCrop(BaseTransform):
     def _salient_sample(self, results: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         img = results["img"]
         mask = binarize_mask(load_gray(results["mask_path"])).astype(np.uint8)
+        if self.salient_box_crop and results.get("bbox") and self.rng.random() < self.salient_box_crop:
+            h, w = img.shape[:2]
+            window = sample_training_window(results["bbox"], w, h, self.rng, self.jitter)
+            crop = crop_resize(img, window, self.crop_size)
+            label = crop_resize(mask, window, self.crop_size, nearest=True)
+            if self.rng.random() < self.flip_prob:
+                crop, label = crop[:, ::-1], label[:, ::-1]
+            return crop, label
         full = (0, 0, img.shape[1], img.shape[0])
         big = crop_resize(img, full, self.salient_resize)
         big_mask = crop_resize(mask, full, self.salient_resize, nearest=True)
