@@ -47,10 +47,15 @@ def pipeline(photometric: bool, box_flip: bool, salient_box_crop: float) -> list
     return steps
 
 
-# (row name, what it changes, cfg_options on top of REAL_CONFIG). Cumulative: each row adds one
-# change to the row before it; the last row is the packaged config itself.
+PAPER_INFERENCE = {"model.test_cfg": dict(_delete_=True, threshold=0.5, flip=False)}
+
+
+# (row name, what it changes, cfg_options on top of REAL_CONFIG, or {"evaluate": row}: the
+# checkpoint of that row evaluated with REAL_CONFIG's inference settings, no training).
+# Cumulative: each row adds one change to the row before it; the training rows infer as the
+# paper does (threshold 0.5, no flip), the last row is the packaged config itself.
 def rows() -> list[tuple[str, str, dict]]:
-    plain = {"train_dataloader.dataset.pipeline": pipeline(False, False, 0.0)}
+    plain = {"train_dataloader.dataset.pipeline": pipeline(False, False, 0.0), **PAPER_INFERENCE}
     return [
         ("paper", "the paper's recipe at this budget: plain pairwise term (weight 0.05), box "
                   "crops jittered only, salient images whole (resized, cropped, flipped)",
@@ -59,11 +64,31 @@ def rows() -> list[tuple[str, str, dict]]:
          plain),
         ("augment", "+ photometric augmentation (brightness, contrast, saturation, hue) and "
                     "flipped box crops",
-         {"train_dataloader.dataset.pipeline": pipeline(True, True, 0.0)}),
+         {"train_dataloader.dataset.pipeline": pipeline(True, True, 0.0), **PAPER_INFERENCE}),
         ("salient-crops", "+ half of the salient images cropped around their object like box "
-                          "crops (the packaged real-photo config)",
-         {}),
+                          "crops", PAPER_INFERENCE),
+        ("inference", "+ inference threshold and mirrored-crop averaging of the real-photo "
+                      "config (model.test_cfg): the packaged seg/boxcaseg_hr18s_real_cpu.py",
+         {"evaluate": "salient-crops"}),
     ]
+
+
+def evaluate(checkpoint: Path, val_gt: Path) -> dict:
+    """mIoU* of a trained checkpoint with REAL_CONFIG's inference settings (Stage 3's code)."""
+    sys.path.insert(0, str(REPO))
+    from boxcaseg.data.coco import load_json
+    from boxcaseg.mm.seg.model import load_segmentor
+    from boxcaseg.proxy import iter_proxy_masks
+    from boxcaseg.quality import instance_ious, miou_star_report
+    from boxcaseg.training import load_config
+
+    cfg = load_config(REAL_CONFIG)
+    model = load_segmentor(str(checkpoint), "cpu")
+    model.test_cfg.update(cfg.model.test_cfg)
+    gt = load_json(val_gt)
+    predictions = iter_proxy_masks(model, gt, input_size=int(cfg.infer_size), batch_size=16,
+                                   threshold=model.test_cfg["threshold"], progress=False)
+    return miou_star_report(gt, instance_ious(gt, predictions))
 
 
 def run(cmd: list[str], log: Path) -> None:
@@ -93,16 +118,22 @@ def main() -> int:
             continue
         work = out / "ablation" / name
         work.mkdir(parents=True, exist_ok=True)
-        section = {"seed": args.seed, "cfg_options": options}
-        if args.iters:
-            section["max_iters"] = args.iters
         start = time.time()
-        run([sys.executable, "-m", "boxcaseg.cli", "train-seg", "--config", REAL_CONFIG,
-             "--train", str(data / "train.boxes.json"), "--salient", str(data / "salient.json"),
-             "--val", str(data / "val.gt.json"), "--work-dir", str(work / "work"),
-             "--metrics-out", str(work / "miou_star.json"), "--section", json.dumps(section)],
-            work / "train.log")
-        metrics = json.loads((work / "miou_star.json").read_text())
+        if "evaluate" in options:
+            checkpoint = out / "ablation" / options["evaluate"] / "work" / "last_checkpoint"
+            metrics = evaluate(Path(checkpoint.read_text().strip()), data / "val.gt.json")
+            metrics = {"model": metrics["model"], "box_as_mask": metrics["box_as_mask"]}
+            (work / "miou_star.json").write_text(json.dumps(metrics, indent=1))
+        else:
+            section = {"seed": args.seed, "cfg_options": options}
+            if args.iters:
+                section["max_iters"] = args.iters
+            run([sys.executable, "-m", "boxcaseg.cli", "train-seg", "--config", REAL_CONFIG,
+                 "--train", str(data / "train.boxes.json"), "--salient", str(data / "salient.json"),
+                 "--val", str(data / "val.gt.json"), "--work-dir", str(work / "work"),
+                 "--metrics-out", str(work / "miou_star.json"), "--section", json.dumps(section)],
+                work / "train.log")
+            metrics = json.loads((work / "miou_star.json").read_text())
         row = {"row": name, "change": change,
                "salient_head_miou_star": round(100 * metrics["model"]["miou_star"], 2),
                "box_as_mask_miou_star": round(100 * metrics["box_as_mask"]["miou_star"], 2),

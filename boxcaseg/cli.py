@@ -159,7 +159,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     summary = run_proxy_inference(
         args.checkpoint, args.boxes, args.out, config=args.config,
         input_size=section.get("input_size"), batch_size=section.get("batch_size", 32),
-        threshold=section.get("threshold", 0.5), num_workers=section.get("num_workers", 2),
+        threshold=section.get("threshold"), num_workers=section.get("num_workers", 2),
         precision=section.get("precision", "fp32"),
         post_workers=section.get("post_workers", 1), shard=shard)
     print(json.dumps(summary))

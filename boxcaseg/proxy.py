@@ -93,8 +93,9 @@ class _ImageCropDataset(torch.utils.data.Dataset):
 
 class _BatchStager:
     """Crops of several images gathered into one input batch. On a GPU the batch is assembled
-    in a pinned host buffer and copied without blocking, so the next batch is read and
-    assembled while the model still runs on this one."""
+    in a pinned (page-locked) host buffer and copied asynchronously: the copy runs at full
+    bandwidth and the host thread goes on to queue the forward pass. (One buffer suffices:
+    the previous batch's copy has finished when its results came back to the host.)"""
 
     def __init__(self, device: torch.device, batch_size: int, size: int) -> None:
         self.device = device

@@ -28,11 +28,13 @@ def proxy_part_path(out_json: str | Path, index: int, count: int) -> Path:
 
 def run_proxy_inference(checkpoint: str, boxes_json: str, out_json: str, *,
                         input_size: int | None = None, batch_size: int = 16,
-                        threshold: float = 0.5, num_workers: int = 2, device: str | None = None,
+                        threshold: float | None = None, num_workers: int = 2,
+                        device: str | None = None,
                         config: str | None = None, precision: str = "fp32", post_workers: int = 1,
                         shard: tuple[int, int] | None = None) -> dict[str, Any]:
     """Stage 3 over a file. The model is the checkpoint's own (built from the config stored
-    in it); ``input_size`` None = that config's ``infer_size`` (what its mIoU* used).
+    in it); ``input_size`` and ``threshold`` None = that config's ``infer_size`` and
+    ``model.test_cfg.threshold`` (what its mIoU* used); its ``test_cfg.flip`` holds too.
 
     ``shard=(i, n)``: only every n-th image from the i-th, written as a PART file of
     ``{ann_id: rle}`` (:func:`gather_proxy_parts` joins the parts into the whole file). Under
@@ -49,6 +51,7 @@ def run_proxy_inference(checkpoint: str, boxes_json: str, out_json: str, *,
     coco = load_json(boxes_json)
     model = load_segmentor(checkpoint, device, config=config)
     input_size = input_size or int(model.cfg.get("infer_size", 320))
+    threshold = model.test_cfg["threshold"] if threshold is None else threshold
     images = shard_of(coco["images"], *shard) if shard else None
 
     def encode(image_id: int, ann_ids: list[int], masks: Any) -> list[tuple[int, Any]]:
@@ -61,7 +64,7 @@ def run_proxy_inference(checkpoint: str, boxes_json: str, out_json: str, *,
                                     images=images, postprocess=encode):
         masks_by_ann.update(encoded)
     settings = {"checkpoint": str(checkpoint), "input_size": input_size, "threshold": threshold,
-                "head": "salient", "precision": precision}
+                "flip": bool(model.test_cfg.get("flip")), "head": "salient", "precision": precision}
     summary = {"instances": len(masks_by_ann), "device": str(next(model.parameters()).device)}
     if shard is None:
         save_json(proxy_file(coco, masks_by_ann, settings), out_json)

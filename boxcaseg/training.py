@@ -299,9 +299,10 @@ def train_detection(config: str, work_dir: str | Path, *, train_ann: str,
         # mmdet's configs freeze the stem + layer1 and fix BN statistics: right for an
         # ImageNet-initialised backbone, fatal for a random one
         backbone.update(frozen_stages=-1, norm_eval=False)
-        print("[boxcaseg] detection backbone from scratch (no detection.pretrained): "
-              "frozen_stages=-1 and norm_eval=False (all stages and BN statistics train)",
-              flush=True)
+        if os.environ.get("RANK", "0") == "0":
+            print("[boxcaseg] detection backbone from scratch (no detection.pretrained): "
+                  "frozen_stages=-1 and norm_eval=False (all stages and BN statistics train)",
+                  flush=True)
     if drop_threshold is not None:
         cfg.model.roi_head.mask_head["drop_threshold"] = drop_threshold
     return run_training(cfg, work_dir, launcher=launcher, resume=resume, amp=amp)
@@ -327,5 +328,6 @@ def predict_detection(config: str, checkpoint: str, gt_file: str, out_dir: str |
     cfg.load_from = str(checkpoint)
     cfg.resume = False
     cfg.launcher = launcher
+    setup_distributed(cfg, launcher)
     Runner.from_cfg(cfg).test()
     return {"bbox": f"{prefix}.bbox.json", "segm": f"{prefix}.segm.json"}

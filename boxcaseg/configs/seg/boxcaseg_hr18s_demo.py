@@ -32,6 +32,5 @@ param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=0.0, begin=0, end=max_
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters + 1)
 default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=200))
 custom_hooks = [
-    dict(type='MIoUStarHook', ann_file=None, interval=0, input_size=infer_size, batch_size=32,
-         threshold=0.5),
+    dict(type='MIoUStarHook', ann_file=None, interval=0, input_size=infer_size, batch_size=32),
 ]

@@ -29,7 +29,7 @@ class MIoUStarHook(Hook):
     priority = "LOW"
 
     def __init__(self, ann_file: str | None = None, interval: int = 0, input_size: int = 320,
-                 batch_size: int = 16, threshold: float = 0.5,
+                 batch_size: int = 16, threshold: float | None = None,
                  out_file: str = "miou_star.json") -> None:
         self.ann_file = ann_file
         self.interval = interval
@@ -47,8 +47,10 @@ class MIoUStarHook(Hook):
         was_training = model.training
         model.eval()
         try:
+            # the model's own inference settings (test_cfg) unless the hook names a threshold
+            threshold = self.threshold if self.threshold is not None else model.test_cfg["threshold"]
             predictions = iter_proxy_masks(model, gt, input_size=self.input_size,
-                                           batch_size=self.batch_size, threshold=self.threshold,
+                                           batch_size=self.batch_size, threshold=threshold,
                                            progress=False)
             report = miou_star_report(gt, instance_ious(gt, predictions))
         finally:

@@ -140,6 +140,10 @@ class BoxCasegSegmentor(BaseSegmentor):
     Data samples carry ``gt_sem_seg`` (box rectangle or exact mask, in {0, 1}) and the
     ``sample_kind`` metainfo ('box' / 'salient'). ``predict`` returns the salient head's
     logits (``seg_logits``) and its per-sample min-max normalised, thresholded mask.
+
+    ``test_cfg``: the inference settings Stage 3 and the mIoU* hook share: ``threshold`` on
+    the min-max normalised probabilities (the paper: 0.5), ``flip`` (average the logits of the
+    crop and of its mirror image; off in the paper).
     """
 
     def __init__(self, backbone: dict[str, Any], decode_head: dict[str, Any],
@@ -157,7 +161,7 @@ class BoxCasegSegmentor(BaseSegmentor):
         self.loss_pair = MODELS.build(loss_pair or dict(type="PairwiseSmoothLoss", loss_weight=0.05))
         self.loss_sal = MODELS.build(loss_sal or dict(type="SalientBCELoss"))
         self.train_cfg = train_cfg or {}
-        self.test_cfg = {"threshold": 0.5, **(test_cfg or {})}
+        self.test_cfg = {"threshold": 0.5, "flip": False, **(test_cfg or {})}
 
     def extract_feat(self, inputs: torch.Tensor) -> list[torch.Tensor]:
         return self.backbone(inputs)
@@ -174,7 +178,12 @@ class BoxCasegSegmentor(BaseSegmentor):
         return self._upsample(box, size), self._upsample(sal, size)
 
     def salient_logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.head_logits(inputs)[1]
+        """The salient head's logits at the input size; at inference with ``test_cfg.flip``
+        the mean of the crop's and its mirror image's (mirrored back)."""
+        logits = self.head_logits(inputs)[1]
+        if self.test_cfg.get("flip") and not self.training:
+            logits = 0.5 * (logits + self.head_logits(inputs.flip(-1))[1].flip(-1))
+        return logits
 
     def encode_decode(self, inputs: torch.Tensor, batch_img_metas: list[dict]) -> torch.Tensor:
         return self.salient_logits(inputs)

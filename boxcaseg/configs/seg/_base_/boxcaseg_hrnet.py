@@ -29,7 +29,9 @@ model = dict(
     loss_pair=dict(type='PairwiseSmoothLoss', loss_weight=0.05),
     loss_sal=dict(type='SalientBCELoss', loss_weight=1.0),
     train_cfg=dict(),
-    test_cfg=dict(_delete_=True, threshold=0.5))
+    # inference (Stage 3 and the mIoU* hook): threshold on min-max normalised probabilities;
+    # flip = average with the mirrored crop (not in the paper)
+    test_cfg=dict(_delete_=True, threshold=0.5, flip=False))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -76,8 +78,7 @@ default_hooks = dict(
                     save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'))
 custom_hooks = [
-    dict(type='MIoUStarHook', ann_file=None, interval=0, input_size=infer_size, batch_size=16,
-         threshold=0.5),
+    dict(type='MIoUStarHook', ann_file=None, interval=0, input_size=infer_size, batch_size=16),
 ]
 randomness = dict(seed=0)
 log_processor = dict(by_epoch=False)
