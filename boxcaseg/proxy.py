@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from boxcaseg.crops import Window, box_window, crop_resize, paste_into_image
+from boxcaseg.crops import Window, box_window, crop_resize, paste_into_image, resize_to_window
 
 EPS = 1e-6
 
@@ -86,9 +86,13 @@ def predict_batch(model: torch.nn.Module, crops: np.ndarray) -> np.ndarray:
 
 def iter_proxy_masks(model: torch.nn.Module, coco: dict[str, Any], *, input_size: int = 320,
                      batch_size: int = 16, threshold: float = 0.5, num_workers: int = 0,
-                     progress: bool = True) -> Iterator[tuple[int, list[int], np.ndarray]]:
+                     progress: bool = True, windows: bool = False
+                     ) -> Iterator[tuple[int, list[int], Any]]:
     """Yield ``(image_id, ann_ids, masks)`` per image, masks a (K, H, W) bool stack in the
-    image frame, in the image order of ``coco``. Instances of several images share batches."""
+    image frame, in the image order of ``coco``. Instances of several images share batches.
+    With ``windows``, ``masks`` is instead a list of ``(window, mask)`` pairs, each mask the
+    (y1-y0, x1-x0) part of the image-frame mask inside its box window (outside it the mask
+    is empty), so that no image-sized array is made per instance."""
     from tqdm import tqdm
 
     loader = torch.utils.data.DataLoader(
@@ -111,10 +115,14 @@ def iter_proxy_masks(model: torch.nn.Module, coco: dict[str, Any], *, input_size
         while pending and len(pending[0].ann_ids) <= len(predicted):
             item = pending.popleft()
             k = len(item.ann_ids)
-            masks = np.zeros((k, item.height, item.width), dtype=bool)
-            for j in range(k):
-                masks[j] = paste_into_image(predicted[j], item.windows[j], item.height,
-                                            item.width) > threshold
+            if windows:
+                masks: Any = [(win, resize_to_window(predicted[j], win) > threshold)
+                              for j, win in enumerate(item.windows)]
+            else:
+                masks = np.zeros((k, item.height, item.width), dtype=bool)
+                for j in range(k):
+                    masks[j] = paste_into_image(predicted[j], item.windows[j], item.height,
+                                                item.width) > threshold
             del predicted[:k]
             yield item.image_id, item.ann_ids, masks
 
