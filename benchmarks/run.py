@@ -17,8 +17,8 @@ Benchmarks (not tests: they assert nothing, they measure):
                benchmark files), and the DAG's total
 - scale        every data stage at COCO scale (synthetic: 118k images, 860k instances) and at
                10% of it, each stage in its own process: wall time, peak RSS, linear
-               extrapolation (benchmarks/scale.py). NOT in the default list: about 30 minutes
-               on 2 cores and 4 GB of disk; run it with `--only scale`
+               extrapolation (benchmarks/scale.py). NOT in the default list: about 15 minutes
+               on 2 cores and 3 GB of disk; run it with `--only scale`
 Runs on the GPU when there is one (CUDA figures then include peak GPU memory).
 coco128-seg is read from ../shared/data when present; benchmarks that need it say so and skip.
 """
@@ -257,8 +257,9 @@ def main() -> int:
                         help="scale: sizes to run, as fractions of COCO train2017")
     parser.add_argument("--scale-data", help="scale: keep the generated data sets here (and "
                         "reuse them next time) instead of a temporary folder")
-    parser.add_argument("--scale-input-size", type=int, default=320,
-                        help="scale: Stage 3 crop size")
+    parser.add_argument("--scale-input-size", type=int, default=64,
+                        help="scale: Stage 3 crop size (the stub model's; the data path's cost "
+                        "per crop grows with it)")
     args = parser.parse_args()
     names = args.only or [*BENCHMARKS, "demo_dag"]
     results: dict[str, Any] = {"machine": {"python": platform.python_version(),

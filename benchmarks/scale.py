@@ -21,8 +21,9 @@ The stages, as the workflow runs them (image decoding off where the stage can sk
                train / val split files and the salient crops
 - proxy        Stage 3's data path (`stages.proxy_masks_file`) with a stub model (a 1x1 conv): the
                DataLoader reading and cropping every image (2 workers), batching, pasting back,
-               RLE encoding, writing proxy_raw.json. The segmentation network itself is not
-               measured (see the `proxy` benchmark for it).
+               RLE encoding, writing proxy_raw.json; 64 px crops unless --scale-input-size says
+               otherwise. The segmentation network itself is not measured (see the `proxy`
+               benchmark for it).
 - merge        Stage 4 (`boxcaseg merge`, the rule's command): merge + drop + RLE, quality
                against the ground truth, overlays and the quality table
 - box_masks    the box-as-mask baseline (`boxcaseg box-masks`)
@@ -139,7 +140,7 @@ def write_split(path: Path, image_dir: Path, shared: Path, n_images: int, mean_o
     widths = np.array([SIZES[k][0][0] for k in which])
     heights = np.array([SIZES[k][0][1] for k in which])
     ids = np.arange(first_image_id, first_image_id + n_images)
-    # 1% of the images empty, the others 1 + a long-tailed count (mean: COCO's 7.27)
+    # 1% of the images empty, the others 1 + a long-tailed count (mean: COCO's 7.27 overall)
     extra = mean_objects - 1
     n_objects = 1 + rng.negative_binomial(1.6, 1.6 / (1.6 + extra), n_images)
     n_objects[rng.random(n_images) < 0.01] = 0
@@ -182,7 +183,7 @@ def generate(root: Path, fraction: float, seed: int = 0) -> dict[str, Any]:
         return json.loads(manifest.read_text())
     start = time.perf_counter()
     _shared_images(root / "shared", seed)
-    mean = COCO_INSTANCES / COCO_IMAGES
+    mean = COCO_INSTANCES / COCO_IMAGES / 0.99  # 1% of the images are empty
     train = write_split(root / "annotations/instances_train.json", root / "images", root / "shared",
                         round(COCO_IMAGES * fraction), mean, 1, seed)
     val = write_split(root / "annotations/instances_val.json", root / "images", root / "shared",
@@ -294,9 +295,15 @@ def stage_work(name: str, root: Path, work: Path, input_size: int) -> dict[str, 
 def _stage_main(argv: list[str]) -> int:
     """``scale.py --stage NAME ROOT WORK INPUT_SIZE OUT_JSON``: run one stage, write its figures."""
     name, root, work, input_size, out = argv
-    start = time.perf_counter()
+
+    def cpu() -> float:  # this process and its (waited for) children: the DataLoader workers
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    start, cpu_start = time.perf_counter(), cpu()
     result = stage_work(name, Path(root), Path(work), int(input_size))
     result["seconds"] = round(time.perf_counter() - start, 2)
+    result["cpu_seconds"] = round(cpu() - cpu_start, 2)  # over the same span as `seconds`
     result["self_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     result["children_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     Path(out).write_text(json.dumps(result))
@@ -310,8 +317,9 @@ def run_stage(name: str, root: Path, work: Path, input_size: int) -> dict[str, A
     out = work / f".{name}.json"
     out.unlink(missing_ok=True)
     start = time.perf_counter()
+    log = open(work / f"{name}.log", "w")
     proc = subprocess.Popen([sys.executable, __file__, "--stage", name, str(root), str(work),
-                             str(input_size), str(out)], stdout=subprocess.DEVNULL)
+                             str(input_size), str(out)], stdout=log, stderr=subprocess.STDOUT)
     parent, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
         try:
@@ -327,8 +335,10 @@ def run_stage(name: str, root: Path, work: Path, input_size: int) -> dict[str, A
             pass
         time.sleep(0.1)
     wall = time.perf_counter() - start
+    log.close()
     if proc.returncode != 0:
-        raise RuntimeError(f"scale benchmark stage {name} failed (exit {proc.returncode})")
+        tail = (work / f"{name}.log").read_text()[-3000:]
+        raise RuntimeError(f"scale benchmark stage {name} failed (exit {proc.returncode}):\n{tail}")
     result = json.loads(out.read_text())
     result["process_seconds"] = round(wall, 2)
     result["peak_rss_mb"] = max(round(peak / 2**20), result["self_peak_rss_mb"])
@@ -336,7 +346,7 @@ def run_stage(name: str, root: Path, work: Path, input_size: int) -> dict[str, A
 
 
 def bench_scale(tmp: Path, fractions: list[float], data_dir: str | None = None,
-                input_size: int = 320, stages: list[str] | None = None) -> dict[str, Any]:
+                input_size: int = 64, stages: list[str] | None = None) -> dict[str, Any]:
     """Generate, then run every stage at each fraction; the figures and the extrapolation."""
     runs: dict[str, Any] = {}
     for fraction in fractions:
@@ -356,22 +366,31 @@ def bench_scale(tmp: Path, fractions: list[float], data_dir: str | None = None,
 
 
 def extrapolate(runs: dict[str, Any], fractions: list[float]) -> dict[str, Any]:
-    """From the smallest run, linearly, to the largest and to 100%; the measured growth."""
+    """From the smallest run, linearly in the number of instances (the images scale alike), to
+    the largest run; the measured growth against that prediction."""
     small, large = min(fractions), max(fractions)
     a, b = runs[f"{small:g}"]["stages"], runs[f"{large:g}"]["stages"]
+    size = (runs[f"{large:g}"]["data"]["train"]["instances"]
+            / runs[f"{small:g}"]["data"]["train"]["instances"])
     out = {}
     for name in a:
         if name not in b:
             continue
         t_small, t_large = a[name]["seconds"], b[name]["seconds"]
-        predicted = t_small * large / small
+        c_small, c_large = a[name].get("cpu_seconds"), b[name].get("cpu_seconds")
+        predicted = t_small * size
         out[name] = {
             "seconds_small": t_small, "seconds_large": t_large,
             "linear_prediction_large": round(predicted, 1),
             # measured / linear prediction: <= 1 means it grew at most linearly (fixed costs
             # such as imports make it < 1)
             "growth_vs_linear": round(t_large / predicted, 3) if predicted else None,
-            "seconds_at_100pct": round(t_large / large, 1),
+            # the same in CPU seconds (the stage's process and its workers): less sensitive to
+            # what else runs on the machine
+            "cpu_seconds_small": c_small, "cpu_seconds_large": c_large,
+            "cpu_growth_vs_linear": (round(c_large / (c_small * size), 3)
+                                     if c_small and c_large else None),
+            "size_ratio": round(size, 3),
             "peak_rss_mb_small": a[name]["peak_rss_mb"], "peak_rss_mb_large": b[name]["peak_rss_mb"],
         }
     return out
@@ -380,17 +399,21 @@ def extrapolate(runs: dict[str, Any], fractions: list[float]) -> dict[str, Any]:
 def scale_table(bench: dict[str, Any]) -> str:
     fractions = bench["fractions"]
     small, large = min(fractions), max(fractions)
-    lines = [f"{'stage':<12} {'time ' + f'{100 * small:g}%':>10} {'time ' + f'{100 * large:g}%':>10} "
-             f"{'linear pred.':>12} {'growth':>7} {'peak RSS ' + f'{100 * small:g}%':>15} "
-             f"{'peak RSS ' + f'{100 * large:g}%':>16}"]
+    lo, hi = f"{100 * small:g}%", f"{100 * large:g}%"
+    lines = [f"{'stage':<12} {'time ' + lo:>10} {'time ' + hi:>10} {'linear pred.':>12} "
+             f"{'growth':>7} {'CPU growth':>10} {'peak RSS ' + lo:>15} {'peak RSS ' + hi:>16}"]
     for name, row in bench["extrapolation"].items():
+        cpu = row.get("cpu_growth_vs_linear")
         lines.append(f"{name:<12} {row['seconds_small']:>9.1f}s {row['seconds_large']:>9.1f}s "
                      f"{row['linear_prediction_large']:>11.1f}s {row['growth_vs_linear']:>7.2f} "
+                     f"{cpu if cpu is not None else '-':>10} "
                      f"{row['peak_rss_mb_small']:>12} MB {row['peak_rss_mb_large']:>13} MB")
     info = bench["runs"][f"{large:g}"]["data"]
+    ratio = next(iter(bench["extrapolation"].values()))["size_ratio"]
     lines.append(f"(largest run: {info['train']['images']} train images, {info['train']['instances']} "
-                 f"instances; growth = time at {100 * large:g}% / (time at {100 * small:g}% x "
-                 f"{large / small:g}); <= 1 is at most linear)")
+                 f"instances. linear pred. = time at {lo} x {ratio:g} (the instances' ratio); growth = "
+                 f"time at {hi} / linear pred., CPU growth the same in CPU seconds (the stage's "
+                 f"process and workers); <= 1: at most linear)")
     return "\n".join(lines)
 
 

@@ -346,3 +346,15 @@ def test_derived_salient_set_is_disjoint_from_the_box_splits(tmp_path):
     index, report = import_duts(tmp_path / "out/salient")
     report.raise_if_errors()
     assert len(index["salient"]) == 2
+
+
+def test_save_json_streams_long_lists_as_json_dump_writes_them(tmp_path, monkeypatch):
+    import boxcaseg.data.coco as coco_module
+
+    monkeypatch.setattr(coco_module, "_JSON_CHUNK", 3)  # long = more than 3 items here
+    objs = [{"info": {"x": [1, 2, 3, 4, 5]}, "images": [{"id": i} for i in range(10)],
+             "annotations": [], "categories": [{"id": 1, "name": "caf\u00e9"}] * 4},
+            [1, 2, 3, 4, 5], {1: "non-str key"}, {}]
+    for obj in objs:
+        coco_module.save_json(obj, tmp_path / "out.json")
+        assert (tmp_path / "out.json").read_text() == json.dumps(obj)
