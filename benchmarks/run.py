@@ -15,6 +15,10 @@ Benchmarks (not tests: they assert nothing, they measure):
 - det_train    Stage 5 Mask R-CNN training images/s (demo config), peak memory
 - demo_dag     per-stage wall time and peak RSS of a finished demo run (its Snakemake
                benchmark files), and the DAG's total
+- scale        every data stage at COCO scale (synthetic: 118k images, 860k instances) and at
+               10% of it, each stage in its own process: wall time, peak RSS, linear
+               extrapolation (benchmarks/scale.py). NOT in the default list: about 15 minutes
+               on 2 cores and 3 GB of disk; run it with `--only scale`
 Runs on the GPU when there is one (CUDA figures then include peak GPU memory).
 coco128-seg is read from ../shared/data when present; benchmarks that need it say so and skip.
 """
@@ -245,10 +249,17 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", choices=[*BENCHMARKS, "demo_dag"])
+    parser.add_argument("--only", nargs="*", choices=[*BENCHMARKS, "demo_dag", "scale"])
     parser.add_argument("--json", default="benchmark_results.json")
     parser.add_argument("--demo-results", default=str(REPO / "results/demo"))
     parser.add_argument("--proxy-batch-size", type=int, default=32)
+    parser.add_argument("--scale-fractions", type=float, nargs="+", default=[0.1, 1.0],
+                        help="scale: sizes to run, as fractions of COCO train2017")
+    parser.add_argument("--scale-data", help="scale: keep the generated data sets here (and "
+                        "reuse them next time) instead of a temporary folder")
+    parser.add_argument("--scale-input-size", type=int, default=64,
+                        help="scale: Stage 3 crop size (the stub model's; the data path's cost "
+                        "per crop grows with it)")
     args = parser.parse_args()
     names = args.only or [*BENCHMARKS, "demo_dag"]
     results: dict[str, Any] = {"machine": {"python": platform.python_version(),
@@ -259,7 +270,11 @@ def main() -> int:
                 part = Path(tmp) / f"{name}.json"
                 subprocess.run([sys.executable, __file__, "--only", name, "--json", str(part),
                                 "--demo-results", args.demo_results,
-                                "--proxy-batch-size", str(args.proxy_batch_size)], check=True)
+                                "--proxy-batch-size", str(args.proxy_batch_size),
+                                "--scale-fractions", *map(str, args.scale_fractions),
+                                "--scale-input-size", str(args.scale_input_size),
+                                *(["--scale-data", args.scale_data] if args.scale_data else [])],
+                               check=True)
                 results[name] = json.loads(part.read_text())[name]
     else:
         with tempfile.TemporaryDirectory() as tmp:
@@ -268,6 +283,12 @@ def main() -> int:
             start = time.perf_counter()
             if name == "demo_dag":
                 out = bench_demo_dag(Path(args.demo_results))
+            elif name == "scale":
+                sys.path.insert(0, str(Path(__file__).parent))
+                from scale import bench_scale
+
+                out = bench_scale(Path(tmp), args.scale_fractions, args.scale_data,
+                                  args.scale_input_size)
             elif name == "proxy":
                 out = {f"input_{size}": bench_proxy(Path(tmp) / str(size), batch_size=args.proxy_batch_size,
                                                     input_size=size) for size in (64, 320)}
@@ -324,7 +345,13 @@ def summary_table(results: dict[str, Any]) -> str:
     elif "skipped" in dag:
         rows.append(("demo_dag", f"skipped: {dag['skipped']}"))
     width = max(len(r[0]) for r in rows)
-    return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+    table = "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+    if "scale" in results:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from scale import scale_table
+
+        table += "\n\nCOCO scale, each stage in its own process:\n" + scale_table(results["scale"])
+    return table
 
 
 if __name__ == "__main__":

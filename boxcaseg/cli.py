@@ -99,7 +99,8 @@ def cmd_derive(args: argparse.Namespace) -> int:
     source = {k: section[k] for k in ("format", "annotations", "images", "labels", "root",
                                       "split", "names", "masks", "mask_suffix", "classes")
               if k in section}
-    coco, report = import_box_split(source, strict=False, decode_images=True,
+    coco, report = import_box_split(source, strict=False,
+                                    decode_images=bool(section.get("decode_images", True)),
                                     where="data.derive")
     report.raise_if_errors()
     spec = DeriveSpec(**{k: section[k] for k in DeriveSpec.__dataclass_fields__ if k in section})
@@ -174,17 +175,16 @@ def cmd_gather_proxy(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from boxcaseg.data.coco import load_json
-    from boxcaseg.figures import proxy_overlays, results_table
+    from boxcaseg.figures import results_table
     from boxcaseg.stages import run_merge
 
     section = _section(args.section)
     threshold = section.get("drop_threshold", 0.95)
-    summary = run_merge(args.raw, args.out, threshold, gt_json=args.gt, quality_json=args.quality_out)
-    gt = load_json(args.gt) if args.gt and Path(args.gt).is_file() else None
-    if args.overlays_out:
-        proxy_overlays(load_json(args.out), args.overlays_out, gt=gt,
-                       n_images=section.get("overlay_images", 12), drop_threshold=threshold)
+    # the overlays are drawn from the merged masks and the ground truth run_merge holds
+    # already: neither file is read a second time
+    summary = run_merge(args.raw, args.out, threshold, gt_json=args.gt, quality_json=args.quality_out,
+                        overlays_png=args.overlays_out,
+                        overlay_images=section.get("overlay_images", 12))
     if args.table_out:
         quality = summary.get("quality") or {}
         rows = [{"masks": "proxy (BoxCaseg)", "mIoU*": quality.get("proxy", {}).get("miou_star"),
@@ -217,13 +217,13 @@ def cmd_grabcut(args: argparse.Namespace) -> int:
 
 def cmd_box_masks(args: argparse.Namespace) -> int:
     from boxcaseg.data.coco import load_json, save_json
-    from boxcaseg.masks import box_to_mask, rle_encode
+    from boxcaseg.masks import box_rle
 
     coco = load_json(args.boxes)
     images = {img["id"]: img for img in coco["images"]}
-    for ann in coco["annotations"]:
+    for ann in coco["annotations"]:  # the box's RLE straight from its corners, no image-sized mask
         img = images[ann["image_id"]]
-        ann["segmentation"] = rle_encode(box_to_mask(ann["bbox"], img["height"], img["width"]))
+        ann["segmentation"] = box_rle(ann["bbox"], img["height"], img["width"])
     coco.setdefault("info", {})["masks"] = "box-as-mask baseline: each box filled"
     save_json(coco, args.out)
     return 0

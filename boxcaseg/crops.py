@@ -88,16 +88,25 @@ def box_label_in_window(box: Box, window: Window, size: int) -> np.ndarray:
     return (inside_y[:, None] & inside_x[None, :]).astype(np.uint8)
 
 
-def paste_into_image(crop_map: np.ndarray, window: Window, height: int, width: int,
-                     *, nearest: bool = False) -> np.ndarray:
-    """Inverse of :func:`crop_resize`: resize a crop-sized map back to its window and place it
-    into a zero image of ``(height, width)``. Float maps are resized bilinearly by default."""
+def resize_to_window(crop_map: np.ndarray, window: Window, *, nearest: bool = False) -> np.ndarray:
+    """A crop-sized map resized back to its window's size (the window's part of
+    :func:`paste_into_image`). Float maps are resized bilinearly by default."""
     x0, y0, x1, y1 = window
     win_w, win_h = x1 - x0, y1 - y0
     src = crop_map.astype(np.uint8) if crop_map.dtype == bool else crop_map
     if src.shape[:2] != (win_h, win_w):
         interp = cv2.INTER_NEAREST if nearest or crop_map.dtype == bool else cv2.INTER_LINEAR
         src = cv2.resize(src, (win_w, win_h), interpolation=interp)
+    return src.astype(bool) if crop_map.dtype == bool else src
+
+
+def paste_into_image(crop_map: np.ndarray, window: Window, height: int, width: int,
+                     *, nearest: bool = False) -> np.ndarray:
+    """Inverse of :func:`crop_resize`: resize a crop-sized map back to its window and place it
+    into a zero image of ``(height, width)``. Float maps are resized bilinearly by default."""
+    x0, y0, x1, y1 = window
+    src = resize_to_window(crop_map, window, nearest=nearest)
+    src = src.astype(np.uint8) if src.dtype == bool else src
     out = np.zeros((height, width) + crop_map.shape[2:], dtype=src.dtype)
     out[y0:y1, x0:x1] = src
     return out.astype(bool) if crop_map.dtype == bool else out

@@ -72,13 +72,18 @@ def proxy_overlays(proxy: Coco, out_png: str | Path, *, gt: Coco | None = None,
 
     plt = _plt()
     images = proxy["images"][:n_images]
-    gt_anns = {a["id"]: a for a in (gt or {}).get("annotations", [])}
+    shown = {img["id"]: [] for img in images}  # one pass over the annotations, not one per image
+    for ann in proxy["annotations"]:
+        if ann["image_id"] in shown and not ann.get("iscrowd"):
+            shown[ann["image_id"]].append(ann)
+    wanted = {a["id"] for anns in shown.values() for a in anns}
+    gt_anns = {a["id"]: a for a in (gt or {}).get("annotations", []) if a["id"] in wanted}
     cols = 3 if gt else 2
     fig, axes = plt.subplots(max(1, len(images)), cols, figsize=(3 * cols, 3 * max(1, len(images))),
                              squeeze=False)
     for row, img in enumerate(images):
         rgb = load_rgb(image_path(proxy, img)).astype(np.float64)
-        anns = [a for a in proxy["annotations"] if a["image_id"] == img["id"] and not a.get("iscrowd")]
+        anns = shown[img["id"]]
         h, w = img["height"], img["width"]
         proxy_vis, truth_vis = rgb.copy(), rgb.copy()
         axes[row, 0].imshow(rgb.astype(np.uint8))

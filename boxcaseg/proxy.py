@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from boxcaseg.crops import Window, box_window, crop_resize, paste_into_image
+from boxcaseg.crops import Window, box_window, crop_resize, paste_into_image, resize_to_window
 
 EPS = 1e-6
 
@@ -125,8 +125,13 @@ def predict_batch(model: torch.nn.Module, crops: torch.Tensor, precision: str = 
     return minmax_normalize(probs).cpu().numpy()
 
 
-def paste_masks(item: ImageCrops, probs: list[np.ndarray], threshold: float) -> np.ndarray:
-    """One image's crop probabilities back into its frame: (K, H, W) bool masks."""
+def paste_masks(item: ImageCrops, probs: list[np.ndarray], threshold: float,
+                windows: bool = False) -> Any:
+    """One image's crop probabilities back into its frame: (K, H, W) bool masks, or with
+    ``windows`` a list of (window, mask inside the window) pairs."""
+    if windows:
+        return [(win, resize_to_window(probs[j], win) > threshold)
+                for j, win in enumerate(item.windows)]
     masks = np.zeros((len(item.ann_ids), item.height, item.width), dtype=bool)
     for j, window in enumerate(item.windows):
         masks[j] = paste_into_image(probs[j], window, item.height, item.width) > threshold
@@ -136,7 +141,7 @@ def paste_masks(item: ImageCrops, probs: list[np.ndarray], threshold: float) -> 
 def iter_proxy_masks(model: torch.nn.Module, coco: dict[str, Any], *, input_size: int = 320,
                      batch_size: int = 16, threshold: float = 0.5, num_workers: int = 0,
                      progress: bool = True, precision: str = "fp32", post_workers: int = 0,
-                     images: list[dict[str, Any]] | None = None,
+                     images: list[dict[str, Any]] | None = None, windows: bool = False,
                      postprocess: Callable[[int, list[int], np.ndarray], Any] | None = None
                      ) -> Iterator[Any]:
     """Yield ``(image_id, ann_ids, masks)`` per image, masks a (K, H, W) bool stack in the
@@ -146,6 +151,10 @@ def iter_proxy_masks(model: torch.nn.Module, coco: dict[str, Any], *, input_size
     ``post_workers`` > 0 pastes, thresholds (and runs ``postprocess``, e.g. RLE encoding) in
     that many threads, so the thread that feeds the model never waits for them; with
     ``postprocess`` each yielded item is ``postprocess(image_id, ann_ids, masks)``.
+
+    With ``windows``, ``masks`` is instead a list of ``(window, mask)`` pairs, each mask the
+    (y1-y0, x1-x0) part of the image-frame mask inside its box window (outside it the mask
+    is empty), so that no image-sized array is made per instance.
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -166,7 +175,7 @@ def iter_proxy_masks(model: torch.nn.Module, coco: dict[str, Any], *, input_size
     pool = ThreadPoolExecutor(post_workers) if post_workers > 0 else None
 
     def finish(item: ImageCrops, probs: list[np.ndarray]) -> Any:
-        masks = paste_masks(item, probs, threshold)
+        masks = paste_masks(item, probs, threshold, windows)
         if postprocess is None:
             return item.image_id, item.ann_ids, masks
         return postprocess(item.image_id, item.ann_ids, masks)

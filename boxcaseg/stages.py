@@ -9,16 +9,16 @@ deleted. Crowd / ignore regions keep their box as mask (mmdet ignores them in tr
 
 from __future__ import annotations
 
-import copy
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from boxcaseg.data.coco import Coco, load_json, save_json
-from boxcaseg.masks import box_to_mask, rle_decode, rle_encode, segmentation_to_mask
-from boxcaseg.merge import merge_and_score
+from boxcaseg.masks import box_rle, rle_encode, rle_encode_window, rle_iou, segmentation_to_rle
+from boxcaseg.merge import merge_and_score_many
 
 
 def proxy_part_path(out_json: str | Path, index: int, count: int) -> Path:
@@ -29,8 +29,8 @@ def proxy_part_path(out_json: str | Path, index: int, count: int) -> Path:
 def run_proxy_inference(checkpoint: str, boxes_json: str, out_json: str, *,
                         input_size: int | None = None, batch_size: int = 16,
                         threshold: float | None = None, num_workers: int = 2,
-                        device: str | None = None,
-                        config: str | None = None, precision: str = "fp32", post_workers: int = 1,
+                        device: str | None = None, config: str | None = None,
+                        precision: str = "fp32", post_workers: int = 1,
                         shard: tuple[int, int] | None = None) -> dict[str, Any]:
     """Stage 3 over a file. The model is the checkpoint's own (built from the config stored
     in it); ``input_size`` and ``threshold`` None = that config's ``infer_size`` and
@@ -41,38 +41,19 @@ def run_proxy_inference(checkpoint: str, boxes_json: str, out_json: str, *,
     torchrun (WORLD_SIZE > 1) each rank takes its shard on its own device, and rank 0 gathers.
     """
     from boxcaseg.mm.seg.model import load_segmentor
-    from boxcaseg.proxy import iter_proxy_masks, shard_of
 
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     if shard is None and world > 1:
         shard = (rank, world)
         if device is None and torch_cuda_available():
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
-    coco = load_json(boxes_json)
     model = load_segmentor(checkpoint, device, config=config)
-    input_size = input_size or int(model.cfg.get("infer_size", 320))
-    threshold = model.test_cfg["threshold"] if threshold is None else threshold
-    images = shard_of(coco["images"], *shard) if shard else None
-
-    def encode(image_id: int, ann_ids: list[int], masks: Any) -> list[tuple[int, Any]]:
-        return [(ann_id, rle_encode(mask)) for ann_id, mask in zip(ann_ids, masks)]
-
-    masks_by_ann: dict[int, dict[str, Any]] = {}
-    for encoded in iter_proxy_masks(model, coco, input_size=input_size, batch_size=batch_size,
-                                    threshold=threshold, num_workers=num_workers,
-                                    precision=precision, post_workers=post_workers,
-                                    images=images, postprocess=encode):
-        masks_by_ann.update(encoded)
-    settings = {"checkpoint": str(checkpoint), "input_size": input_size, "threshold": threshold,
-                "flip": bool(model.test_cfg.get("flip")), "head": "salient", "precision": precision}
-    summary = {"instances": len(masks_by_ann), "device": str(next(model.parameters()).device)}
-    if shard is None:
-        save_json(proxy_file(coco, masks_by_ann, settings), out_json)
-        return {**summary, "images": len(coco["images"])}
-    part = proxy_part_path(out_json, *shard) if world > 1 else Path(out_json)
-    save_json({"shard": list(shard), "settings": settings,
-               "masks": {str(k): v for k, v in masks_by_ann.items()}}, part)
-    summary.update(images=len(images), shard=list(shard))
+    summary = proxy_masks_file(
+        model, boxes_json, proxy_part_path(out_json, *shard) if world > 1 else out_json,
+        input_size=input_size or int(model.cfg.get("infer_size", 320)), batch_size=batch_size,
+        threshold=model.test_cfg["threshold"] if threshold is None else threshold,
+        num_workers=num_workers, checkpoint=str(checkpoint), precision=precision,
+        post_workers=post_workers, shard=shard)
     if world > 1:  # every rank wrote its part; rank 0 joins them
         import torch.distributed as dist
 
@@ -88,6 +69,44 @@ def run_proxy_inference(checkpoint: str, boxes_json: str, out_json: str, *,
     return summary
 
 
+def proxy_masks_file(model: Any, boxes_json: str | Path, out_json: str | Path, *,
+                     input_size: int, batch_size: int = 16, threshold: float = 0.5,
+                     num_workers: int = 2, checkpoint: str = "", precision: str = "fp32",
+                     post_workers: int = 1, shard: tuple[int, int] | None = None,
+                     progress: bool = True) -> dict[str, Any]:
+    """Stage 3's file step with a built model: every box's proxy mask as RLE, encoded from its
+    box window (no image-sized mask per instance, in ``post_workers`` threads), written into
+    the box file as loaded (no copy of it). With ``shard``, only that shard's images, as a
+    part file (see :func:`run_proxy_inference`)."""
+    from boxcaseg.proxy import iter_proxy_masks, shard_of
+
+    coco = load_json(boxes_json)
+    images = {img["id"]: img for img in coco["images"]}
+
+    def encode(image_id: int, ann_ids: list[int], window_masks: Any) -> list[tuple[int, Any]]:
+        h, w = images[image_id]["height"], images[image_id]["width"]
+        return [(ann_id, rle_encode_window(mask, window, h, w))
+                for ann_id, (window, mask) in zip(ann_ids, window_masks)]
+
+    masks_by_ann: dict[int, dict[str, Any]] = {}
+    for encoded in iter_proxy_masks(
+            model, coco, input_size=input_size, batch_size=batch_size, threshold=threshold,
+            num_workers=num_workers, progress=progress, precision=precision,
+            post_workers=post_workers, windows=True, postprocess=encode,
+            images=shard_of(coco["images"], *shard) if shard else None):
+        masks_by_ann.update(encoded)
+    settings = {"checkpoint": checkpoint, "input_size": input_size, "threshold": threshold,
+                "flip": bool(getattr(model, "test_cfg", {}).get("flip")), "head": "salient",
+                "precision": precision}
+    summary = {"instances": len(masks_by_ann), "device": str(next(model.parameters()).device)}
+    if shard is None:
+        save_json(proxy_file(coco, masks_by_ann, settings), out_json)
+        return {**summary, "images": len(coco["images"])}
+    save_json({"shard": list(shard), "settings": settings,
+               "masks": {str(k): v for k, v in masks_by_ann.items()}}, out_json)
+    return {**summary, "images": len(coco["images"][shard[0]::shard[1]]), "shard": list(shard)}
+
+
 def torch_cuda_available() -> bool:
     import torch
 
@@ -95,11 +114,13 @@ def torch_cuda_available() -> bool:
 
 
 def proxy_file(boxes: Coco, masks_by_ann: dict[int, Any], settings: dict[str, Any]) -> Coco:
-    """Stage 3's output: the box file with each instance's raw proxy mask as RLE."""
-    annotations = [{**a, "segmentation": masks_by_ann[a["id"]]} if a["id"] in masks_by_ann
-                   else a for a in boxes["annotations"]]
-    info = {**boxes.get("info", {}), "proxy": settings}
-    return {**boxes, "info": info, "annotations": annotations}
+    """Stage 3's output: the box file with each instance's raw proxy mask as RLE (the box
+    file's annotation dicts are updated in place: no copy of a COCO-sized file)."""
+    for ann in boxes["annotations"]:
+        if ann["id"] in masks_by_ann:
+            ann["segmentation"] = masks_by_ann[ann["id"]]
+    boxes.setdefault("info", {})["proxy"] = settings
+    return boxes
 
 
 def gather_proxy_parts(boxes_json: str | Path, parts: list[str | Path], out_json: str | Path
@@ -126,69 +147,104 @@ def gather_proxy_parts(boxes_json: str | Path, parts: list[str | Path], out_json
     return {"instances": len(masks), "parts": len(parts)}
 
 
-def merge_proxy_file(raw: Coco, drop_threshold: float,
-                     description: str = "proxy masks (BoxCaseg Stage 4: merged, scored)") -> Coco:
-    """Stage 4 over a whole file: merge per image, score, flag; returns the new COCO dict."""
-    out = copy.deepcopy(raw)
-    images = {img["id"]: img for img in out["images"]}
-    by_image: dict[int, list[dict[str, Any]]] = {}
-    for ann in out["annotations"]:
+def annotations_by_image(annotations: Iterable[dict[str, Any]]) -> dict[Any, list[dict[str, Any]]]:
+    """Annotations grouped by ``image_id`` in one pass, each group in file order."""
+    by_image: dict[Any, list[dict[str, Any]]] = {}
+    for ann in annotations:
         by_image.setdefault(ann["image_id"], []).append(ann)
-    for image_id, anns in by_image.items():
-        img = images[image_id]
-        h, w = img["height"], img["width"]
-        crowd = [a for a in anns if a.get("iscrowd", 0)]
-        for ann in crowd:
-            ann["segmentation"] = rle_encode(box_to_mask(ann["bbox"], h, w))
-            ann["confidence"], ann["proxy_kept"] = 0.0, False
-        inst = [a for a in anns if not a.get("iscrowd", 0)]
-        if not inst:
-            continue
-        masks = np.stack([rle_decode(a["segmentation"]) for a in inst])
-        boxes = np.array([a["bbox"] for a in inst], dtype=np.float64)
-        result = merge_and_score(masks, boxes, drop_threshold)
-        for ann, mask, conf, kept in zip(inst, result.masks, result.confidence, result.kept):
+    return by_image
+
+
+MERGE_CHUNK = 1_000  # instances merged in one batch: few numpy calls per instance, small
+# temporaries (at 20k per batch the run arrays of noisy masks took a GB)
+
+
+def merge_proxy_file(raw: Coco, drop_threshold: float,
+                     description: str = "proxy masks (BoxCaseg Stage 4: merged, scored)", *,
+                     inplace: bool = False) -> Coco:
+    """Stage 4 over a whole file: merge per image, score, flag; returns the new COCO dict.
+
+    ``raw`` is left as it is: the result holds new annotation dicts (sharing the unchanged
+    values), or, with ``inplace``, ``raw``'s own annotations are updated (no second set of
+    annotations in memory). The masks are merged on their RLE runs, many images per batch
+    (:func:`boxcaseg.merge.merge_and_score_many`), equal to the full-frame merge per image.
+    """
+    images = {img["id"]: img for img in raw["images"]}
+    annotations = raw["annotations"] if inplace else [dict(a) for a in raw["annotations"]]
+    batch: list[tuple[dict[str, Any], int]] = []  # (annotation, its image's place in `sizes`)
+    sizes: list[tuple[int, int]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        result = merge_and_score_many(
+            [segmentation_to_rle(a["segmentation"], *sizes[j]) for a, j in batch],
+            np.array([a["bbox"] for a, _ in batch], dtype=np.float64).reshape(-1, 4),
+            np.array([j for _, j in batch], dtype=np.int64),
+            [h for h, _ in sizes], [w for _, w in sizes], drop_threshold)
+        for (ann, _), rle, conf, kept in zip(batch, result.rles, result.confidence.tolist(),
+                                              result.kept.tolist()):
             # `area` stays the box's (Stage 1): mmdet's CocoDataset skips area <= 0, and an
             # instance whose merged mask is empty must still train the RPN, box and class heads
-            ann["segmentation"] = rle_encode(mask)
-            ann["confidence"] = round(float(conf), 6)
-            ann["proxy_kept"] = bool(kept)
-    out.setdefault("info", {})["drop_threshold"] = drop_threshold
-    out["info"]["masks"] = description
-    return out
+            ann["segmentation"] = rle
+            ann["confidence"] = round(conf, 6)
+            ann["proxy_kept"] = kept
+        batch.clear()
+        sizes.clear()
+
+    for image_id, anns in annotations_by_image(annotations).items():
+        img = images[image_id]
+        h, w = img["height"], img["width"]
+        inst = []
+        for ann in anns:
+            if ann.get("iscrowd", 0):
+                ann["segmentation"] = box_rle(ann["bbox"], h, w)
+                ann["confidence"], ann["proxy_kept"] = 0.0, False
+            else:
+                inst.append(ann)
+        if inst:
+            if len(batch) + len(inst) > MERGE_CHUNK:
+                flush()
+            batch.extend((ann, len(sizes)) for ann in inst)
+            sizes.append((h, w))
+    flush()
+    info = {**raw.get("info", {}), "drop_threshold": drop_threshold, "masks": description}
+    if inplace:
+        raw["info"] = info
+        return raw
+    return {**raw, "info": info, "annotations": annotations}
 
 
 def proxy_quality(proxy: Coco, gt: Coco, drop_threshold: float) -> dict[str, Any]:
     """Proxy masks vs true masks: mean IoU overall, per class and by confidence bin, the same
-    for the box-as-mask baseline, and how good the drop decision is (kept vs dropped IoU)."""
+    for the box-as-mask baseline, and how good the drop decision is (kept vs dropped IoU).
+    IoUs are computed on RLE (pycocotools), exactly the pixel counts' intersection / union."""
     from boxcaseg.metrics import confidence_bins, miou_star
 
     gt_anns = {a["id"]: a for a in gt["annotations"]}
     images = {img["id"]: img for img in gt["images"]}
     names = {c["id"]: c["name"] for c in gt["categories"]}
-    rows = []
+    n = len(proxy["annotations"])
+    cats = np.zeros(n, dtype=np.int64)
+    conf, iou, box_iou = (np.zeros(n, dtype=np.float64) for _ in range(3))
+    rows = 0
     for ann in proxy["annotations"]:
         truth_ann = gt_anns.get(ann["id"])
         if ann.get("iscrowd", 0) or truth_ann is None or not truth_ann.get("segmentation"):
             continue
         img = images[ann["image_id"]]
         h, w = img["height"], img["width"]
-        truth = segmentation_to_mask(truth_ann["segmentation"], h, w)
-        proxy_mask = rle_decode(ann["segmentation"])
-        box_mask = box_to_mask(ann["bbox"], h, w)
-        union_p, union_b = (proxy_mask | truth).sum(), (box_mask | truth).sum()
-        rows.append((ann["category_id"], ann["confidence"],
-                     (proxy_mask & truth).sum() / union_p if union_p else 1.0,
-                     (box_mask & truth).sum() / union_b if union_b else 1.0))
+        truth = segmentation_to_rle(truth_ann["segmentation"], h, w)
+        cats[rows], conf[rows] = ann["category_id"], ann["confidence"]
+        iou[rows] = rle_iou(segmentation_to_rle(ann["segmentation"], h, w), truth)
+        box_iou[rows] = rle_iou(box_rle(ann["bbox"], h, w, as_bytes=True), truth)
+        rows += 1
     if not rows:
         return {"instances": 0}
-    cats = np.array([r[0] for r in rows])
-    conf = np.array([r[1] for r in rows], dtype=np.float64)
-    iou = np.array([r[2] for r in rows], dtype=np.float64)
-    box_iou = np.array([r[3] for r in rows], dtype=np.float64)
+    cats, conf, iou, box_iou = cats[:rows], conf[:rows], iou[:rows], box_iou[:rows]
     kept = conf > drop_threshold
     return {
-        "instances": len(rows),
+        "instances": rows,
         "drop_threshold": drop_threshold,
         "proxy": miou_star(iou, cats, names),
         "box_as_mask": miou_star(box_iou, cats, names),
@@ -201,20 +257,32 @@ def proxy_quality(proxy: Coco, gt: Coco, drop_threshold: float) -> dict[str, Any
 
 def run_merge(raw_json: str | Coco, out_json: str, drop_threshold: float, *,
               gt_json: str | None = None, quality_json: str | None = None,
-              description: str | None = None) -> dict[str, Any]:
+              description: str | None = None, overlays_png: str | None = None,
+              overlay_images: int = 12) -> dict[str, Any]:
     """Stage 4 on files: merge + score + flag ``raw_json`` (a path, or the dict itself), write
-    it, and grade it against the true masks when there are any."""
-    raw = load_json(raw_json) if isinstance(raw_json, (str, Path)) else raw_json
-    merged = merge_proxy_file(raw, drop_threshold, *([description] if description else []))
+    it, and grade it against the true masks when there are any; with ``overlays_png``, draw the
+    first ``overlay_images`` images' masks from what is in memory (nothing is read twice).
+    A dict passed in is left as it is; a file read here is merged in place (one copy)."""
+    from_file = isinstance(raw_json, (str, Path))
+    raw = load_json(raw_json) if from_file else raw_json
+    merged = merge_proxy_file(raw, drop_threshold, *([description] if description else []),
+                              inplace=from_file)
+    del raw
     save_json(merged, out_json)
     summary: dict[str, Any] = {
         "instances": sum(1 for a in merged["annotations"] if not a.get("iscrowd", 0)),
         "kept": sum(1 for a in merged["annotations"] if a.get("proxy_kept")),
     }
-    if gt_json and Path(gt_json).is_file():
-        summary["quality"] = proxy_quality(merged, load_json(gt_json), drop_threshold)
+    gt = load_json(gt_json) if gt_json and Path(gt_json).is_file() else None
+    if gt is not None:
+        summary["quality"] = proxy_quality(merged, gt, drop_threshold)
     if quality_json:
         save_json(summary, quality_json, indent=1)
+    if overlays_png:
+        from boxcaseg.figures import proxy_overlays
+
+        proxy_overlays(merged, overlays_png, gt=gt, n_images=overlay_images,
+                       drop_threshold=drop_threshold)
     return summary
 
 

@@ -643,3 +643,15 @@ def test_prepare_refuses_a_val_split_without_masks_before_writing(tmp_path):
     assert not out.exists()
     summary = prepare_dataset({**cfg, "splits": {"train": split}}, out, require_masks=("val",))
     assert not summary["splits"]["train"]["has_masks"]  # box supervision: fine for train
+
+
+def test_save_json_streams_long_lists_as_json_dump_writes_them(tmp_path, monkeypatch):
+    import boxcaseg.data.coco as coco_module
+
+    monkeypatch.setattr(coco_module, "_JSON_CHUNK", 3)  # long = more than 3 items here
+    objs = [{"info": {"x": [1, 2, 3, 4, 5]}, "images": [{"id": i} for i in range(10)],
+             "annotations": [], "categories": [{"id": 1, "name": "caf\u00e9"}] * 4},
+            [1, 2, 3, 4, 5], {1: "non-str key"}, {}]
+    for obj in objs:
+        coco_module.save_json(obj, tmp_path / "out.json")
+        assert (tmp_path / "out.json").read_text() == json.dumps(obj)

@@ -52,6 +52,23 @@ def test_batched_inference_equals_one_by_one(untrained_model, tiny_data):
         assert (masks_b != masks_s).mean() < 1e-3
 
 
+def test_window_masks_equal_the_image_frame_masks_and_their_rle(untrained_model, tiny_data):
+    from boxcaseg.masks import rle_encode, rle_encode_window
+
+    coco = load_json(tiny_data["train_boxes"])
+    kw = dict(input_size=32, batch_size=4, progress=False)
+    framed = list(iter_proxy_masks(untrained_model, coco, **kw))
+    windowed = list(iter_proxy_masks(untrained_model, coco, windows=True, **kw))
+    images = {img["id"]: img for img in coco["images"]}
+    for (img_f, ids_f, masks), (img_w, ids_w, pairs) in zip(framed, windowed, strict=True):
+        assert img_f == img_w and ids_f == ids_w and len(pairs) == len(masks)
+        h, w = images[img_f]["height"], images[img_f]["width"]
+        for mask, ((x0, y0, x1, y1), part) in zip(masks, pairs):
+            assert np.array_equal(mask[y0:y1, x0:x1], part)
+            assert mask.sum() == part.sum()  # nothing outside the window
+            assert rle_encode_window(part, (x0, y0, x1, y1), h, w) == rle_encode(mask)
+
+
 def test_masks_stay_inside_their_box_window(untrained_model, tiny_data):
     coco = load_json(tiny_data["train_boxes"])
     anns = {a["id"]: a for a in coco["annotations"]}

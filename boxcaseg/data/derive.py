@@ -38,9 +38,10 @@ class DeriveSpec:
     keep_categories: tuple[str, ...] = ()
 
 
-def dominant_instance(coco: Coco, image: dict[str, Any], spec: DeriveSpec) -> dict[str, Any] | None:
-    anns = [a for a in coco["annotations"]
-            if a["image_id"] == image["id"] and not a.get("iscrowd") and a.get("segmentation")]
+def _dominant(anns: list[dict[str, Any]], image: dict[str, Any], spec: DeriveSpec
+              ) -> dict[str, Any] | None:
+    """The dominant object among one image's annotations (all of them, any kind), or None."""
+    anns = [a for a in anns if not a.get("iscrowd") and a.get("segmentation")]
     if not anns:
         return None
     anns.sort(key=lambda a: a["area"], reverse=True)
@@ -50,6 +51,12 @@ def dominant_instance(coco: Coco, image: dict[str, Any], spec: DeriveSpec) -> di
     if len(anns) > 1 and first["area"] < spec.dominance * anns[1]["area"]:
         return None
     return first
+
+
+def dominant_instance(coco: Coco, image: dict[str, Any], spec: DeriveSpec) -> dict[str, Any] | None:
+    """The image's dominant object (one image: scans the whole file; :func:`derive_sets`
+    groups the annotations by image once instead)."""
+    return _dominant([a for a in coco["annotations"] if a["image_id"] == image["id"]], image, spec)
 
 
 def _subset(coco: Coco, image_ids: set[int], image_root: str) -> Coco:
@@ -65,8 +72,12 @@ def derive_sets(coco: Coco, out_dir: str | Path, spec: DeriveSpec = DeriveSpec()
     rng = np.random.default_rng(spec.seed)
     kept_ids = {c["id"] for c in coco["categories"] if c["name"] in set(spec.keep_categories)}
     reserved = {a["image_id"] for a in coco["annotations"] if a["category_id"] in kept_ids}
+    by_image: dict[Any, list[dict[str, Any]]] = {}  # one pass: linear in images + annotations
+    for a in coco["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
     candidates = [(img, ann) for img in coco["images"] if img["id"] not in reserved
-                  and (ann := dominant_instance(coco, img, spec)) is not None]
+                  and (ann := _dominant(by_image.get(img["id"], []), img, spec)) is not None]
+    del by_image
     order = rng.permutation(len(candidates))
     salient = [candidates[i] for i in order[:spec.salient_images]]
     if spec.salient_images and not salient:
