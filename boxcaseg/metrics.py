@@ -28,16 +28,35 @@ def miou_star(ious: Sequence[float], category_ids: Sequence[int],
     }
 
 
-def confidence_bins(confidence: np.ndarray, ious: np.ndarray,
+def confidence_bins(confidence: np.ndarray, ious: np.ndarray, box_ious: np.ndarray | None = None,
                     edges: Sequence[float] = (0.0, 0.5, 0.8, 0.9, 0.95, 1.0 + 1e-9)) -> list[dict[str, Any]]:
-    """Mean IoU vs truth of proxy masks grouped by their drop-score bin."""
+    """Mean IoU vs truth of proxy masks grouped by their drop-score bin (and of the same
+    instances' boxes filled as masks, when ``box_ious`` is given)."""
     rows = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         sel = (confidence >= lo) & (confidence < hi)
-        rows.append({"bin": f"[{lo:.2f}, {min(hi, 1.0):.2f}]" if hi > 1 else f"[{lo:.2f}, {hi:.2f})",
-                     "instances": int(sel.sum()),
-                     "mean_iou": float(ious[sel].mean()) if sel.any() else None})
+        row = {"bin": f"[{lo:.2f}, {min(hi, 1.0):.2f}]" if hi > 1 else f"[{lo:.2f}, {hi:.2f})",
+               "lower": float(lo), "instances": int(sel.sum()),
+               "mean_iou": float(ious[sel].mean()) if sel.any() else None}
+        if box_ious is not None:
+            row["mean_box_iou"] = float(box_ious[sel].mean()) if sel.any() else None
+        rows.append(row)
     return rows
+
+
+def suggest_drop_threshold(bins: list[dict[str, Any]]) -> float | None:
+    """The drop threshold a run's own confidence-vs-IoU data suggests: the lowest bin edge
+    above which every (non-empty) bin's proxy masks beat the same instances' boxes filled as
+    masks, so that what trains the mask head is better than the box would be. None when even
+    the most confident bin does not beat its boxes (then keep the paper's 0.95)."""
+    suggestion = None
+    for row in reversed(bins):
+        if not row["instances"]:
+            continue
+        if row["mean_iou"] < row["mean_box_iou"]:
+            break
+        suggestion = row["lower"]
+    return suggestion
 
 
 def coco_evaluate(gt_json: str, results: str | list[dict[str, Any]], iou_type: str) -> dict[str, float]:

@@ -219,7 +219,7 @@ def proxy_quality(proxy: Coco, gt: Coco, drop_threshold: float) -> dict[str, Any
     """Proxy masks vs true masks: mean IoU overall, per class and by confidence bin, the same
     for the box-as-mask baseline, and how good the drop decision is (kept vs dropped IoU).
     IoUs are computed on RLE (pycocotools), exactly the pixel counts' intersection / union."""
-    from boxcaseg.metrics import confidence_bins, miou_star
+    from boxcaseg.metrics import confidence_bins, miou_star, suggest_drop_threshold
 
     gt_anns = {a["id"]: a for a in gt["annotations"]}
     images = {img["id"]: img for img in gt["images"]}
@@ -251,7 +251,8 @@ def proxy_quality(proxy: Coco, gt: Coco, drop_threshold: float) -> dict[str, Any
         "kept_fraction": float(kept.mean()),
         "mean_iou_kept": float(iou[kept].mean()) if kept.any() else None,
         "mean_iou_dropped": float(iou[~kept].mean()) if (~kept).any() else None,
-        "by_confidence": confidence_bins(conf, iou),
+        "by_confidence": (bins := confidence_bins(conf, iou, box_iou)),
+        "suggested_drop_threshold": suggest_drop_threshold(bins),
     }
 
 

@@ -11,6 +11,9 @@ SOURCE = config["data"]["source"]
 GENERATED_DIR = {"demo": f"resources/{RUN}/demo", "derive": f"resources/{RUN}/derived"}.get(SOURCE)
 VARIANTS = config["detection"]["variants"]
 PROXY_SHARDS = int(config["proxy"].get("shards", 1))
+# Stage 2 -> 3 -> 4 feed the weak detector, the longest chain of the DAG: with free job slots
+# the scheduler starts them first, and the baselines (independent of Stage 2) fill the rest
+CRITICAL_PATH = 10
 HAS_VAL = SOURCE in ("demo", "derive") or "val" in config["data"]["splits"]
 
 

@@ -15,6 +15,7 @@ if PROXY_SHARDS == 1:
         params:
             section=section("proxy", exclude=("shards",)),
             launch=launch("proxy_masks"),
+        priority: CRITICAL_PATH
         threads: resource("proxy_masks", "threads", 1)
         resources:
             mem_mb=resource("proxy_masks", "mem_mb"),
@@ -46,6 +47,7 @@ else:  # proxy.shards jobs, each with proxy_masks' resources, then one light gat
             launch=launch("proxy_masks"),
         wildcard_constraints:
             shard=r"\d+",
+        priority: CRITICAL_PATH
         threads: resource("proxy_masks", "threads", 1)
         resources:
             mem_mb=resource("proxy_masks", "mem_mb"),
@@ -73,6 +75,7 @@ else:  # proxy.shards jobs, each with proxy_masks' resources, then one light gat
             out("proxy/proxy_raw.json"),
         params:
             launch=launch("gather_proxy_masks"),
+        priority: CRITICAL_PATH
         threads: resource("gather_proxy_masks", "threads", 1)
         resources:
             mem_mb=resource("gather_proxy_masks", "mem_mb"),
@@ -100,6 +103,7 @@ rule merge_drop:
         section=section("merge"),
         gt=lambda wc, input: f"--gt {input.gt}" if "gt" in input.keys() else "",
         launch=launch("merge_drop"),
+    priority: CRITICAL_PATH
     threads: resource("merge_drop", "threads", 1)
     resources:
         mem_mb=resource("merge_drop", "mem_mb"),

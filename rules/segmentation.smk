@@ -17,6 +17,7 @@ rule train_segmentation:
         work_dir=out("segmentation/work"),
         launch=launch("train_segmentation"),
         launcher=launcher_flag("train_segmentation"),
+    priority: CRITICAL_PATH
     threads: resource("train_segmentation", "threads", 1)
     resources:
         mem_mb=resource("train_segmentation", "mem_mb"),

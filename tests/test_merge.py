@@ -1,6 +1,7 @@
 """Stage 4 merge and drop, pixel by pixel on hand-made masks."""
 
 import numpy as np
+import pytest
 
 from boxcaseg.masks import box_to_mask, mask_to_box, masks_to_boxes, paired_box_iou, rle_decode, rle_encode
 from boxcaseg.merge import merge_and_score, merge_instance_masks, paint_order
@@ -279,3 +280,18 @@ def test_rle_merge_accepts_uncanonical_runs():
     padded = {"size": [4, 3], "counts": [5, 0, 0, 2, 0, 0, 5]}
     got = merge_and_score_rles([padded], np.array([[1, 1, 1, 2]]), 4, 3, 0.5)
     assert got.rles == [rle_encode(mask)] and got.confidence.tolist() == [1.0]
+
+
+def test_suggested_drop_threshold_keeps_the_bins_that_beat_their_boxes():
+    from boxcaseg.metrics import confidence_bins, suggest_drop_threshold
+
+    conf = np.array([0.3, 0.6, 0.7, 0.85, 0.92, 0.97])
+    iou = np.array([0.40, 0.50, 0.52, 0.70, 0.72, 0.80])
+    box = np.array([0.50, 0.55, 0.55, 0.60, 0.60, 0.60])
+    bins = confidence_bins(conf, iou, box)
+    assert [b["instances"] for b in bins] == [1, 2, 1, 1, 1]
+    assert bins[1]["mean_iou"] == pytest.approx(0.51) and bins[1]["mean_box_iou"] == pytest.approx(0.55)
+    assert suggest_drop_threshold(bins) == 0.8  # [0.8, 1] beat their boxes, [0.5, 0.8) do not
+    worse = confidence_bins(conf, iou, box + 0.5)
+    assert suggest_drop_threshold(worse) is None
+    assert suggest_drop_threshold(confidence_bins(conf, iou, box - 0.5)) == 0.0

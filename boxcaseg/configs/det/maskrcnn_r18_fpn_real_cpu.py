@@ -1,6 +1,6 @@
 # Real photos on a CPU budget (the coco128-seg run, config/coco128.yaml): the demo's light
-# Mask R-CNN at 256 px (longer side), default anchors (32 px and up), 500 iterations of
-# batch 4, from scratch. Far from a converged COCO model: it makes the three variants
+# Mask R-CNN at 256 px (longer side), default anchors (32 px and up), 300 iterations of
+# batch 4, from scratch. Far from a converged COCO model: it makes the variants
 # comparable under one small budget, nothing more.
 _base_ = ['./maskrcnn_r18_fpn_demo.py']
 
@@ -21,7 +21,7 @@ test_pipeline = [
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-max_iters = 500
+max_iters = 300
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters + 1)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
