@@ -36,6 +36,19 @@ def minmax_normalize(probs: torch.Tensor) -> torch.Tensor:
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
+# On a CPU a forward pass pays for its activations' memory traffic: large batches of large
+# crops fall out of the caches and run slower per crop than small ones (benchmarks/run.py
+# --only proxy: HRNet-W18-small at 320 px, batch 32 ran at 0.59x the batch-1 speed). So on a
+# CPU the batch is capped at this many input pixels (32 crops of 64 px); GPUs take it whole.
+CPU_BATCH_PIXELS = 32 * 64 * 64
+
+
+def effective_batch_size(batch_size: int, input_size: int, device: torch.device) -> int:
+    """Crops per forward pass: ``proxy.batch_size``, capped on a CPU (see CPU_BATCH_PIXELS)."""
+    if device.type == "cuda":
+        return batch_size
+    return max(1, min(batch_size, CPU_BATCH_PIXELS // (input_size * input_size)))
+
 
 def shard_of(items: list[Any], index: int, count: int) -> list[Any]:
     """Shard ``index`` of ``count``: every count-th item from ``index`` (images of similar
@@ -161,6 +174,7 @@ def iter_proxy_masks(model: torch.nn.Module, coco: dict[str, Any], *, input_size
     from tqdm import tqdm
 
     device = next(model.parameters()).device
+    batch_size = effective_batch_size(batch_size, input_size, device)
     dataset = _ImageCropDataset(coco, input_size, images)
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
                                          num_workers=num_workers, pin_memory=device.type == "cuda")
