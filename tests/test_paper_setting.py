@@ -327,10 +327,23 @@ def _run_cli(*args: str) -> "subprocess.CompletedProcess":
 
 
 def _paper_backbone_checkpoint(kind: str, tmp_path: Path) -> Path:
-    """W48 HRNet in the official ImageNet layout, or torchvision's ResNet-101."""
-    if kind == "seg":
-        return official_hrnet_checkpoint(tmp_path / "hrnetv2_w48_imagenet.pth", width=48)
-    return torchvision_resnet_checkpoint(tmp_path / "resnet101_torchvision.pth", 101)
+    """HRNetV2-W48 (the paper configs' backbone) in the official ImageNet layout, or
+    torchvision's ResNet-101."""
+    if kind == "det":
+        return torchvision_resnet_checkpoint(tmp_path / "resnet101_torchvision.pth", 101)
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    init_default_scope("mmseg")
+    backbone = dict(load_config("seg/boxcaseg_hr48_voc.py").model.backbone)
+    backbone["norm_cfg"] = dict(type="BN", requires_grad=True)
+    state = {k: v for k, v in MODELS.build(backbone).state_dict().items()
+             if not k.endswith("num_batches_tracked")}
+    state.update({"incre_modules.0.0.conv1.weight": torch.zeros(32, 48, 1, 1),
+                  "classifier.weight": torch.zeros(1000, 2048), "classifier.bias": torch.zeros(1000)})
+    path = tmp_path / "hrnetv2_w48_imagenet.pth"
+    torch.save(state, path)
+    return path
 
 
 @pytest.mark.slow

@@ -1,0 +1,95 @@
+"""How far the headline figures move with the training seed: one run per seed, mean and spread.
+
+    python benchmarks/seeds.py                                  # the demo, seeds 0 1 2
+    python benchmarks/seeds.py --configfile config/coco128_person.yaml --seeds 0 1
+
+Each seed is a whole workflow run (`snakemake --cores all`) with `segmentation.seed` and
+`detection.seed` set to it (the data stay the same) into `results/<run_name>_seed<k>/`; seed 0
+is the config's own run (`results/<run_name>/`: for the demo, `make demo`'s). A finished run
+is not redone (Snakemake finds nothing to do). Prints the
+figures per seed, their mean and their spread (sample standard deviation, and max - min), and
+writes them as JSON (benchmarks/results/seeds_<run_name>.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def headline(out: Path) -> dict[str, float]:
+    """The run's figures: mIoU* (%) of the salient head (val) and of the proxy masks (train),
+    and each variant's mask AP / box AP (%)."""
+    figures: dict[str, float] = {}
+    seg = json.loads((out / "segmentation/miou_star.json").read_text())
+    figures["salient head mIoU* (val)"] = 100 * seg["model"]["miou_star"]
+    figures["box as mask mIoU* (val)"] = 100 * seg["box_as_mask"]["miou_star"]
+    quality = json.loads((out / "proxy/quality.json").read_text()).get("quality") or {}
+    if quality.get("instances"):
+        figures["proxy masks mIoU* (train)"] = 100 * quality["proxy"]["miou_star"]
+    for variant_dir in sorted((out / "detection").iterdir()):
+        metrics = variant_dir / "metrics.json"
+        if metrics.is_file():
+            m = json.loads(metrics.read_text())
+            figures[f"{variant_dir.name} mask AP"] = m["segm"]["AP"]
+            figures[f"{variant_dir.name} box AP"] = m["bbox"]["AP"]
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configfile", default="config.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    base = yaml.safe_load((REPO / args.configfile).read_text())
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    runs = {}
+    for seed in args.seeds:
+        configfiles = [str(REPO / args.configfile)]
+        name = base["run_name"]
+        if seed != 0:  # seed 0 is the config's own run (the schema's default seeds)
+            name = f"{base['run_name']}_seed{seed}"
+            overlay = REPO / "results" / f".{name}.yaml"
+            overlay.parent.mkdir(parents=True, exist_ok=True)
+            overlay.write_text(yaml.safe_dump({"run_name": name, "segmentation": {"seed": seed},
+                                               "detection": {"seed": seed}}))
+            configfiles.append(str(overlay))
+        out = REPO / "results" / name
+        start = time.time()
+        subprocess.run([sys.executable, "-m", "snakemake", "--cores", "all", "--configfile",
+                        *configfiles], cwd=REPO, env=env, check=True)
+        runs[seed] = {"figures": headline(out), "wall_minutes": round((time.time() - start) / 60, 1)}
+        print(json.dumps({seed: runs[seed]}), flush=True)
+    names = list(runs[args.seeds[0]]["figures"])
+    summary = {}
+    for key in names:
+        values = [runs[s]["figures"][key] for s in args.seeds]
+        summary[key] = {"values": [round(v, 2) for v in values], "mean": round(statistics.mean(values), 2),
+                        "std": round(statistics.stdev(values), 2) if len(values) > 1 else 0.0,
+                        "range": round(max(values) - min(values), 2)}
+    width = max(len(k) for k in names)
+    print(f"\n{'figure':<{width}}  " + "  ".join(f"seed {s:>2}" for s in args.seeds) + "    mean    std  range")
+    for key in names:
+        row = summary[key]
+        print(f"{key:<{width}}  " + "  ".join(f"{v:7.2f}" for v in row["values"])
+              + f"  {row['mean']:6.2f}  {row['std']:5.2f}  {row['range']:5.2f}")
+    path = Path(args.json or REPO / f"benchmarks/results/seeds_{base['run_name']}.json")
+    path.write_text(json.dumps({"configfile": args.configfile, "seeds": args.seeds,
+                                "runs": runs, "summary": summary}, indent=1))
+    print(f"written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
