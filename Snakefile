@@ -8,6 +8,8 @@
 #
 # One rule file per stage; every rule calls the `boxcaseg` command with paths and one config
 # section, so editing a section reruns exactly that stage and what depends on it.
+import copy
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -16,6 +18,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+# the resources as the config wrote them, before the schema fills in its per-rule defaults
+# (rules/common.smk, rule_resources: the config's `default` beats the schema's rule defaults)
+CONFIGURED_RESOURCES = copy.deepcopy(config.get("resources") or {})
 validate(config, schema="schemas/config.schema.yaml")
 
 

@@ -105,11 +105,11 @@ def bench_import(tmp: Path) -> dict[str, Any]:
 
 
 def bench_proxy(tmp: Path, batch_size: int = 32, input_size: int = 320,
-                config: str | None = None) -> dict[str, Any]:
+                config: str | None = None, repeats: int = 3) -> dict[str, Any]:
     """Stage 3 as it runs (crops read in 2 DataLoader workers, masks pasted, thresholded and
     RLE-encoded), three ways: a batch-1 loop, batched (``batch_size`` crops a forward pass, as
     many as the device's budget allows: see ``proxy.effective_batch_size``), and batched with
-    the post-processing in 2 threads."""
+    the post-processing in 2 threads; each the best of ``repeats`` interleaved rounds."""
     import torch
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
@@ -145,9 +145,12 @@ def bench_proxy(tmp: Path, batch_size: int = 32, input_size: int = 320,
         sync()
         return time.perf_counter() - start
 
-    single, batched, threaded = timed(1, 0), timed(batch_size, 0), timed(batch_size, 2)
+    # best of `repeats` rounds, the three ways interleaved, so that a busy moment of the
+    # machine does not decide a ratio
+    rounds = [(timed(1, 0), timed(batch_size, 0), timed(batch_size, 2)) for _ in range(repeats)]
+    single, batched, threaded = (min(times) for times in zip(*rounds))
     return {"config": config, "input_size": input_size, "instances": n,
-            "batch_size": batch_size,
+            "batch_size": batch_size, "repeats": repeats,
             "effective_batch_size": effective_batch_size(batch_size, input_size, torch.device(device())),
             "batch1_inst_per_s": round(n / single, 2), "batched_inst_per_s": round(n / batched, 2),
             "batched_threaded_inst_per_s": round(n / threaded, 2),

@@ -3,6 +3,9 @@
 import json
 import os
 import sys
+from pathlib import Path
+
+import yaml
 
 RUN = config["run_name"]
 OUT = f"results/{RUN}"
@@ -35,9 +38,19 @@ def section(name, exclude=()):
     return json.dumps({k: v for k, v in config[name].items() if k not in exclude}, sort_keys=True)
 
 
+RESOURCE_SCHEMA = yaml.safe_load(Path(workflow.basedir, "schemas/config.schema.yaml").read_text(
+    ))["properties"]["resources"]["properties"]
+
+
 def rule_resources(rule_name):
-    spec = dict(config["resources"].get("default", {}))
-    spec.update(config["resources"].get(rule_name, {}))
+    """A rule's resources, each key from the first that sets it: the config's entry for the
+    rule, the config's `default`, the schema's default for the rule (needs measured at COCO
+    scale), the schema's `default`. So `default: {threads: 1}` in a config gives every rule it
+    does not name one thread, as the schema says ("rules not named get `default`")."""
+    spec = dict(RESOURCE_SCHEMA["default"]["default"])
+    spec.update(RESOURCE_SCHEMA.get(rule_name, {}).get("default", {}))
+    spec.update(CONFIGURED_RESOURCES.get("default") or {})
+    spec.update(CONFIGURED_RESOURCES.get(rule_name) or {})
     return spec
 
 

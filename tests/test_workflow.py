@@ -230,3 +230,23 @@ def test_cluster_example_plans_its_gpu_jobs_through_the_slurm_profile(tmp_path):
     assert "python -m boxcaseg.gpus 1" in shard  # locally a free card; under SLURM its own
     det = blocks["train_detection"][0]
     assert re.search(r"\bgpu=8\b", det) and "--nproc_per_node=8" in det
+
+
+def test_the_configs_default_resources_beat_the_schemas_rule_defaults(tmp_path):
+    """`resources.default` reaches every rule the config does not name, over the schema's
+    per-rule defaults (which once gave merge_drop two threads in a one-thread-per-job run, so
+    it waited for a second free core); a rule the config names keeps its own values, and the
+    schema's per-rule need still fills what neither sets."""
+    config = {**TINY_CONFIG, "resources": {"default": {"threads": 1, "runtime": 30},
+                                           "train_segmentation": {"mem_mb": 7000}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    dry = run_snakemake(tmp_path, "-n", "-p", "--cores", "2")
+    output = dry.stdout + dry.stderr
+    assert dry.returncode == 0, output[-3000:]
+    blocks = {m.group(1): b for b in re.split(r"\n(?=(?:local)?rule \w+:)", output)
+              if (m := re.match(r"(?:local)?rule (\w+):", b))}
+    merge = blocks["merge_drop"]
+    assert "OMP_NUM_THREADS=1 " in merge and "threads: 2" not in merge
+    assert "mem_mb=6000" in merge and "runtime=30" in merge  # schema's rule need, config's default
+    seg = blocks["train_segmentation"]
+    assert "mem_mb=7000" in seg and "OMP_NUM_THREADS=1 " in seg

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from boxcaseg.data.coco import WHERE, Coco, load_json, validate_coco
+from boxcaseg.data.coco import WHERE, Coco, load_json_object, validate_coco
 from boxcaseg.data.fields import describe
 from boxcaseg.data.images import (IMAGE_SUFFIXES, ImageProblem, image_size, list_images,
                                   load_label_map)
@@ -217,14 +217,9 @@ def _read_side_file(path: Path, report: ValidationReport) -> SideTable | None:
                 continue
             add(row[0].strip(), row[1].strip(), row[2], f"line {lineno}")
         return table
-    try:
-        data = load_json(path)
-    except DataError as err:
-        report.error(file, "", str(err).removeprefix(f"{path}: "))
-        return None
-    if not isinstance(data, dict):
-        report.error(file, "", 'a class side file must hold {"<image stem>": {"<instance id>": '
-                     f'"<class>"}}}}, got {describe(data)}')
+    data = load_json_object(path, report, 'a class side file must hold {"<image stem>": '
+                            '{"<instance id>": "<class>"}}')
+    if data is None:
         return None
     for stem, instances in data.items():
         if not isinstance(instances, dict):

@@ -28,10 +28,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from boxcaseg.data.coco import WHERE, Coco, load_json, validate_coco
+from boxcaseg.data.coco import WHERE, Coco, load_json_object, validate_coco
 from boxcaseg.data.fields import describe, finite_number, flag01, image_side, polygon_problem
 from boxcaseg.data.importers import _categories, resolve_class_names
-from boxcaseg.data.report import DataError, ValidationReport
+from boxcaseg.data.report import ValidationReport
 
 SHAPE_TYPES = ("polygon", "rectangle")
 
@@ -124,13 +124,8 @@ def _read_file(path: Path, root: Path, report: ValidationReport
                ) -> tuple[dict[str, Any], list[tuple[str, list[dict[str, Any]]]]] | None:
     """One LabelMe file: its image entry and its instances ``(item, shapes)``, or None."""
     file = str(path)
-    try:
-        data = load_json(path)
-    except DataError as err:
-        report.error(file, "", str(err).removeprefix(f"{path}: "))
-        return None
-    if not isinstance(data, dict):
-        report.error(file, "", f"a LabelMe file must hold a JSON object, got {describe(data)}")
+    data = load_json_object(path, report, "a LabelMe file must hold a JSON object")
+    if data is None:
         return None
     ok = True
     image_path = data.get("imagePath")

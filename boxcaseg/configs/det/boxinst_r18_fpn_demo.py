@@ -1,5 +1,5 @@
 # BoxInst at the cost of the demo Mask R-CNN (det/maskrcnn_r18_fpn_demo.py): ResNet-18, a
-# 128-channel FPN, the demo's 128 px images, the same 400 iterations of global batch 4, from
+# 128-channel FPN, the demo's 128 px images, the same 300 iterations of global batch 4, from
 # scratch. Its heads and losses are mmdet's, unchanged but for the sizes.
 _base_ = ['./_base_/boxcaseg_boxinst.py']
 
@@ -13,7 +13,7 @@ model = dict(
     neck=dict(in_channels=[64, 128, 256, 512], out_channels=fpn),
     bbox_head=dict(in_channels=fpn, feat_channels=fpn, stacked_convs=2),
     # the pairwise term ramps up over the first 1/9 of training, as in mmdet's 10k of 90k
-    mask_head=dict(warmup_iters=44, mask_feature_head=dict(in_channels=fpn, feat_channels=64)),
+    mask_head=dict(warmup_iters=33, mask_feature_head=dict(in_channels=fpn, feat_channels=64)),
     test_cfg=dict(max_per_img=50))
 
 scale = (128, 128)
@@ -35,7 +35,7 @@ train_dataloader = dict(
     batch_size=global_batch_size, num_workers=2, pin_memory=False,
     dataset=dict(pipeline=train_pipeline, filter_cfg=dict(filter_empty_gt=True, min_size=4)))
 test_dataloader = dict(num_workers=1, dataset=dict(pipeline=test_pipeline))
-max_iters = 400
+max_iters = 300
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters + 1)
 optim_wrapper = dict(optimizer=dict(lr=0.01), clip_grad=dict(max_norm=10.0))
 param_scheduler = [
