@@ -49,7 +49,6 @@ def load_json(path: str | Path) -> Any:
             gc.enable()
 
 
-
 def load_json_object(path: Path, report: ValidationReport, expected: str) -> dict[str, Any] | None:
     """A JSON file that must hold one object; its problems go to ``report`` (naming the file),
     and None comes back. ``expected`` says what the object should be, for the message."""
@@ -62,6 +61,7 @@ def load_json_object(path: Path, report: ValidationReport, expected: str) -> dic
         report.error(str(path), "", f"{expected}, got {describe(data)}")
         return None
     return data
+
 
 _JSON_CHUNK = 20_000  # list items encoded per json.dumps call when streaming a large file
 
