@@ -17,6 +17,13 @@ PROXY_SHARDS = int(config["proxy"].get("shards", 1))
 # Stage 2 -> 3 -> 4 feed the weak detector, the longest chain of the DAG: with free job slots
 # the scheduler starts them first, and the baselines (independent of Stage 2) fill the rest
 CRITICAL_PATH = 10
+
+
+def variant_priority(wildcards):
+    """The weak variant's training and evaluation end the critical path (after Stage 2 -> 3 ->
+    4); the other variants wait for a free slot. Without it a baseline that became ready at the
+    same time took the slot first and the weak detector started one job later."""
+    return CRITICAL_PATH if wildcards.variant == "weak" else 0
 HAS_VAL = SOURCE in ("demo", "derive") or "val" in config["data"]["splits"]
 
 

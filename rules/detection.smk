@@ -21,6 +21,7 @@ rule train_detection:
         launcher=launcher_flag("train_detection"),
     wildcard_constraints:
         variant="|".join(VARIANT_FILES),
+    priority: variant_priority
     threads: resource("train_detection", "threads", 1)
     resources:
         mem_mb=resource("train_detection", "mem_mb"),
@@ -55,6 +56,7 @@ rule evaluate_detection:
         launcher=launcher_flag("evaluate_detection"),
     wildcard_constraints:
         variant="|".join(VARIANT_FILES),
+    priority: variant_priority
     threads: resource("evaluate_detection", "threads", 1)
     resources:
         mem_mb=resource("evaluate_detection", "mem_mb"),

@@ -4,7 +4,12 @@
 # comparable under one small budget, nothing more.
 _base_ = ['./maskrcnn_r18_fpn_demo.py']
 
-model = dict(rpn_head=dict(anchor_generator=dict(scales=[8])))
+# RoIAlign keeps 2 samples per bin here (the demo's one is for its few-pixel RoIs): a person
+# RoI at 256 px spans tens of feature pixels, one sample per bin would alias.
+model = dict(
+    rpn_head=dict(anchor_generator=dict(scales=[8])),
+    roi_head=dict(bbox_roi_extractor=dict(roi_layer=dict(sampling_ratio=2)),
+                  mask_roi_extractor=dict(roi_layer=dict(sampling_ratio=2))))
 scale = (256, 256)
 train_pipeline = [
     dict(type='LoadImageFromFile'),

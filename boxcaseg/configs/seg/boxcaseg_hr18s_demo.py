@@ -1,5 +1,5 @@
-# CPU demo: HRNet-W18-small, 64 px crops, batch 16 (8 box + 8 salient), 1000 iterations,
-# from scratch (about 10 minutes on one core). Made for the embedded demo dataset (128 px scenes); minutes on a
+# CPU demo: HRNet-W18-small, 64 px crops, batch 16 (8 box + 8 salient), 800 iterations,
+# from scratch (about 7.5 minutes on one core). Made for the embedded demo dataset (128 px scenes); minutes on a
 # laptop. Same model, losses and sampling as the paper configs, smaller everywhere.
 _base_ = ['./_base_/boxcaseg_hrnet.py']
 
@@ -27,7 +27,7 @@ global_batch_size = 16
 train_dataloader = dict(batch_size=global_batch_size, num_workers=2, batch_sampler=dict(box_per_batch=8),
                         dataset=dict(pipeline=train_pipeline))
 optim_wrapper = dict(optimizer=dict(lr=0.02))
-max_iters = 1000
+max_iters = 800
 param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=0.0, begin=0, end=max_iters, by_epoch=False)]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters + 1)
 default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=200))
