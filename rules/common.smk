@@ -24,6 +24,8 @@ def variant_priority(wildcards):
     4); the other variants wait for a free slot. Without it a baseline that became ready at the
     same time took the slot first and the weak detector started one job later."""
     return CRITICAL_PATH if wildcards.variant == "weak" else 0
+
+
 HAS_VAL = SOURCE in ("demo", "derive") or "val" in config["data"]["splits"]
 
 

@@ -46,16 +46,20 @@ def run_snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.
                           timeout=timeout, env=env)
 
 
-def planned_jobs(output: str) -> list[str]:
-    """`rule[variant]` for every job of a dry run, from snakemake's own listing."""
+def listed_jobs(output: str) -> list[tuple[str, str]]:
+    """(`rule[variant]`, its block) for every job in snakemake's own listing, in its order."""
     jobs = []
-    for block in re.split(r"\n(?=rule \w+:)", output):
-        match = re.match(r"rule (\w+):", block)
-        if not match or match.group(1) == "all":
-            continue
-        variant = re.search(r"wildcards: variant=(\w+)", block)
-        jobs.append(match.group(1) + (f"[{variant.group(1)}]" if variant else ""))
-    return sorted(jobs)
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        match = re.match(r"(?:local)?rule (\w+):", block)
+        if match:
+            variant = re.search(r"wildcards: variant=(\w+)", block)
+            jobs.append((match.group(1) + (f"[{variant.group(1)}]" if variant else ""), block))
+    return jobs
+
+
+def planned_jobs(output: str) -> list[str]:
+    """`rule[variant]` for every job of a dry run, the target rule `all` left out."""
+    return sorted(name for name, _ in listed_jobs(output) if name != "all")
 
 
 def test_dry_run_and_lint_of_the_shipped_config(tmp_path):
@@ -262,12 +266,8 @@ def test_the_weak_detectors_chain_is_scheduled_before_the_baselines(tmp_path):
     output = dry.stdout + dry.stderr
     assert dry.returncode == 0, output[-3000:]
     priorities = {}
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
-        if not (match := re.match(r"(?:local)?rule (\w+):", block)):
-            continue
-        variant = re.search(r"wildcards: variant=(\w+)", block)
+    for name, block in listed_jobs(output):
         priority = re.search(r"priority: (\d+)", block)
-        name = match.group(1) + (f"[{variant.group(1)}]" if variant else "")
         priorities[name] = int(priority.group(1)) if priority else 0
     chain = ["train_segmentation", "proxy_masks", "merge_drop", "train_detection[weak]",
              "evaluate_detection[weak]"]
