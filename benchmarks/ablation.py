@@ -48,14 +48,21 @@ def pipeline(photometric: bool, box_flip: bool, salient_box_crop: float) -> list
 
 
 PAPER_INFERENCE = {"model.test_cfg": dict(_delete_=True, threshold=0.5, flip=False)}
+# the optimiser of the rows before `adamw`: the demo config's SGD (the paper's optimiser)
+SGD = {"optim_wrapper.optimizer": dict(_delete_=True, type="SGD", lr=0.02, momentum=0.9,
+                                       weight_decay=1e-4)}
+# REAL_CONFIG's inference without the multi-scale views (the `inference` row)
+FLIP_INFERENCE = dict(threshold=0.4, flip=True, scales=None)
 
 
 # (row name, what it changes, cfg_options on top of REAL_CONFIG, or {"evaluate": row}: the
-# checkpoint of that row evaluated with REAL_CONFIG's inference settings, no training).
+# checkpoint of that row evaluated with REAL_CONFIG's inference settings (updated by
+# "test_cfg", when given), no training).
 # Cumulative: each row adds one change to the row before it; the training rows infer as the
 # paper does (threshold 0.5, no flip), the last row is the packaged config itself.
 def rows() -> list[tuple[str, str, dict]]:
-    plain = {"train_dataloader.dataset.pipeline": pipeline(False, False, 0.0), **PAPER_INFERENCE}
+    plain = {"train_dataloader.dataset.pipeline": pipeline(False, False, 0.0), **PAPER_INFERENCE,
+             **SGD}
     return [
         ("paper", "the paper's recipe at this budget: plain pairwise term (weight 0.05), box "
                   "crops jittered only, salient images whole (resized, cropped, flipped)",
@@ -64,19 +71,25 @@ def rows() -> list[tuple[str, str, dict]]:
          plain),
         ("augment", "+ photometric augmentation (brightness, contrast, saturation, hue) and "
                     "flipped box crops",
-         {"train_dataloader.dataset.pipeline": pipeline(True, True, 0.0), **PAPER_INFERENCE}),
+         {"train_dataloader.dataset.pipeline": pipeline(True, True, 0.0), **PAPER_INFERENCE, **SGD}),
         ("salient-crops", "+ half of the salient images cropped around their object like box "
-                          "crops", {**PAPER_INFERENCE, "train_dataloader.batch_sampler.box_per_batch": 8}),
+                          "crops",
+         {**PAPER_INFERENCE, **SGD, "train_dataloader.batch_sampler.box_per_batch": 8}),
         ("box-ratio", "+ 11 box + 5 salient samples per batch of 16 (the paper's COCO ratio, "
-                      "22 + 10 of 32) instead of 8 + 8", PAPER_INFERENCE),
-        ("inference", "+ inference threshold 0.4 and mirrored-crop averaging (model.test_cfg): "
-                      "the packaged seg/boxcaseg_hr18s_real_cpu.py",
-         {"evaluate": "box-ratio"}),
+                      "22 + 10 of 32) instead of 8 + 8", {**PAPER_INFERENCE, **SGD}),
+        ("adamw", "+ AdamW (lr 0.001, weight decay 0.05) instead of SGD (lr 0.02, momentum 0.9)",
+         PAPER_INFERENCE),
+        ("inference", "+ inference threshold 0.4 and mirrored-crop averaging (model.test_cfg)",
+         {"evaluate": "adamw", "test_cfg": FLIP_INFERENCE}),
+        ("multi-scale", "+ each crop also at 0.75x and 1.25x its size, logits averaged "
+                        "(model.test_cfg.scales): the packaged seg/boxcaseg_hr18s_real_cpu.py",
+         {"evaluate": "adamw"}),
     ]
 
 
-def evaluate(checkpoint: Path, val_gt: Path) -> dict:
-    """mIoU* of a trained checkpoint with REAL_CONFIG's inference settings (Stage 3's code)."""
+def evaluate(checkpoint: Path, val_gt: Path, test_cfg: dict | None = None) -> dict:
+    """mIoU* of a trained checkpoint with REAL_CONFIG's inference settings, updated by
+    ``test_cfg`` (Stage 3's code)."""
     sys.path.insert(0, str(REPO))
     from boxcaseg.data.coco import load_json
     from boxcaseg.mm.seg.model import load_segmentor
@@ -87,6 +100,7 @@ def evaluate(checkpoint: Path, val_gt: Path) -> dict:
     cfg = load_config(REAL_CONFIG)
     model = load_segmentor(str(checkpoint), "cpu")
     model.test_cfg.update(cfg.model.test_cfg)
+    model.test_cfg.update(test_cfg or {})
     gt = load_json(val_gt)
     predictions = iter_proxy_masks(model, gt, input_size=int(cfg.infer_size), batch_size=16,
                                    threshold=model.test_cfg["threshold"], progress=False)
@@ -123,7 +137,8 @@ def main() -> int:
         start = time.time()
         if "evaluate" in options:
             checkpoint = out / "ablation" / options["evaluate"] / "work" / "last_checkpoint"
-            metrics = evaluate(Path(checkpoint.read_text().strip()), data / "val.gt.json")
+            metrics = evaluate(Path(checkpoint.read_text().strip()), data / "val.gt.json",
+                               options.get("test_cfg"))
             metrics = {"model": metrics["model"], "box_as_mask": metrics["box_as_mask"]}
             (work / "miou_star.json").write_text(json.dumps(metrics, indent=1))
         else:

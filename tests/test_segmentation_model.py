@@ -268,7 +268,7 @@ def test_training_writes_checkpoints_and_resumes_after_a_kill(tiny_data, tmp_pat
 
 def test_real_photo_config_trains_with_the_colour_pairwise_term(tiny_data):
     """seg/boxcaseg_hr18s_real_cpu.py: the colour-affinity term on box samples, photometric
-    augmentation; one step runs and every loss term is finite."""
+    augmentation, its own optimiser (AdamW); one step runs and every loss term is finite."""
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
@@ -281,9 +281,12 @@ def test_real_photo_config_trains_with_the_colour_pairwise_term(tiny_data):
     model = MODELS.build(cfg.model)
     model.init_weights()
     batch = _fixed_batch(cfg, tiny_data)
-    optim = build_optim_wrapper(model, dict(optimizer=dict(type="SGD", lr=0.01, momentum=0.9)))
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    assert type(optim.optimizer).__name__ == "AdamW"  # not the demo's SGD under it
+    before = [p.detach().clone() for p in model.parameters()]
     log_vars = model.train_step(batch, optim)
     assert all(torch.isfinite(log_vars[k]) for k in ("loss_mil", "loss_pair", "loss_sal"))
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
     assert 0.0 < log_vars["loss_pair"].detach().item() < 2.0
 
 
@@ -324,3 +327,31 @@ def test_inference_flip_averages_the_mirrored_crop():
         assert torch.allclose(model.salient_logits(x), 0.5 * (plain + mirrored), atol=1e-6)
         model.train()  # training never averages
         assert model.test_cfg["flip"] and model.salient_logits(x).shape == plain.shape
+
+
+def test_inference_scales_average_the_resized_crops_logits():
+    import torch.nn.functional as F
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    init_default_scope("mmseg")
+    torch.manual_seed(0)
+    model = MODELS.build(load_config("seg/boxcaseg_hr18s_demo.py").model)
+    model.init_weights()
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+
+    def resized(t, size):
+        return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+
+    with torch.no_grad():
+        plain = model.salient_logits(x)
+        larger = resized(model.head_logits(resized(x, 48))[1], 32)
+        model.test_cfg["scales"] = (1.0, 1.5)
+        assert torch.allclose(model.salient_logits(x), 0.5 * (plain + larger), atol=1e-5)
+        model.test_cfg["flip"] = True  # each scale with its mirror image: four views
+        mirrored = model.head_logits(x.flip(-1))[1].flip(-1)
+        larger_mirrored = resized(model.head_logits(resized(x, 48).flip(-1))[1].flip(-1), 32)
+        expected = (plain + mirrored + larger + larger_mirrored) / 4
+        assert torch.allclose(model.salient_logits(x), expected, atol=1e-5)
+        assert not torch.allclose(expected, plain, atol=1e-3)  # the views do differ

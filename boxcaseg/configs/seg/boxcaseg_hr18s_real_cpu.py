@@ -5,7 +5,10 @@
 # - the colour-affinity pairwise term (BoxInst style) instead of the plain smoothness term;
 # - photometric augmentation (brightness, contrast, saturation, hue) of every crop, flipped
 #   box crops, and half of the salient images cropped around their object like box crops;
-# - inference at threshold 0.4 with the mirrored crop averaged in (model.test_cfg).
+# - AdamW (lr 0.001, weight decay 0.05) instead of SGD: from scratch, in 800 iterations, it
+#   learns faster (the ablation's adamw row);
+# - inference at threshold 0.4 with the mirrored crop and the crop at 0.75x and 1.25x its size
+#   averaged in (model.test_cfg).
 # Give model.pretrained an ImageNet HRNet-W18-small checkpoint to do better still.
 _base_ = ['./boxcaseg_hr18s_demo.py']
 
@@ -17,8 +20,10 @@ model = dict(
     loss_pair=dict(_delete_=True, type='ColourPairwiseLoss', loss_weight=1.0, dilation=2,
                    theta=2.0, threshold=0.3),
     # inference: a lower threshold than the paper's 0.5 on the min-max normalised salient
-    # map (from-scratch maps are flatter inside the object), and the mirrored crop averaged in
-    test_cfg=dict(threshold=0.4, flip=True))
+    # map (from-scratch maps are flatter inside the object); the logits of the mirrored crop
+    # and of the crop at 0.75x and 1.25x its size averaged in (6 views a crop)
+    test_cfg=dict(threshold=0.4, flip=True, scales=(0.75, 1.0, 1.25)))
+optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=0.001, weight_decay=0.05))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='BoxCasegCrop', crop_size=crop_size, salient_resize=salient_resize,

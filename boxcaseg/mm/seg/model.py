@@ -143,7 +143,8 @@ class BoxCasegSegmentor(BaseSegmentor):
 
     ``test_cfg``: the inference settings Stage 3 and the mIoU* hook share: ``threshold`` on
     the min-max normalised probabilities (the paper: 0.5), ``flip`` (average the logits of the
-    crop and of its mirror image; off in the paper).
+    crop and of its mirror image; off in the paper), ``scales`` (average the logits of the
+    crop resized by these factors; None: the crop as it is, as in the paper).
     """
 
     def __init__(self, backbone: dict[str, Any], decode_head: dict[str, Any],
@@ -161,7 +162,7 @@ class BoxCasegSegmentor(BaseSegmentor):
         self.loss_pair = MODELS.build(loss_pair or dict(type="PairwiseSmoothLoss", loss_weight=0.05))
         self.loss_sal = MODELS.build(loss_sal or dict(type="SalientBCELoss"))
         self.train_cfg = train_cfg or {}
-        self.test_cfg = {"threshold": 0.5, "flip": False, **(test_cfg or {})}
+        self.test_cfg = {"threshold": 0.5, "flip": False, "scales": None, **(test_cfg or {})}
 
     def extract_feat(self, inputs: torch.Tensor) -> list[torch.Tensor]:
         return self.backbone(inputs)
@@ -178,12 +179,28 @@ class BoxCasegSegmentor(BaseSegmentor):
         return self._upsample(box, size), self._upsample(sal, size)
 
     def salient_logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The salient head's logits at the input size; at inference with ``test_cfg.flip``
-        the mean of the crop's and its mirror image's (mirrored back)."""
-        logits = self.head_logits(inputs)[1]
-        if self.test_cfg.get("flip") and not self.training:
-            logits = 0.5 * (logits + self.head_logits(inputs.flip(-1))[1].flip(-1))
-        return logits
+        """The salient head's logits at the input size. At inference, ``test_cfg.flip``
+        averages in the mirror image's logits (mirrored back), and ``test_cfg.scales`` (input
+        size factors, e.g. (0.75, 1.0, 1.25)) the logits of the crop resized by each factor,
+        resized back: mmseg's multi-scale aug-test for one crop."""
+        if self.training:
+            return self.head_logits(inputs)[1]
+        size = inputs.shape[2:]
+        views = []
+        for scale in self.test_cfg.get("scales") or (1.0,):
+            scaled_size = [max(1, round(scale * s)) for s in size]
+            scaled = inputs if list(size) == scaled_size else self._upsample(inputs, scaled_size)
+            views.append(scaled)
+            if self.test_cfg.get("flip"):
+                views.append(scaled.flip(-1))
+        logits = 0
+        for index, view in enumerate(views):
+            view_logits = self.head_logits(view)[1]
+            if self.test_cfg.get("flip") and index % 2:
+                view_logits = view_logits.flip(-1)
+            logits = logits + (view_logits if view_logits.shape[2:] == size
+                               else self._upsample(view_logits, size))
+        return logits / len(views)
 
     def encode_decode(self, inputs: torch.Tensor, batch_img_metas: list[dict]) -> torch.Tensor:
         return self.salient_logits(inputs)
