@@ -52,7 +52,7 @@ PAPER_INFERENCE = {"model.test_cfg": dict(_delete_=True, threshold=0.5, flip=Fal
 SGD = {"optim_wrapper.optimizer": dict(_delete_=True, type="SGD", lr=0.02, momentum=0.9,
                                        weight_decay=1e-4)}
 # REAL_CONFIG's inference without the multi-scale views (the `inference` row)
-FLIP_INFERENCE = dict(threshold=0.4, flip=True, scales=None)
+FLIP_INFERENCE = dict(scales=None)
 
 
 # (row name, what it changes, cfg_options on top of REAL_CONFIG, or {"evaluate": row}: the

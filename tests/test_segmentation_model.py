@@ -310,7 +310,8 @@ def test_salient_sample_cropped_like_a_box_sample_around_its_object():
     assert label[10, 10] == 1 and label[0, 0] == 0
 
 
-def test_inference_flip_averages_the_mirrored_crop():
+def _demo_model_for_inference():
+    """The demo config's segmentor, seeded weights, in eval mode."""
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
@@ -318,7 +319,11 @@ def test_inference_flip_averages_the_mirrored_crop():
     torch.manual_seed(0)
     model = MODELS.build(load_config("seg/boxcaseg_hr18s_demo.py").model)
     model.init_weights()
-    model.eval()
+    return model.eval()
+
+
+def test_inference_flip_averages_the_mirrored_crop():
+    model = _demo_model_for_inference()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         plain = model.salient_logits(x)
@@ -331,14 +336,7 @@ def test_inference_flip_averages_the_mirrored_crop():
 
 def test_inference_scales_average_the_resized_crops_logits():
     import torch.nn.functional as F
-    from mmengine.registry import init_default_scope
-    from mmseg.registry import MODELS
-
-    init_default_scope("mmseg")
-    torch.manual_seed(0)
-    model = MODELS.build(load_config("seg/boxcaseg_hr18s_demo.py").model)
-    model.init_weights()
-    model.eval()
+    model = _demo_model_for_inference()
     x = torch.randn(2, 3, 32, 32)
 
     def resized(t, size):

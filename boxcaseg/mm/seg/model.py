@@ -186,21 +186,19 @@ class BoxCasegSegmentor(BaseSegmentor):
         if self.training:
             return self.head_logits(inputs)[1]
         size = inputs.shape[2:]
-        views = []
+
+        def at_input_size(logits: torch.Tensor) -> torch.Tensor:
+            return logits if logits.shape[2:] == size else self._upsample(logits, size)
+
+        total, views = 0, 0
         for scale in self.test_cfg.get("scales") or (1.0,):
             scaled_size = [max(1, round(scale * s)) for s in size]
             scaled = inputs if list(size) == scaled_size else self._upsample(inputs, scaled_size)
-            views.append(scaled)
+            total, views = total + at_input_size(self.head_logits(scaled)[1]), views + 1
             if self.test_cfg.get("flip"):
-                views.append(scaled.flip(-1))
-        logits = 0
-        for index, view in enumerate(views):
-            view_logits = self.head_logits(view)[1]
-            if self.test_cfg.get("flip") and index % 2:
-                view_logits = view_logits.flip(-1)
-            logits = logits + (view_logits if view_logits.shape[2:] == size
-                               else self._upsample(view_logits, size))
-        return logits / len(views)
+                mirrored = self.head_logits(scaled.flip(-1))[1].flip(-1)
+                total, views = total + at_input_size(mirrored), views + 1
+        return total / views
 
     def encode_decode(self, inputs: torch.Tensor, batch_img_metas: list[dict]) -> torch.Tensor:
         return self.salient_logits(inputs)
