@@ -55,14 +55,25 @@ SGD = {"optim_wrapper.optimizer": dict(_delete_=True, type="SGD", lr=0.02, momen
 FLIP_INFERENCE = dict(scales=None)
 
 
+def without_ema() -> dict:
+    """REAL_CONFIG's hooks less its weight averaging (EMAHook): the rows before `ema` train
+    and are graded on the raw weights, as they were measured."""
+    sys.path.insert(0, str(REPO))
+    from boxcaseg.training import load_config
+
+    hooks = [dict(h) for h in load_config(REAL_CONFIG).custom_hooks if h["type"] != "EMAHook"]
+    return {"custom_hooks": hooks}
+
+
 # (row name, what it changes, cfg_options on top of REAL_CONFIG, or {"evaluate": row}: the
 # checkpoint of that row evaluated with REAL_CONFIG's inference settings (updated by
 # "test_cfg", when given), no training).
 # Cumulative: each row adds one change to the row before it; the training rows infer as the
 # paper does (threshold 0.5, no flip), the last row is the packaged config itself.
 def rows() -> list[tuple[str, str, dict]]:
+    raw = without_ema()
     plain = {"train_dataloader.dataset.pipeline": pipeline(False, False, 0.0), **PAPER_INFERENCE,
-             **SGD}
+             **SGD, **raw}
     return [
         ("paper", "the paper's recipe at this budget: plain pairwise term (weight 0.05), box "
                   "crops jittered only, salient images whole (resized, cropped, flipped)",
@@ -71,19 +82,21 @@ def rows() -> list[tuple[str, str, dict]]:
          plain),
         ("augment", "+ photometric augmentation (brightness, contrast, saturation, hue) and "
                     "flipped box crops",
-         {"train_dataloader.dataset.pipeline": pipeline(True, True, 0.0), **PAPER_INFERENCE, **SGD}),
+         {"train_dataloader.dataset.pipeline": pipeline(True, True, 0.0), **PAPER_INFERENCE, **SGD,
+          **raw}),
         ("salient-crops", "+ half of the salient images cropped around their object like box "
                           "crops",
-         {**PAPER_INFERENCE, **SGD, "train_dataloader.batch_sampler.box_per_batch": 8}),
+         {**PAPER_INFERENCE, **SGD, **raw, "train_dataloader.batch_sampler.box_per_batch": 8}),
         ("box-ratio", "+ 11 box + 5 salient samples per batch of 16 (the paper's COCO ratio, "
-                      "22 + 10 of 32) instead of 8 + 8", {**PAPER_INFERENCE, **SGD}),
+                      "22 + 10 of 32) instead of 8 + 8", {**PAPER_INFERENCE, **SGD, **raw}),
         ("adamw", "+ AdamW (lr 0.001, weight decay 0.05) instead of SGD (lr 0.02, momentum 0.9)",
-         PAPER_INFERENCE),
+         {**PAPER_INFERENCE, **raw}),
         ("inference", "+ inference threshold 0.4 and mirrored-crop averaging (model.test_cfg)",
          {"evaluate": "adamw", "test_cfg": FLIP_INFERENCE}),
         ("multi-scale", "+ each crop also at 0.75x and 1.25x its size, logits averaged "
-                        "(model.test_cfg.scales): the packaged seg/boxcaseg_hr18s_real_cpu.py",
-         {"evaluate": "adamw"}),
+                        "(model.test_cfg.scales)", {"evaluate": "adamw"}),
+        ("ema", "+ exponential moving average of the weights (EMAHook, momentum 0.01): the "
+                "packaged seg/boxcaseg_hr18s_real_cpu.py", {}),
     ]
 
 

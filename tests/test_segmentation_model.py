@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -268,7 +269,8 @@ def test_training_writes_checkpoints_and_resumes_after_a_kill(tiny_data, tmp_pat
 
 def test_real_photo_config_trains_with_the_colour_pairwise_term(tiny_data):
     """seg/boxcaseg_hr18s_real_cpu.py: the colour-affinity term on box samples, photometric
-    augmentation, its own optimiser (AdamW); one step runs and every loss term is finite."""
+    augmentation, its own optimiser (AdamW), weight averaging (EMAHook); one step runs and
+    every loss term is finite."""
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
@@ -278,6 +280,8 @@ def test_real_photo_config_trains_with_the_colour_pairwise_term(tiny_data):
     cfg = load_config("seg/boxcaseg_hr18s_real_cpu.py")
     assert cfg.model.loss_pair.type == "ColourPairwiseLoss"
     assert [t["type"] for t in cfg.train_dataloader.dataset.pipeline][2] == "PhotoMetricDistortion"
+    assert {"type": "EMAHook", "momentum": 0.01} in [
+        {k: h[k] for k in ("type", "momentum") if k in h} for h in cfg.custom_hooks]
     model = MODELS.build(cfg.model)
     model.init_weights()
     batch = _fixed_batch(cfg, tiny_data)
@@ -353,3 +357,48 @@ def test_inference_scales_average_the_resized_crops_logits():
         expected = (plain + mirrored + larger + larger_mirrored) / 4
         assert torch.allclose(model.salient_logits(x), expected, atol=1e-5)
         assert not torch.allclose(expected, plain, atol=1e-3)  # the views do differ
+
+
+@pytest.mark.slow
+def test_weight_average_is_what_the_checkpoint_holds_and_the_hook_grades(tiny_data, tmp_path):
+    """With an EMAHook (the real-photo config has one) a real `boxcaseg train-seg` run saves
+    the averaged weights as the checkpoint's `state_dict` (the raw ones as `ema_state_dict`),
+    and its mIoU* is that of the averaged weights, the ones Stage 3 predicts with."""
+    from mmengine.runner.checkpoint import load_state_dict
+
+    from boxcaseg.mm.seg.model import load_segmentor
+    from boxcaseg.proxy import iter_proxy_masks
+    from boxcaseg.quality import instance_ious, miou_star_report
+
+    hooks = [{"type": "MIoUStarHook", "ann_file": None, "interval": 0, "input_size": 64,
+              "batch_size": 8},
+             {"type": "EMAHook", "momentum": 0.3, "priority": "ABOVE_NORMAL"}]
+    section = {"seed": 0, "max_iters": 8, "batch_size": 4, "box_per_batch": 2, "num_workers": 0,
+               "cfg_options": {"custom_hooks": hooks, "optim_wrapper.optimizer.lr": 0.05}}
+    cmd = [sys.executable, "-m", "boxcaseg.cli", "train-seg", "--config", DEMO_CONFIG,
+           "--train", str(tiny_data["train_boxes"]), "--salient", str(tiny_data["salient"]),
+           "--val", str(tiny_data["val_gt"]), "--work-dir", str(tmp_path / "work"),
+           "--checkpoint-out", str(tmp_path / "final.pth"), "--metrics-out", str(tmp_path / "m.json"),
+           "--section", json.dumps(section)]
+    done = subprocess.run(cmd, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    ckpt = torch.load(tmp_path / "final.pth", map_location="cpu", weights_only=False)
+    averaged = ckpt["state_dict"]
+    raw = {k.removeprefix("module."): v for k, v in ckpt["ema_state_dict"].items() if k != "steps"}
+    assert averaged.keys() == raw.keys()
+    assert not torch.allclose(averaged["backbone.conv1.weight"], raw["backbone.conv1.weight"])
+
+    gt = load_json(tiny_data["val_gt"])
+    model = load_segmentor(str(tmp_path / "final.pth"), "cpu")
+
+    def graded() -> float:
+        masks = iter_proxy_masks(model, gt, input_size=64, batch_size=8,
+                                 threshold=model.test_cfg["threshold"], progress=False)
+        return miou_star_report(gt, instance_ious(gt, masks))["model"]["miou_star"]
+
+    hook_figure = load_json(tmp_path / "m.json")["model"]["miou_star"]
+    assert hook_figure == pytest.approx(graded(), abs=1e-9)  # the averaged weights' figure
+    load_state_dict(model, raw)
+    assert graded() != pytest.approx(hook_figure, abs=1e-6)  # ... and not the raw weights'

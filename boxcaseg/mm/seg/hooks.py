@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from mmengine.dist import is_main_process
-from mmengine.hooks import Hook
+from mmengine.hooks import EMAHook, Hook
 from mmengine.model import is_model_wrapper
 
 from mmseg.registry import HOOKS
@@ -19,6 +19,16 @@ from mmseg.registry import HOOKS
 from boxcaseg.data.coco import load_json, save_json
 from boxcaseg.proxy import iter_proxy_masks
 from boxcaseg.quality import instance_ious, miou_star_report
+
+
+def inference_model(runner: Any) -> Any:
+    """The weights Stage 3 will predict with: an :class:`EMAHook`'s running average when the
+    config has one (its checkpoints carry the average as ``state_dict``), else the model in
+    training."""
+    for hook in runner.hooks:
+        if isinstance(hook, EMAHook) and getattr(hook, "ema_model", None) is not None:
+            return hook.ema_model.module
+    return runner.model.module if is_model_wrapper(runner.model) else runner.model
 
 
 @HOOKS.register_module()
@@ -43,7 +53,7 @@ class MIoUStarHook(Hook):
         if not self.ann_file or not is_main_process():
             return
         gt = load_json(self.ann_file)
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = inference_model(runner)
         was_training = model.training
         model.eval()
         try:
