@@ -16,6 +16,7 @@ JSON next to it (benchmarks/results/ablation_<run>.json).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -31,13 +32,19 @@ REAL_CONFIG = "seg/boxcaseg_hr18s_real_cpu.py"
 PLAIN_PAIR = dict(_delete_=True, type="PairwiseSmoothLoss", loss_weight=0.05)
 
 
-def pipeline(photometric: bool, box_flip: bool, salient_box_crop: float) -> list[dict]:
-    """The real-photo config's training pipeline with its additions switched on or off."""
+@functools.cache
+def real_config():
+    """REAL_CONFIG, loaded once."""
     sys.path.insert(0, str(REPO))
     from boxcaseg.training import load_config
 
+    return load_config(REAL_CONFIG)
+
+
+def pipeline(photometric: bool, box_flip: bool, salient_box_crop: float) -> list[dict]:
+    """The real-photo config's training pipeline with its additions switched on or off."""
     steps = []
-    for step in load_config(REAL_CONFIG).train_dataloader.dataset.pipeline:
+    for step in real_config().train_dataloader.dataset.pipeline:
         step = dict(step)
         if step["type"] == "PhotoMetricDistortion" and not photometric:
             continue
@@ -58,10 +65,7 @@ FLIP_INFERENCE = dict(scales=None)
 def without_ema() -> dict:
     """REAL_CONFIG's hooks less its weight averaging (EMAHook): the rows before `ema` train
     and are graded on the raw weights, as they were measured."""
-    sys.path.insert(0, str(REPO))
-    from boxcaseg.training import load_config
-
-    hooks = [dict(h) for h in load_config(REAL_CONFIG).custom_hooks if h["type"] != "EMAHook"]
+    hooks = [dict(h) for h in real_config().custom_hooks if h["type"] != "EMAHook"]
     return {"custom_hooks": hooks}
 
 
@@ -72,8 +76,8 @@ def without_ema() -> dict:
 # paper does (threshold 0.5, no flip), the last row is the packaged config itself.
 def rows() -> list[tuple[str, str, dict]]:
     raw = without_ema()
-    plain = {"train_dataloader.dataset.pipeline": pipeline(False, False, 0.0), **PAPER_INFERENCE,
-             **SGD, **raw}
+    sgd_rows = {**PAPER_INFERENCE, **SGD, **raw}  # what every row before `adamw` shares
+    plain = {"train_dataloader.dataset.pipeline": pipeline(False, False, 0.0), **sgd_rows}
     return [
         ("paper", "the paper's recipe at this budget: plain pairwise term (weight 0.05), box "
                   "crops jittered only, salient images whole (resized, cropped, flipped)",
@@ -82,13 +86,12 @@ def rows() -> list[tuple[str, str, dict]]:
          plain),
         ("augment", "+ photometric augmentation (brightness, contrast, saturation, hue) and "
                     "flipped box crops",
-         {"train_dataloader.dataset.pipeline": pipeline(True, True, 0.0), **PAPER_INFERENCE, **SGD,
-          **raw}),
+         {"train_dataloader.dataset.pipeline": pipeline(True, True, 0.0), **sgd_rows}),
         ("salient-crops", "+ half of the salient images cropped around their object like box "
                           "crops",
-         {**PAPER_INFERENCE, **SGD, **raw, "train_dataloader.batch_sampler.box_per_batch": 8}),
+         {**sgd_rows, "train_dataloader.batch_sampler.box_per_batch": 8}),
         ("box-ratio", "+ 11 box + 5 salient samples per batch of 16 (the paper's COCO ratio, "
-                      "22 + 10 of 32) instead of 8 + 8", {**PAPER_INFERENCE, **SGD, **raw}),
+                      "22 + 10 of 32) instead of 8 + 8", sgd_rows),
         ("adamw", "+ AdamW (lr 0.001, weight decay 0.05) instead of SGD (lr 0.02, momentum 0.9)",
          {**PAPER_INFERENCE, **raw}),
         ("inference", "+ inference threshold 0.4 and mirrored-crop averaging (model.test_cfg)",
@@ -106,18 +109,13 @@ def evaluate(checkpoint: Path, val_gt: Path, test_cfg: dict | None = None) -> di
     sys.path.insert(0, str(REPO))
     from boxcaseg.data.coco import load_json
     from boxcaseg.mm.seg.model import load_segmentor
-    from boxcaseg.proxy import iter_proxy_masks
-    from boxcaseg.quality import instance_ious, miou_star_report
-    from boxcaseg.training import load_config
+    from boxcaseg.proxy import grade_in_true_boxes
 
-    cfg = load_config(REAL_CONFIG)
+    cfg = real_config()
     model = load_segmentor(str(checkpoint), "cpu")
     model.test_cfg.update(cfg.model.test_cfg)
     model.test_cfg.update(test_cfg or {})
-    gt = load_json(val_gt)
-    predictions = iter_proxy_masks(model, gt, input_size=int(cfg.infer_size), batch_size=16,
-                                   threshold=model.test_cfg["threshold"], progress=False)
-    return miou_star_report(gt, instance_ious(gt, predictions))
+    return grade_in_true_boxes(model, load_json(val_gt), input_size=int(cfg.infer_size))
 
 
 def run(cmd: list[str], log: Path) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from boxcaseg.crops import Window, box_window, crop_resize, paste_into_image, resize_to_window
+from boxcaseg.quality import instance_ious, miou_star_report
 
 EPS = 1e-6
 
@@ -229,3 +230,15 @@ def iter_proxy_masks(model: torch.nn.Module, coco: dict[str, Any], *, input_size
         if pool is not None:
             pool.shutdown(wait=True)
         bar.close()
+
+
+def grade_in_true_boxes(model: torch.nn.Module, gt_coco: dict[str, Any], *, input_size: int,
+                        batch_size: int = 16, threshold: float | None = None) -> dict[str, Any]:
+    """mIoU* of the model's masks predicted inside the true boxes of ``gt_coco`` (this
+    module's Stage 3 inference, at the model's own ``test_cfg.threshold`` unless ``threshold``
+    is given), next to the box-as-mask baseline: :func:`boxcaseg.quality.miou_star_report`."""
+    if threshold is None:
+        threshold = model.test_cfg["threshold"]
+    predictions = iter_proxy_masks(model, gt_coco, input_size=input_size, batch_size=batch_size,
+                                   threshold=threshold, progress=False)
+    return miou_star_report(gt_coco, instance_ious(gt_coco, predictions))

@@ -367,8 +367,7 @@ def test_weight_average_is_what_the_checkpoint_holds_and_the_hook_grades(tiny_da
     from mmengine.runner.checkpoint import load_state_dict
 
     from boxcaseg.mm.seg.model import load_segmentor
-    from boxcaseg.proxy import iter_proxy_masks
-    from boxcaseg.quality import instance_ious, miou_star_report
+    from boxcaseg.proxy import grade_in_true_boxes
 
     hooks = [{"type": "MIoUStarHook", "ann_file": None, "interval": 0, "input_size": 64,
               "batch_size": 8},
@@ -394,9 +393,7 @@ def test_weight_average_is_what_the_checkpoint_holds_and_the_hook_grades(tiny_da
     model = load_segmentor(str(tmp_path / "final.pth"), "cpu")
 
     def graded() -> float:
-        masks = iter_proxy_masks(model, gt, input_size=64, batch_size=8,
-                                 threshold=model.test_cfg["threshold"], progress=False)
-        return miou_star_report(gt, instance_ious(gt, masks))["model"]["miou_star"]
+        return grade_in_true_boxes(model, gt, input_size=64, batch_size=8)["model"]["miou_star"]
 
     hook_figure = load_json(tmp_path / "m.json")["model"]["miou_star"]
     assert hook_figure == pytest.approx(graded(), abs=1e-9)  # the averaged weights' figure

@@ -17,8 +17,7 @@ from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
 from boxcaseg.data.coco import load_json, save_json
-from boxcaseg.proxy import iter_proxy_masks
-from boxcaseg.quality import instance_ious, miou_star_report
+from boxcaseg.proxy import grade_in_true_boxes
 
 
 def inference_model(runner: Any) -> Any:
@@ -58,11 +57,8 @@ class MIoUStarHook(Hook):
         model.eval()
         try:
             # the model's own inference settings (test_cfg) unless the hook names a threshold
-            threshold = self.threshold if self.threshold is not None else model.test_cfg["threshold"]
-            predictions = iter_proxy_masks(model, gt, input_size=self.input_size,
-                                           batch_size=self.batch_size, threshold=threshold,
-                                           progress=False)
-            report = miou_star_report(gt, instance_ious(gt, predictions))
+            report = grade_in_true_boxes(model, gt, input_size=self.input_size,
+                                         batch_size=self.batch_size, threshold=self.threshold)
         finally:
             model.train(was_training)
         entry = {"iter": iteration, **report}
