@@ -1,5 +1,6 @@
-"""The run's headline table: mask quality of the proxy masks and mask AP of the Mask R-CNN
-variants (weak = BoxCaseg proxy masks, full = true masks, box = box filled as mask)."""
+"""The run's headline table: mask quality of the proxy masks and of each Mask R-CNN's mask
+head (both inside the true boxes), and mask AP of the Mask R-CNN variants (weak = BoxCaseg
+proxy masks, full = true masks, box = box filled as mask)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,12 @@ def summarize(variant_metrics: dict[str, str], seg_metrics: str | None,
             quality_rows.append({"masks": QUALITY_NAMES.get(name, name),
                                  "mIoU*": quality["proxy"]["miou_star"] * 100,
                                  "box-as-mask mIoU*": quality["box_as_mask"]["miou_star"] * 100})
+    for variant, path in variant_metrics.items():  # each Mask R-CNN's mask head, given the true boxes
+        graded = load_json(path).get("mask_head_in_true_boxes")
+        if graded:
+            quality_rows.append({"masks": f"Mask R-CNN mask head, {variant}, val (mIoU*)",
+                                 "mIoU*": graded["model"]["miou_star"] * 100,
+                                 "box-as-mask mIoU*": graded["box_as_mask"]["miou_star"] * 100})
     ap_columns = ["model"] + [f"mask {k}" for k in AP_COLUMNS] + ["box AP"]
     q_columns = ["masks", "mIoU*", "box-as-mask mIoU*"]
     text = "## Mask AP on the val split (pycocotools, %)\n\n" + _markdown(ap_rows, ap_columns)

@@ -331,3 +331,76 @@ def predict_detection(config: str, checkpoint: str, gt_file: str, out_dir: str |
     setup_distributed(cfg, launcher)
     Runner.from_cfg(cfg).test()
     return {"bbox": f"{prefix}.bbox.json", "segm": f"{prefix}.segm.json"}
+
+
+def iter_detector_masks_in_true_boxes(model: Any, cfg: Any, gt_coco: dict[str, Any],
+                                      image_dir: str | Path) -> Any:
+    """The masks a Mask R-CNN's mask head predicts for the TRUE boxes of ``gt_coco`` (each box
+    given as a detection of its true class, score 1): ``(image_id, ann_ids, masks)`` per image,
+    masks at the image's full size, as :func:`boxcaseg.quality.instance_ious` takes them.
+
+    It grades what the detector learned about masks apart from what it learned about finding
+    objects: with few images and a short schedule the detection part can stay at noise level
+    (mask AP near 0 for every variant) while the mask heads already differ."""
+    import torch
+    from mmengine.dataset import Compose
+    from mmengine.structures import InstanceData
+
+    pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
+    # the dataset's label order: the categories in file order (mmdet's CocoDataset, whose
+    # classes `dataset_fields` reads from the same file)
+    label_of = {c["id"]: i for i, c in enumerate(gt_coco["categories"])}
+    device = next(model.parameters()).device
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for ann in gt_coco["annotations"]:
+        if not ann.get("iscrowd"):
+            by_image.setdefault(ann["image_id"], []).append(ann)
+    for image in gt_coco["images"]:
+        anns = by_image.get(image["id"])
+        if not anns:
+            continue
+        data = pipeline(dict(img_path=str(Path(image_dir) / image["file_name"]), img_id=image["id"]))
+        with torch.no_grad():
+            batch = model.data_preprocessor(dict(inputs=[data["inputs"]],
+                                                 data_samples=[data["data_samples"]]), False)
+            features = model.extract_feat(batch["inputs"])
+            meta = batch["data_samples"][0].metainfo
+            # true boxes (x, y, w, h in the file's pixels) -> x1 y1 x2 y2 in the resized input,
+            # where the RoIs live; rescale=True pastes the masks back at the file's size
+            scale_x, scale_y = meta["scale_factor"]
+            boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)],
+                                 dtype=torch.float32)
+            boxes = boxes * boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])
+            given = InstanceData(bboxes=boxes.to(device), scores=torch.ones(len(anns), device=device),
+                                 labels=torch.tensor([label_of[a["category_id"]] for a in anns],
+                                                     device=device))
+            result = model.roi_head.predict_mask(features, [meta], [given], rescale=True)[0]
+        yield image["id"], [a["id"] for a in anns], result.masks.cpu().numpy().astype(bool)
+
+
+def grade_detector_in_true_boxes(config: str, checkpoint: str, gt_file: str, *,
+                                 cfg_options: dict[str, Any] | None = None,
+                                 device: str | None = None) -> dict[str, Any] | None:
+    """mIoU* of a Mask R-CNN's mask head inside the true boxes of ``gt_file``, next to the
+    box-as-mask baseline (:func:`boxcaseg.quality.miou_star_report`); None for a detector
+    without a RoI mask head (BoxInst predicts its masks from the detection, not from a box)."""
+    import torch
+    from mmdet.apis import init_detector
+    from mmengine.model import revert_sync_batchnorm
+
+    import boxcaseg.mm  # noqa: F401  (our registered heads and transforms)
+    from boxcaseg.data.coco import load_json
+    from boxcaseg.quality import instance_ious, miou_star_report
+
+    patch_mmengine_checkpoint_loading()
+    cfg = load_config(config, cfg_options)
+    roi_head = cfg.model.get("roi_head")
+    if not roi_head or not roi_head.get("mask_head"):
+        return None
+    fields = dataset_fields(gt_file)
+    _set_num_classes(cfg.model, len(fields["metainfo"]["classes"]))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = revert_sync_batchnorm(init_detector(cfg, str(checkpoint), device=device)).eval()
+    gt_coco = load_json(gt_file)
+    masks = iter_detector_masks_in_true_boxes(model, cfg, gt_coco, fields["data_prefix"]["img"])
+    return miou_star_report(gt_coco, instance_ious(gt_coco, masks))

@@ -163,3 +163,46 @@ def test_few_iteration_training_then_pycocotools_evaluation(tiny_data, tmp_path)
     metrics = coco_evaluate(str(tiny_data["val_gt"]), files["segm"], "segm")
     assert set(metrics) == set(COCO_STAT_NAMES)
     assert all(v is None or 0.0 <= v <= 100.0 for v in metrics.values())
+
+    # The mask head alone, given the true boxes (eval-det's mask_head_in_true_boxes), at a test
+    # scale of 0.75 so that box coordinates must go through the resize and back. A mask head
+    # made to say "foreground everywhere" must return each true box filled (box-as-mask), one
+    # saying "background everywhere" empty masks: a misplaced box would show in both.
+    from boxcaseg.masks import box_to_mask
+    from boxcaseg.training import (dataset_fields, grade_detector_in_true_boxes,
+                                   iter_detector_masks_in_true_boxes, load_config)
+    from mmdet.apis import init_detector
+
+    options["test_dataloader.dataset.pipeline.1.scale"] = (96, 96)
+    val = load_json(tiny_data["val_gt"])
+    instances = [a for a in val["annotations"] if not a.get("iscrowd")]
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    graded = {}
+    for name, bias in (("all_foreground", 20.0), ("all_background", -20.0)):
+        state["state_dict"]["roi_head.mask_head.conv_logits.weight"].zero_()
+        state["state_dict"]["roi_head.mask_head.conv_logits.bias"].fill_(bias)
+        torch.save(state, tmp_path / f"{name}.pth")
+        graded[name] = grade_detector_in_true_boxes("det/maskrcnn_r18_fpn_demo.py",
+                                                    str(tmp_path / f"{name}.pth"),
+                                                    str(tiny_data["val_gt"]), cfg_options=options)
+    assert graded["all_background"]["model"]["miou_star"] == 0.0
+    assert graded["all_foreground"]["model"]["miou_star"] == pytest.approx(
+        graded["all_foreground"]["box_as_mask"]["miou_star"], abs=0.02)
+
+    cfg = load_config("det/maskrcnn_r18_fpn_demo.py", options)
+    cfg.model.roi_head.bbox_head.num_classes = cfg.model.roi_head.mask_head.num_classes = len(val["categories"])
+    model = init_detector(cfg, str(tmp_path / "all_foreground.pth"), device="cpu")
+    images = {img["id"]: img for img in val["images"]}
+    anns = {a["id"]: a for a in instances}
+    seen = []
+    image_dir = dataset_fields(tiny_data["val_gt"])["data_prefix"]["img"]
+    for image_id, ann_ids, masks in iter_detector_masks_in_true_boxes(model, cfg, val, image_dir):
+        h, w = images[image_id]["height"], images[image_id]["width"]
+        for ann_id, mask in zip(ann_ids, masks):
+            _, _, box_w, box_h = anns[ann_id]["bbox"]
+            assert mask.shape == (h, w)
+            # the box filled, up to a one-pixel rim of rounding
+            wrong = np.logical_xor(mask, box_to_mask(anns[ann_id]["bbox"], h, w)).sum()
+            assert wrong <= 2 * (box_w + box_h) + 4, (ann_id, wrong)
+        seen += ann_ids
+    assert sorted(seen) == sorted(anns)

@@ -38,13 +38,18 @@ SEG_SECTION = {
     "max_iters": 30, "batch_size": 8, "box_per_batch": 5, "num_workers": 1, "seed": 3,
     "cfg_options": {
         "default_hooks.checkpoint.interval": 10, "default_hooks.logger.interval": 5,
-        "custom_hooks": [{"type": "BatchRecordHook"}],
+        # the real-photo recipe's weight average and the mIoU* hook that grades it (rank 0)
+        "custom_hooks": [{"type": "BatchRecordHook"},
+                         {"type": "MIoUStarHook", "ann_file": None, "interval": 0,
+                          "input_size": 64, "batch_size": 8},
+                         {"type": "EMAHook", "momentum": 0.3, "priority": "ABOVE_NORMAL"}],
     }}
 
 
 def seg_command(tiny_data, work: Path) -> list[str]:
     return torchrun("train-seg", "--config", "seg/boxcaseg_hr18s_demo.py",
                     "--train", str(tiny_data["train_boxes"]), "--salient", str(tiny_data["salient"]),
+                    "--val", str(tiny_data["val_gt"]), "--metrics-out", str(work.parent / f"{work.name}.json"),
                     "--work-dir", str(work), "--checkpoint-out", str(work.parent / f"{work.name}.pth"),
                     "--launcher", "pytorch", "--section", json.dumps(SEG_SECTION))
 
@@ -112,6 +117,31 @@ def test_two_process_stage2_resume_continues_the_same_stream_without_reloading(s
         assert min(i for i in resumed if i >= done) == done
         # after the resume: the very batches the uninterrupted run trained on
         assert [resumed[i] for i in range(done, 30)] == [whole[i] for i in range(done, 30)]
+
+
+def test_two_process_stage2_weight_average_is_saved_graded_and_resumed(seg_runs, tiny_data):
+    """The EMAHook under DDP: the checkpoint holds the average (raw weights beside it), the
+    mIoU* hook on rank 0 graded the average, and a run killed and resumed restored the
+    average instead of restarting it from the raw weights."""
+    import torch
+
+    from boxcaseg.data.coco import load_json
+    from boxcaseg.mm.seg.model import load_segmentor
+    from boxcaseg.proxy import grade_in_true_boxes
+
+    whole = seg_runs["whole"].parent
+    ckpt = torch.load(whole / "whole.pth", map_location="cpu", weights_only=False)
+    raw = {k.removeprefix("module."): v for k, v in ckpt["ema_state_dict"].items() if k != "steps"}
+    assert raw.keys() == ckpt["state_dict"].keys()
+    assert not torch.allclose(ckpt["state_dict"]["backbone.conv1.weight"], raw["backbone.conv1.weight"])
+    hook_figure = load_json(whole / "whole.json")["model"]["miou_star"]
+    graded = grade_in_true_boxes(load_segmentor(str(whole / "whole.pth"), "cpu"),
+                                 load_json(tiny_data["val_gt"]), input_size=64, batch_size=8)
+    assert hook_figure == pytest.approx(graded["model"]["miou_star"], abs=1e-9)
+    # the average counts every iteration's update in both runs: the resumed one loaded the
+    # count (and the average) from the checkpoint it resumed from
+    resumed = torch.load(whole / "resumed.pth", map_location="cpu", weights_only=False)
+    assert int(ckpt["ema_state_dict"]["steps"]) == int(resumed["ema_state_dict"]["steps"]) == 30
 
 
 def test_two_process_stage5_training(tiny_data, tmp_path):

@@ -148,7 +148,10 @@ def test_run_produces_every_stage_output(tiny_run):
         "BoxCaseg (proxy masks)", "fully supervised (true masks)", "box as mask", "GrabCut masks",
         "BoxInst (mmdet, boxes only)"]
     assert [row["masks"] for row in summary["mask_quality"]] == [
-        "salient head, val (mIoU*)", "proxy masks, train (mIoU*)", "GrabCut masks, train (mIoU*)"]
+        "salient head, val (mIoU*)", "proxy masks, train (mIoU*)", "GrabCut masks, train (mIoU*)",
+        *(f"Mask R-CNN mask head, {v}, val (mIoU*)" for v in ("weak", "full", "box", "grabcut"))]
+    # BoxInst has no RoI mask head to give boxes to
+    assert json.loads((out / "detection/boxinst/metrics.json").read_text())["mask_head_in_true_boxes"] is None
     grabcut = json.loads((out / "proxy/grabcut_quality.json").read_text())["quality"]
     assert grabcut["instances"] == json.loads((out / "proxy/quality.json").read_text())["quality"]["instances"]
     for name in ("train_segmentation", "proxy_masks", "train_detection_weak"):
