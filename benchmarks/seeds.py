@@ -37,12 +37,16 @@ def headline(out: Path) -> dict[str, float]:
     quality = json.loads((out / "proxy/quality.json").read_text()).get("quality") or {}
     if quality.get("instances"):
         figures["proxy masks mIoU* (train)"] = 100 * quality["proxy"]["miou_star"]
+        figures["box as mask mIoU* (train)"] = 100 * quality["box_as_mask"]["miou_star"]
     for variant_dir in sorted((out / "detection").iterdir()):
         metrics = variant_dir / "metrics.json"
         if metrics.is_file():
             m = json.loads(metrics.read_text())
             figures[f"{variant_dir.name} mask AP"] = m["segm"]["AP"]
             figures[f"{variant_dir.name} box AP"] = m["bbox"]["AP"]
+            if m.get("mask_head_in_true_boxes"):  # Mask R-CNN's mask head given the true boxes
+                figures[f"{variant_dir.name} mask head mIoU* (val)"] = \
+                    100 * m["mask_head_in_true_boxes"]["model"]["miou_star"]
     return figures
 
 

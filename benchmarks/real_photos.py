@@ -1,0 +1,101 @@
+"""The real-photo bar (issue #12): one whole workflow run, timed, and its figures against the
+targets: Stage 2 salient head and Stage 4 proxy masks each 5 mIoU* points above box-as-mask,
+the weak Mask R-CNN's mask AP above the box-as-mask one's, the run in 45 minutes.
+
+    python benchmarks/real_photos.py                       # config/coco128_person.yaml
+    python benchmarks/real_photos.py --configfile config/my_photos.yaml --run-name my_bench
+    python benchmarks/real_photos.py --results results/coco128_person   # figures of a finished run
+
+The run goes into `results/<run_name>_bench/` (never over an existing run: a folder that is
+already there is refused), with the config's own seeds, so on the same machine it gives the
+config's own run's figures again. Wall time is the `snakemake --cores all` call's. Prints the
+bar table and writes it as JSON (benchmarks/results/real_photos_<run_name>.json). Not a test:
+it measures, it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from seeds import headline  # noqa: E402  (the same figures the seed table reads)
+
+TARGET_GAIN = 5.0      # mIoU* points above box-as-mask
+TARGET_MINUTES = 45.0
+
+
+def bar_rows(figures: dict[str, float], wall_minutes: float | None) -> list[dict[str, object]]:
+    """One row per target: the measured value, the target and whether it is met."""
+    rows = []
+    for name, masks, baseline in (
+            ("Stage 2 salient head, val: gain over box-as-mask (mIoU* points)",
+             "salient head mIoU* (val)", "box as mask mIoU* (val)"),
+            ("Stage 4 proxy masks, train: gain over box-as-mask (mIoU* points)",
+             "proxy masks mIoU* (train)", "box as mask mIoU* (train)")):
+        if masks in figures:
+            gain = figures[masks] - figures[baseline]
+            rows.append({"target": name, "value": round(gain, 2), "needs": f">= {TARGET_GAIN}",
+                         "met": gain >= TARGET_GAIN})
+    if "weak mask AP" in figures and "box mask AP" in figures:
+        rows.append({"target": "Mask R-CNN mask AP, val: weak minus box-as-mask",
+                     "value": round(figures["weak mask AP"] - figures["box mask AP"], 2),
+                     "needs": "> 0", "met": figures["weak mask AP"] > figures["box mask AP"]})
+    if wall_minutes is not None:
+        rows.append({"target": "whole run, wall minutes", "value": wall_minutes,
+                     "needs": f"<= {TARGET_MINUTES:g}", "met": wall_minutes <= TARGET_MINUTES})
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configfile", default="config/coco128_person.yaml")
+    parser.add_argument("--run-name", help="default: the config's run_name + '_bench'")
+    parser.add_argument("--results", help="read the figures of this finished run instead of running one")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    base = yaml.safe_load((REPO / args.configfile).read_text())
+    wall_minutes = None
+    if args.results:
+        out = Path(args.results).resolve()
+    else:
+        name = args.run_name or f"{base['run_name']}_bench"
+        out = REPO / "results" / name
+        if out.exists():
+            print(f"{out} exists: give another --run-name, or --results {out} to read it", file=sys.stderr)
+            return 2
+        overlay = REPO / "results" / f".{name}.yaml"
+        overlay.parent.mkdir(parents=True, exist_ok=True)
+        overlay.write_text(yaml.safe_dump({"run_name": name}))
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        start = time.time()
+        subprocess.run([sys.executable, "-m", "snakemake", "--cores", "all", "--configfile",
+                        str(REPO / args.configfile), str(overlay)], cwd=REPO, env=env, check=True)
+        wall_minutes = round((time.time() - start) / 60, 1)
+    figures = headline(out)
+    rows = bar_rows(figures, wall_minutes)
+    width = max(len(r["target"]) for r in rows)
+    print(f"\n{'target':<{width}}  {'value':>7}  {'needs':>7}  met")
+    for r in rows:
+        print(f"{r['target']:<{width}}  {r['value']:7.2f}  {r['needs']:>7}  {'yes' if r['met'] else 'NO'}")
+    print("\nfigures (%):")
+    for key, value in figures.items():
+        print(f"  {key:<40} {value:7.2f}")
+    path = Path(args.json or REPO / f"benchmarks/results/real_photos_{base['run_name']}.json")
+    shown = out.relative_to(REPO) if out.is_relative_to(REPO) else out
+    path.write_text(json.dumps({"configfile": args.configfile, "results": str(shown),
+                                "wall_minutes": wall_minutes, "bar": rows, "figures": figures}, indent=1))
+    print(f"written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
