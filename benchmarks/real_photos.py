@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-from seeds import headline  # noqa: E402  (the same figures the seed table reads)
+from seeds import headline, run_workflow  # noqa: E402  (the seed table's figures and runs)
 
 TARGET_GAIN = 5.0      # mIoU* points above box-as-mask
 TARGET_MINUTES = 45.0
@@ -72,14 +69,7 @@ def main() -> int:
         if out.exists():
             print(f"{out} exists: give another --run-name, or --results {out} to read it", file=sys.stderr)
             return 2
-        overlay = REPO / "results" / f".{name}.yaml"
-        overlay.parent.mkdir(parents=True, exist_ok=True)
-        overlay.write_text(yaml.safe_dump({"run_name": name}))
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-        start = time.time()
-        subprocess.run([sys.executable, "-m", "snakemake", "--cores", "all", "--configfile",
-                        str(REPO / args.configfile), str(overlay)], cwd=REPO, env=env, check=True)
-        wall_minutes = round((time.time() - start) / 60, 1)
+        wall_minutes = round(run_workflow(args.configfile, {"run_name": name}), 1)
     figures = headline(out)
     rows = bar_rows(figures, wall_minutes)
     width = max(len(r["target"]) for r in rows)

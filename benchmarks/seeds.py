@@ -50,6 +50,23 @@ def headline(out: Path) -> dict[str, float]:
     return figures
 
 
+def run_workflow(configfile: str, overrides: dict | None = None) -> float:
+    """`snakemake --cores all` on ``configfile`` (path relative to the repository), with
+    ``overrides`` (e.g. another run_name, seeds) as a second config file written under
+    results/; returns the wall minutes of the call."""
+    configfiles = [str(REPO / configfile)]
+    if overrides:
+        overlay = REPO / "results" / f".{overrides['run_name']}.yaml"
+        overlay.parent.mkdir(parents=True, exist_ok=True)
+        overlay.write_text(yaml.safe_dump(overrides))
+        configfiles.append(str(overlay))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    start = time.time()
+    subprocess.run([sys.executable, "-m", "snakemake", "--cores", "all", "--configfile",
+                    *configfiles], cwd=REPO, env=env, check=True)
+    return (time.time() - start) / 60
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configfile", default="config.yaml")
@@ -57,23 +74,14 @@ def main() -> int:
     parser.add_argument("--json")
     args = parser.parse_args()
     base = yaml.safe_load((REPO / args.configfile).read_text())
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     runs = {}
     for seed in args.seeds:
-        configfiles = [str(REPO / args.configfile)]
-        name = base["run_name"]
+        name, overrides = base["run_name"], None
         if seed != 0:  # seed 0 is the config's own run (the schema's default seeds)
             name = f"{base['run_name']}_seed{seed}"
-            overlay = REPO / "results" / f".{name}.yaml"
-            overlay.parent.mkdir(parents=True, exist_ok=True)
-            overlay.write_text(yaml.safe_dump({"run_name": name, "segmentation": {"seed": seed},
-                                               "detection": {"seed": seed}}))
-            configfiles.append(str(overlay))
-        out = REPO / "results" / name
-        start = time.time()
-        subprocess.run([sys.executable, "-m", "snakemake", "--cores", "all", "--configfile",
-                        *configfiles], cwd=REPO, env=env, check=True)
-        runs[seed] = {"figures": headline(out), "wall_minutes": round((time.time() - start) / 60, 1)}
+            overrides = {"run_name": name, "segmentation": {"seed": seed}, "detection": {"seed": seed}}
+        minutes = run_workflow(args.configfile, overrides)
+        runs[seed] = {"figures": headline(REPO / "results" / name), "wall_minutes": round(minutes, 1)}
         print(json.dumps({seed: runs[seed]}), flush=True)
     names = list(runs[args.seeds[0]]["figures"])
     summary = {}

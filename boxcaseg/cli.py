@@ -252,15 +252,16 @@ def cmd_eval_det(args: argparse.Namespace) -> int:
 
     section = _section(args.section)
     config = args.config or section["config"]
+    options = detection_options(section)
     files = predict_detection(config, args.checkpoint, args.gt, args.out_dir,
-                              cfg_options=detection_options(section), launcher=args.launcher)
+                              cfg_options=options, launcher=args.launcher)
     if not is_main_process():  # rank 0 wrote the predictions; it alone scores them
         return 0
     metrics = {iou_type: coco_evaluate(args.gt, files[iou_type], iou_type)
                for iou_type in ("segm", "bbox")}
     # the mask head alone, given the true boxes: measurable when detection is still noise
     metrics["mask_head_in_true_boxes"] = grade_detector_in_true_boxes(
-        config, args.checkpoint, args.gt, cfg_options=detection_options(section))
+        config, args.checkpoint, args.gt, cfg_options=options)
     metrics["predictions"] = files
     save_json(metrics, args.metrics_out, indent=1)
     print(json.dumps(metrics, indent=1))

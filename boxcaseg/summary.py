@@ -24,36 +24,39 @@ def _markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _quality_row(label: str, masks: dict[str, Any], boxes: dict[str, Any]) -> dict[str, Any]:
+    """A row of the mask-quality table: masks and the box-as-mask baseline, mIoU* in %."""
+    return {"masks": label, "mIoU*": masks["miou_star"] * 100,
+            "box-as-mask mIoU*": boxes["miou_star"] * 100}
+
+
 def summarize(variant_metrics: dict[str, str], seg_metrics: str | None,
               quality_files: dict[str, str], out_json: str, out_md: str, out_png: str
               ) -> dict[str, Any]:
     """``quality_files``: name ('proxy', 'grabcut') -> the quality JSON of Stage 4's report."""
-    ap_rows = []
+    ap_rows, mask_head_rows = [], []
     for variant, path in variant_metrics.items():
         metrics = load_json(path)
         row = {"model": VARIANT_NAMES.get(variant, variant)}
         row.update({f"mask {k}": metrics["segm"].get(k) for k in AP_COLUMNS})
         row["box AP"] = metrics["bbox"].get("AP")
         ap_rows.append(row)
+        graded = metrics.get("mask_head_in_true_boxes")  # the mask head given the true boxes
+        if graded:
+            mask_head_rows.append(_quality_row(f"Mask R-CNN mask head, {variant}, val (mIoU*)",
+                                               graded["model"], graded["box_as_mask"]))
     quality_rows = []
     if seg_metrics and Path(seg_metrics).is_file():
         seg = load_json(seg_metrics)
         if "model" in seg:
-            quality_rows.append({"masks": "salient head, val (mIoU*)",
-                                 "mIoU*": seg["model"]["miou_star"] * 100,
-                                 "box-as-mask mIoU*": seg["box_as_mask"]["miou_star"] * 100})
+            quality_rows.append(_quality_row("salient head, val (mIoU*)", seg["model"],
+                                             seg["box_as_mask"]))
     for name, path in quality_files.items():
         quality = load_json(path).get("quality") or {} if Path(path).is_file() else {}
         if quality.get("instances"):
-            quality_rows.append({"masks": QUALITY_NAMES.get(name, name),
-                                 "mIoU*": quality["proxy"]["miou_star"] * 100,
-                                 "box-as-mask mIoU*": quality["box_as_mask"]["miou_star"] * 100})
-    for variant, path in variant_metrics.items():  # each Mask R-CNN's mask head, given the true boxes
-        graded = load_json(path).get("mask_head_in_true_boxes")
-        if graded:
-            quality_rows.append({"masks": f"Mask R-CNN mask head, {variant}, val (mIoU*)",
-                                 "mIoU*": graded["model"]["miou_star"] * 100,
-                                 "box-as-mask mIoU*": graded["box_as_mask"]["miou_star"] * 100})
+            quality_rows.append(_quality_row(QUALITY_NAMES.get(name, name), quality["proxy"],
+                                             quality["box_as_mask"]))
+    quality_rows += mask_head_rows
     ap_columns = ["model"] + [f"mask {k}" for k in AP_COLUMNS] + ["box AP"]
     q_columns = ["masks", "mIoU*", "box-as-mask mIoU*"]
     text = "## Mask AP on the val split (pycocotools, %)\n\n" + _markdown(ap_rows, ap_columns)

@@ -384,23 +384,31 @@ def grade_detector_in_true_boxes(config: str, checkpoint: str, gt_file: str, *,
     """mIoU* of a Mask R-CNN's mask head inside the true boxes of ``gt_file``, next to the
     box-as-mask baseline (:func:`boxcaseg.quality.miou_star_report`); None for a detector
     without a RoI mask head (BoxInst predicts its masks from the detection, not from a box)."""
+    from boxcaseg.data.coco import load_json
+    from boxcaseg.quality import instance_ious, miou_star_report
+
+    cfg = load_config(config, cfg_options)
+    roi_head = cfg.model.get("roi_head")
+    if not roi_head or not roi_head.get("mask_head"):
+        return None
+    model = load_detector(cfg, checkpoint, gt_file, device=device)
+    gt_coco = load_json(gt_file)
+    masks = iter_detector_masks_in_true_boxes(model, cfg, gt_coco,
+                                              dataset_fields(gt_file)["data_prefix"]["img"])
+    return miou_star_report(gt_coco, instance_ious(gt_coco, masks))
+
+
+def load_detector(cfg: Any, checkpoint: str | Path, gt_file: str | Path, *,
+                  device: str | None = None) -> Any:
+    """A trained detector in eval mode on ``device`` (default: the GPU when there is one), its
+    heads sized for the classes of ``gt_file`` as `predict_detection` sizes them."""
     import torch
     from mmdet.apis import init_detector
     from mmengine.model import revert_sync_batchnorm
 
     import boxcaseg.mm  # noqa: F401  (our registered heads and transforms)
-    from boxcaseg.data.coco import load_json
-    from boxcaseg.quality import instance_ious, miou_star_report
 
     patch_mmengine_checkpoint_loading()
-    cfg = load_config(config, cfg_options)
-    roi_head = cfg.model.get("roi_head")
-    if not roi_head or not roi_head.get("mask_head"):
-        return None
-    fields = dataset_fields(gt_file)
-    _set_num_classes(cfg.model, len(fields["metainfo"]["classes"]))
+    _set_num_classes(cfg.model, len(dataset_fields(gt_file)["metainfo"]["classes"]))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = revert_sync_batchnorm(init_detector(cfg, str(checkpoint), device=device)).eval()
-    gt_coco = load_json(gt_file)
-    masks = iter_detector_masks_in_true_boxes(model, cfg, gt_coco, fields["data_prefix"]["img"])
-    return miou_star_report(gt_coco, instance_ious(gt_coco, masks))
+    return revert_sync_batchnorm(init_detector(cfg, str(checkpoint), device=device)).eval()

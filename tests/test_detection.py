@@ -170,8 +170,7 @@ def test_few_iteration_training_then_pycocotools_evaluation(tiny_data, tmp_path)
     # saying "background everywhere" empty masks: a misplaced box would show in both.
     from boxcaseg.masks import box_to_mask
     from boxcaseg.training import (dataset_fields, grade_detector_in_true_boxes,
-                                   iter_detector_masks_in_true_boxes, load_config)
-    from mmdet.apis import init_detector
+                                   iter_detector_masks_in_true_boxes, load_config, load_detector)
 
     options["test_dataloader.dataset.pipeline.1.scale"] = (96, 96)
     val = load_json(tiny_data["val_gt"])
@@ -190,8 +189,7 @@ def test_few_iteration_training_then_pycocotools_evaluation(tiny_data, tmp_path)
         graded["all_foreground"]["box_as_mask"]["miou_star"], abs=0.02)
 
     cfg = load_config("det/maskrcnn_r18_fpn_demo.py", options)
-    cfg.model.roi_head.bbox_head.num_classes = cfg.model.roi_head.mask_head.num_classes = len(val["categories"])
-    model = init_detector(cfg, str(tmp_path / "all_foreground.pth"), device="cpu")
+    model = load_detector(cfg, tmp_path / "all_foreground.pth", tiny_data["val_gt"], device="cpu")
     images = {img["id"]: img for img in val["images"]}
     anns = {a["id"]: a for a in instances}
     seen = []
