@@ -44,14 +44,13 @@ def _publish_training(args: argparse.Namespace, curve_title: str) -> bool:
     """After a training run, on the main process only: copy the work dir's last checkpoint to
     the rule's output and draw the loss curve. False on the other ranks (they stop there)."""
     from mmengine.dist import is_main_process
-    from mmengine.runner import find_latest_checkpoint
-
     from boxcaseg.figures import loss_curves
+    from boxcaseg.training import resume_checkpoint
 
     if not is_main_process():
         return False
     if args.checkpoint_out:
-        checkpoint = find_latest_checkpoint(args.work_dir)
+        checkpoint = resume_checkpoint(args.work_dir)  # inside the work dir, checked
         if checkpoint is None:
             raise FileNotFoundError(f"{args.work_dir}: training wrote no checkpoint")
         _copy_atomic(checkpoint, args.checkpoint_out)

@@ -1,16 +1,19 @@
-"""Same config + seed -> the same numbers on every x86 machine of a kind, not only on one.
+"""Pin the CPU vector kernels, so the kernel choice is not one more thing that varies.
 
 x86 CPUs of different generations make torch pick different vector kernels (ATen's AVX2 or
-AVX-512 code, oneDNN's convolutions, MKL's GEMM), which add in different orders. The last-bit
-differences grow over a training run into different masks and AP: the demo's README figures
-did not reproduce on a fresh machine although a rerun on one machine always did. Pinning all
-three libraries to the AVX2 level (every x86-64 server of the last decade has it) removes that
-source; what remains equal is then the thread count (the workflow sets it per job from
-`resources`) and the seeds (config).
+AVX-512 code, oneDNN's convolutions, MKL's GEMM), which add in different orders; last-bit
+differences grow over a training run into different masks and AP. Pinning the three libraries
+to the AVX2 level removes the kernel CHOICE as a source of difference. What it does not remove,
+and what was measured (docs/results.md, "What reproduces where"): on the same machine type the
+same config, seed and thread count give the same weights, masks and metrics, byte for byte; on
+another CPU model (an Intel Xeon against the AMD EPYC the published figures come from) the
+figures differ by about the seed spread, pinning or not: oneDNN's JIT code and MKL still take
+vendor-specific paths below the pinned level. Compare runs across machines as you would compare
+seeds.
 
 The variables must be set before torch loads: the ``boxcaseg`` command calls
 :func:`pin_cpu_numerics` first thing. A value the user set wins; ``BOXCASEG_NATIVE_CPU=1``
-turns the pinning off (some speed on AVX-512 machines, at the price of reproducibility).
+turns the pinning off (some speed on AVX-512 machines).
 """
 
 from __future__ import annotations

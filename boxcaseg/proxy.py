@@ -1,4 +1,4 @@
-"""Stage 3, proxy-mask inference (method.md, Stage 3), batched across instances and images.
+"""Stage 3, proxy-mask inference (docs/method.md, Stage 3), batched across instances and images.
 
 For every (non-crowd) box of a split: crop the exact box, resize to ``input_size``, predict
 with the SALIENT head, sigmoid, min-max normalise per instance, resize back to the box window
@@ -98,7 +98,8 @@ class _ImageCropDataset(torch.utils.data.Dataset):
         h, w = img["height"], img["width"]
         windows = [box_window(a["bbox"], w, h) for a in anns]
         if anns:
-            image = mmcv.imread(path)  # BGR, as in training
+            # BGR, stored pixels (EXIF orientation ignored), as the training pipeline loads them
+            image = mmcv.imread(path, flag="color_ignore_orientation")
             crops = np.stack([crop_resize(image, win, self.input_size) for win in windows])
         else:
             crops = np.zeros((0, self.input_size, self.input_size, 3), np.uint8)

@@ -305,7 +305,9 @@ def grabcut_raw_masks(boxes: Coco, spec: Any, threads: int = 1) -> Coco:
     images = [img for img in boxes["images"] if img["id"] in by_image]
 
     def one_image(img: dict[str, Any]) -> dict[int, dict[str, Any]]:
-        pixels = cv2.imread(str(image_path(boxes, img)), cv2.IMREAD_COLOR)
+        # stored pixels, EXIF orientation ignored (boxcaseg/data/images.py: the one policy)
+        pixels = cv2.imread(str(image_path(boxes, img)),
+                            cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if pixels is None:
             raise FileNotFoundError(image_path(boxes, img))
         return {a["id"]: rle_encode(grabcut_mask(pixels, a["bbox"], spec)) for a in by_image[img["id"]]}

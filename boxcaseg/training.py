@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from boxcaseg.compat import patch_mmengine_checkpoint_loading
+from boxcaseg.data.report import DataError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -76,6 +77,67 @@ def use_iteration_loop(cfg: Any, max_iters: int) -> None:
 
 def has_checkpoint(work_dir: str | Path) -> bool:
     return (Path(work_dir) / "last_checkpoint").is_file()
+
+
+class CheckpointError(DataError):
+    """No usable checkpoint where a resume needs one (the CLI prints it without a traceback)."""
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a checkpoint file cannot be loaded (cut short by a crash, corrupt), or None.
+
+    torch saves zip archives: every member's CRC is checked without unpickling anything (a
+    truncated archive has no central directory and fails at once). A file in torch's legacy
+    format is loaded instead."""
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+            return None if bad is None else f"its member {bad} fails the CRC check"
+        import torch
+
+        torch.load(path, map_location="cpu", weights_only=False)
+        return None
+    except Exception as err:  # noqa: BLE001 - any failure to read it is the answer
+        return f"{type(err).__name__}: {err}".strip()
+
+
+def _checkpoint_order(path: Path) -> int:
+    digits = "".join(ch for ch in path.stem.rsplit("_", 1)[-1] if ch.isdigit())
+    return int(digits) if digits else -1
+
+
+def resume_checkpoint(work_dir: str | Path) -> Path | None:
+    """The checkpoint a rerun in ``work_dir`` resumes from, or None for a fresh start.
+
+    mmengine's ``last_checkpoint`` file holds the absolute path it was written with; only its
+    file NAME is used here, looked up inside ``work_dir``, so a results folder that was moved
+    or copied resumes from its own checkpoints. A named checkpoint that is missing or cannot
+    be read (a node crash while saving) falls back to the newest earlier one that can, with a
+    warning naming the bad file; when none can, :class:`CheckpointError` says so (never a
+    silent restart from iteration 0)."""
+    work_dir = Path(work_dir)
+    marker = work_dir / "last_checkpoint"
+    if not marker.is_file():
+        return None
+    named = work_dir / Path(marker.read_text().strip()).name
+    saved = sorted((p for p in work_dir.glob("*.pth") if p.name.startswith(("iter_", "epoch_"))),
+                   key=_checkpoint_order, reverse=True)
+    candidates = [named] + [p for p in saved if p != named and _checkpoint_order(p) < _checkpoint_order(named)]
+    rejected = []
+    for path in candidates:
+        problem = "missing" if not path.is_file() else checkpoint_problem(path)
+        if problem is None:
+            if rejected:
+                print(f"[boxcaseg] WARNING: {'; '.join(rejected)}: resuming from {path} instead",
+                      flush=True)
+            return path
+        rejected.append(f"checkpoint {path} is unusable ({problem})")
+    raise CheckpointError(
+        f"{work_dir}: no usable checkpoint to resume from: {'; '.join(rejected)}. Move the work "
+        f"dir aside (or delete it) to train from the start")
 
 
 def claim_work_dir(cfg: Any, work_dir: Path) -> None:
@@ -240,8 +302,10 @@ def run_training(cfg: Any, work_dir: str | Path, *, launcher: str = "none",
             print(line, flush=True)
     cfg.work_dir = str(work_dir)
     cfg.launcher = launcher
-    cfg.resume = bool(resume and has_checkpoint(work_dir))
-    cfg.load_from = None if cfg.resume else cfg.get("load_from")
+    # resolved here, inside work_dir (mmengine would follow last_checkpoint's absolute path)
+    resume_from = resume_checkpoint(work_dir) if resume else None
+    cfg.resume = resume_from is not None
+    cfg.load_from = str(resume_from) if resume_from is not None else cfg.get("load_from")
     runner = Runner.from_cfg(cfg)
     runner.train()
     return runner

@@ -655,3 +655,38 @@ def test_save_json_streams_long_lists_as_json_dump_writes_them(tmp_path, monkeyp
     for obj in objs:
         coco_module.save_json(obj, tmp_path / "out.json")
         assert (tmp_path / "out.json").read_text() == json.dumps(obj)
+
+
+def test_salient_folder_without_masks_names_the_masks_folder(tmp_path):
+    from boxcaseg.data.importers import import_salient
+
+    root = duts_folder(tmp_path)
+    empty = tmp_path / "no_masks_here"
+    empty.mkdir()
+    with pytest.raises(DataError) as err:
+        import_salient(root / "DUTS-TR-Image", empty)
+    text = str(err.value)
+    assert f"{empty}: the masks folder holds no image file" in text
+    assert f"{root / 'DUTS-TR-Image'}:" not in text  # the images are fine: not named
+
+
+def test_instance_png_classes_as_a_list_of_names(tmp_path):
+    from boxcaseg.data.instance_masks import import_instance_png
+
+    images, masks = instance_png_folder(tmp_path)
+    # one name: every instance has it, as `classes: cell`
+    one, report = import_instance_png(images, masks, mask_suffix="_mask", classes=["cell"])
+    report.raise_if_errors()
+    alike, _ = import_instance_png(images, masks, mask_suffix="_mask", classes="cell")
+    assert one == alike
+    # several: instance id v is the v-th name (a.png holds ids 3 and 7, b.jpg id 1)
+    names = ["person", "car", "dog", "cat", "cow", "bus", "boat"]
+    coco, report = import_instance_png(images, masks, mask_suffix="_mask", classes=names)
+    report.raise_if_errors()
+    assert [c["name"] for c in coco["categories"]] == names
+    name_of = {c["id"]: c["name"] for c in coco["categories"]}
+    assert sorted(name_of[a["category_id"]] for a in coco["annotations"]) == ["boat", "dog", "person"]
+    # an id past the list is an error naming the mask and the instance
+    _, report = import_instance_png(images, masks, mask_suffix="_mask", classes=names[:5])
+    with pytest.raises(DataError, match=r"a_mask\.png \[a instance 7\]: instance id 7 has no class"):
+        report.raise_if_errors()

@@ -21,7 +21,7 @@ from typing import Any
 
 from boxcaseg.data.fields import (describe, finite_number, flag01, image_side,
                                   segmentation_problem, valid_id)
-from boxcaseg.data.images import ImageProblem, image_size
+from boxcaseg.data.images import ImageProblem, image_size, orientation_hint
 from boxcaseg.data.report import DataError, ValidationReport
 
 Coco = dict[str, Any]
@@ -237,12 +237,14 @@ def _check_images(coco: Coco, root: Path, report: ValidationReport, source_file:
             continue
         if declared.get("width", width) != width or declared.get("height", height) != height:
             said = f"{img.get('width')}x{img.get('height')}"
+            hint = orientation_hint(path, (declared.get("width", width),
+                                           declared.get("height", height)), (width, height))
             if WHERE in img:  # the annotation file made the claim: name it, and the image
                 report.error(file, item, f"annotation says {said} but {file_name} is "
-                             f"{width}x{height}")
+                             f"{width}x{height}{hint}")
             else:
                 report.error(str(path), item, f"annotation says {said} but the file is "
-                             f"{width}x{height}")
+                             f"{width}x{height}{hint}")
             continue
         images[image_id] = {**{k2: v for k2, v in img.items() if k2 != WHERE},
                             "id": image_id, "file_name": file_name,

@@ -1,4 +1,15 @@
-"""Image files: size and integrity checks, loading as RGB, binary mask loading."""
+"""Image files: size and integrity checks, loading as RGB, binary mask loading.
+
+EXIF orientation: one policy everywhere. Pixels are read AS STORED and the orientation tag
+that phone cameras write is ignored, by every loader of every stage: PIL here (it never
+applies the tag by itself), mmcv / OpenCV with ``color_ignore_orientation`` in the configs'
+``LoadImageFromFile``, Stage 3's crops and GrabCut. COCO's own annotations are in stored
+pixels, and so are those of any tool that reads the file as stored. An annotation that
+evidently describes the ROTATED view (its declared size is the stored size transposed) is
+refused by name in Stage 1 (:func:`orientation_hint`), as are YOLO labels on images with a
+tag (their convention is the shown view): rotate such files once (``PIL.ImageOps.
+exif_transpose``) and import them again.
+"""
 
 from __future__ import annotations
 
@@ -40,8 +51,34 @@ def image_size(path: str | Path, *, decode: bool = True) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+# EXIF orientation values: 1 = as stored; 2-4 mirror / rotate 180; 5-8 swap width and height
+EXIF_ORIENTATION_TAG = 0x0112
+TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation tag of an image file (1 when it has none or it cannot be read)."""
+    try:
+        with Image.open(path) as im:
+            value = im.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001 - no readable tag means no rotation to worry about
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def orientation_hint(path: str | Path, declared: tuple[int, int], stored: tuple[int, int]) -> str:
+    """Text to add to a size-mismatch message when the declared ``(width, height)`` is the
+    stored size transposed and the file carries a transposing EXIF orientation tag."""
+    if declared != stored[::-1] or exif_orientation(path) not in TRANSPOSING_ORIENTATIONS:
+        return ""
+    return (f" (its EXIF orientation tag {exif_orientation(path)} says: show it rotated, and the "
+            "annotation describes that rotated view; BoxCaseg reads pixels as stored, the tag "
+            "ignored, as COCO does: rotate the file once, e.g. PIL.ImageOps.exif_transpose, "
+            "and drop the tag)")
+
+
 def load_rgb(path: str | Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB."""
+    """(H, W, 3) uint8 RGB, as stored (the EXIF orientation tag ignored: module docstring)."""
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
 

@@ -15,8 +15,8 @@ import numpy as np
 
 from boxcaseg.data.coco import WHERE, Coco, load_json, validate_coco
 from boxcaseg.data.fields import describe, finite_number, image_side
-from boxcaseg.data.images import (ImageProblem, binarize_mask, image_size, is_binary, list_images,
-                                  load_gray, load_label_map)
+from boxcaseg.data.images import (IMAGE_SUFFIXES, ImageProblem, binarize_mask, exif_orientation,
+                                  image_size, is_binary, list_images, load_gray, load_label_map)
 from boxcaseg.data.report import DataError, ValidationReport
 from boxcaseg.masks import mask_to_box, rle_encode
 
@@ -325,6 +325,14 @@ def import_yolo_seg(image_dir: str | Path, label_dir: str | Path, class_names: A
         except ImageProblem as err:
             report.error(str(path), stem, str(err))
             continue
+        orientation = exif_orientation(path)
+        if orientation != 1 and stem in labels:
+            # YOLO labels are normalised to the SHOWN view (the tag applied), pixels here are
+            # read as stored: the two disagree, so the image is refused rather than misread
+            report.error(str(path), stem, f"EXIF orientation tag {orientation}: YOLO labels "
+                         "describe the rotated view, BoxCaseg reads pixels as stored; rotate the "
+                         "file once (e.g. PIL.ImageOps.exif_transpose) and drop the tag")
+            continue
         coco["images"].append({"id": image_id, "file_name": path.name, "width": width,
                                "height": height})
         label_file = labels.get(stem)
@@ -380,6 +388,12 @@ def import_salient(image_dir: str | Path, mask_dir: str | Path, *, strict: bool 
             report.error(str(folder), "", "folder does not exist")
     report.raise_if_errors()
     images, masks = list_images(image_dir), list_images(mask_dir)
+    # an empty folder is named: it is the one the user must fill or point elsewhere
+    for folder, found, what in ((image_dir, images, "images"), (mask_dir, masks, "masks")):
+        if not found:
+            report.error(str(folder), "", f"the {what} folder holds no image file "
+                         f"({', '.join(IMAGE_SUFFIXES)})")
+    report.raise_if_errors()
     for stem in sorted(set(masks) - set(images)):
         report.warn(str(masks[stem]), stem, "mask without an image", "dropped")
     entries = []

@@ -305,6 +305,8 @@ def _class_source(classes: str | None, class_names: Any, mask_suffix: str, mask_
                   ) -> tuple[list[str], ClassLookup, Callable[[str], str]]:
     """The class names, the class lookup, and the file a class problem of an image names."""
     given = resolve_class_names(class_names) if class_names is not None else None
+    if isinstance(classes, (list, tuple)):
+        return _class_list_source(list(classes), given, mask_suffix, mask_dir, report)
     side = _class_source_path(classes)
     if side is None:  # one class for all
         if classes is None:
@@ -338,6 +340,31 @@ def _class_source(classes: str | None, class_names: Any, mask_suffix: str, mask_
             report.error(str(side), "", "names no class for any instance")
         report.raise_if_errors()
     return names, _side_file_lookup(side, table, report), lambda stem: str(side)
+
+
+def _class_list_source(listed: list[Any], given: list[str] | None, mask_suffix: str,
+                       mask_dir: Path, report: ValidationReport
+                       ) -> tuple[list[str], ClassLookup, Callable[[str], str]]:
+    """``classes: [a, b, ...]``: instance id v has class names[v - 1] in every image (one
+    name: every instance has it)."""
+    names = [n.strip() for n in listed if isinstance(n, str) and n.strip()]
+    if not names or len(names) != len(listed):
+        raise DataError(f"classes: a list must hold class names (id v is the v-th name), got "
+                        f"{describe(listed)}")
+    if given is not None and given != names:
+        raise DataError(f"{mask_dir}: classes lists {names} but names lists {given}")
+    if len(names) == 1:
+        return names, _single_class(names[0]), lambda stem: str(mask_dir)
+
+    def lookup(stem: str, ids: list[int], values: np.ndarray) -> dict[int, str]:
+        for instance in ids:
+            if instance > len(names):
+                report.error(str(mask_dir / f"{stem}{mask_suffix}.png"), f"{stem} instance {instance}",
+                             f"instance id {instance} has no class: classes lists {len(names)} "
+                             "names (id v is the v-th)")
+        return {i: names[i - 1] for i in ids if i <= len(names)}
+
+    return names, lookup, lambda stem: str(mask_dir)
 
 
 def _class_source_path(classes: str | None) -> Path | None:

@@ -34,16 +34,34 @@ def restart_index_stream(batch_sampler: Any) -> None:
         batch_sampler.restart()
 
 
+def _empty_buckets(batch_sampler: Any, *, full_only: bool) -> None:
+    """Empty the aspect-ratio buckets of an mmdet batch sampler (only the full ones: the bucket
+    a suspended generator has yielded but not yet cleared)."""
+    buckets = getattr(batch_sampler, "_aspect_ratio_buckets", None)
+    for bucket in buckets or []:
+        if not full_only or len(bucket) >= batch_sampler.batch_size:
+            del bucket[:]
+
+
 @LOOPS.register_module()
 class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
     """IterBasedTrainLoop whose resume skips consumed batches at the batch sampler."""
 
     def fast_forward(self, batches: int) -> None:
         batch_sampler = self.dataloader.batch_sampler
+        # mmengine built a loader iterator already, and with workers it has pulled batches
+        # through a generator over this same batch sampler. mmdet's AspectRatioBatchSampler
+        # keeps its buckets on the sampler, and a generator suspended at a yield has not yet
+        # emptied the bucket it yielded: the next generator would append to a full bucket that
+        # never equals the batch size again and spin forever. So the skip starts from empty
+        # buckets, and ends with the bucket it yielded last emptied, as one uninterrupted
+        # generator would have it; partly filled buckets stay for the loader.
+        _empty_buckets(batch_sampler, full_only=False)
         restart_index_stream(batch_sampler)
         stream = iter(batch_sampler)
         for _ in range(batches):
             next(stream)
+        _empty_buckets(batch_sampler, full_only=True)
         if hasattr(batch_sampler, "hold_iterator"):  # keep partly filled buckets for the loader
             batch_sampler.hold_iterator(stream)
         self.dataloader_iterator = _InfiniteDataloaderIterator(self.dataloader)
@@ -53,7 +71,10 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
     def run(self) -> Any:
         self.runner.call_hook("before_train")
         self.runner.call_hook("before_train_epoch")
-        if self._iter > 0:
+        if self._iter >= self._max_iters:  # a rerun of a finished training: no batch to skip
+            print_log(f"[boxcaseg] resumed at iteration {self._iter} of {self._max_iters}: "
+                      "nothing left to train", logger="current")
+        elif self._iter > 0:
             self.fast_forward(self._iter)
         while self._iter < self._max_iters and not self.stop_training:
             self.runner.model.train()

@@ -1,4 +1,4 @@
-# The paper's VOC setting (method.md, Stage 5): R-101-FPN, 800/1333, flip, 22.5k iterations,
+# The paper's VOC setting (docs/method.md, Stage 5): R-101-FPN, 800/1333, flip, 22.5k iterations,
 # GLOBAL batch 6 (all GPUs together), lr 0.0075 for it, one step at 15k, warmup factor 1/3. Give an ImageNet R-101 checkpoint as the backbone's
 # init_cfg (config.yaml: detection.pretrained) to match the paper.
 _base_ = ['./_base_/boxcaseg_mask_rcnn.py']

@@ -18,7 +18,7 @@ model = dict(
             stage4=dict(num_modules=2, num_blocks=(2, 2, 2, 2)))),
     decode_head=dict(norm_cfg=norm_cfg, alpha=0.7))
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
     dict(type='BoxCasegCrop', crop_size=crop_size, salient_resize=salient_resize,
          center_shift=0.25, scale_range=(0.5, 1.5), flip_prob=0.5),
     dict(type='PackSegInputs', meta_keys=('img_path', 'sample_kind', 'ann_id', 'ori_shape', 'img_shape')),

@@ -1,7 +1,7 @@
 # Real photos on a CPU budget (config/coco128_person.yaml; any real dataset by changing only the
 # run file's `data:` section): the demo's HRNet-W18-small at 128 px crops, 11 box + 5 salient
 # samples per batch (the paper's COCO ratio), 800 iterations, from scratch. What differs from the paper's recipe, each measured
-# (README, "Real photos", the ablation of benchmarks/ablation.py):
+# (docs/results.md, "Real photos", the ablation of benchmarks/ablation.py):
 # - the colour-affinity pairwise term (BoxInst style) instead of the plain smoothness term;
 # - photometric augmentation (brightness, contrast, saturation, hue) of every crop, flipped
 #   box crops, and half of the salient images cropped around their object like box crops;
@@ -27,7 +27,7 @@ model = dict(
     test_cfg=dict(threshold=0.4, flip=True, scales=(0.75, 1.0, 1.25)))
 optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=0.001, weight_decay=0.05))
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
     dict(type='BoxCasegCrop', crop_size=crop_size, salient_resize=salient_resize,
          center_shift=0.25, scale_range=(0.5, 1.5), flip_prob=0.5, box_flip=True,
          salient_box_crop=0.5),
@@ -42,7 +42,7 @@ train_cfg = dict(max_iters=max_iters, val_interval=max_iters + 1)
 default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=200))
 # The EMA runs before the checkpoint hook saves (its `state_dict` is then the average, the raw
 # weights go to `ema_state_dict`), and the mIoU* hook grades the average (boxcaseg/mm/seg/hooks.py).
-# What it adds: README, "Real photos" (the ablation's `ema` row and the seed table).
+# What it adds: docs/results.md, "Real photos" (the ablation's `ema` row and the seed table).
 custom_hooks = [
     dict(type='MIoUStarHook', ann_file=None, interval=0, input_size=infer_size, batch_size=32),
     dict(type='EMAHook', momentum=0.01, priority='ABOVE_NORMAL'),

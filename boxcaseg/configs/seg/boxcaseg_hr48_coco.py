@@ -1,7 +1,7 @@
-# The paper's COCO setting (method.md, Stage 2): as VOC but lr 0.008, alpha 0.6, a fixed
+# The paper's COCO setting (docs/method.md, Stage 2): as VOC but lr 0.008, alpha 0.6, a fixed
 # ratio of 22 box + 10 salient samples per batch of 32, and instances whose box has IoU > 0.5
 # with another box skipped with probability 0.75. The iteration count is not given in
-# method.md: 100k is a starting point, set train_cfg.max_iters for your budget.
+# docs/method.md: 100k is a starting point, set train_cfg.max_iters for your budget.
 _base_ = ['./boxcaseg_hr48_voc.py']
 
 model = dict(decode_head=dict(alpha=0.6))

@@ -1,4 +1,4 @@
-# The paper's VOC setting (method.md, Stage 2): HRNetV2-W48, 288 px crops, uniform mixing of
+# The paper's VOC setting (docs/method.md, Stage 2): HRNetV2-W48, 288 px crops, uniform mixing of
 # box instances and salient images, SGD lr 0.004, poly 0.9, global batch 32 (SyncBN),
 # about 40 epochs, alpha 0.7. Give an ImageNet HRNet-W48 checkpoint as model.pretrained.
 _base_ = ['./_base_/boxcaseg_hrnet.py']

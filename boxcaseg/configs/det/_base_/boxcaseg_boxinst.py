@@ -11,11 +11,23 @@ model = dict(
     # downloaded). `boxcaseg train-det` unfreezes the stem and BN statistics when from scratch.
     backbone=dict(init_cfg=None))
 
+# mmdet's multi-scale training pipeline, restated only to read pixels as stored (the EXIF
+# orientation tag ignored, as every loader of the project: boxcaseg/data/images.py).
+train_pipeline = [
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=False, poly2mask=False),
+    dict(type='RandomChoiceResize',
+         scales=[(1333, 640), (1333, 672), (1333, 704), (1333, 736), (1333, 768), (1333, 800)],
+         keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
 # The same dataset files and evaluation as the Mask R-CNN variants (boxcaseg_mask_rcnn.py).
 train_dataloader = dict(
-    dataset=dict(type='CocoDataset', data_root='', ann_file='', data_prefix=dict(img='')))
+    dataset=dict(type='CocoDataset', data_root='', ann_file='', data_prefix=dict(img=''),
+                 pipeline=train_pipeline))
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                                           'scale_factor')),

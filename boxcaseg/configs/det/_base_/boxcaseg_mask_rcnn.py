@@ -1,5 +1,5 @@
 # BoxCaseg Stage 5: a standard mmdet Mask R-CNN trained on Stage 4's proxy masks, with the
-# drop-aware mask head (method.md, Stage 5). Inherits mmdet's own R-50-FPN 1x COCO config and
+# drop-aware mask head (docs/method.md, Stage 5). Inherits mmdet's own R-50-FPN 1x COCO config and
 # changes only the dataset (confidence carried to the mask head) and the mask head type.
 # Data paths, classes and num_classes are filled in by `boxcaseg train-det` from the dataset
 # files themselves (classes are never typed twice).
@@ -13,14 +13,14 @@ model = dict(
     roi_head=dict(mask_head=dict(type='DropAwareFCNMaskHead', drop_threshold=0.95)))
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
     dict(type='LoadAnnotationsWithConfidence', with_bbox=True, with_mask=True),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputsWithConfidence'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                                           'scale_factor')),

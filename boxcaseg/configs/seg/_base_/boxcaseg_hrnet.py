@@ -1,4 +1,4 @@
-# BoxCaseg Stage 2 (method.md): class-agnostic segmentation, HRNet-W18 backbone (mmseg's),
+# BoxCaseg Stage 2 (docs/method.md): class-agnostic segmentation, HRNet-W18 backbone (mmseg's),
 # box head + salient head, trained jointly on box-instance crops and salient images.
 # Child configs change the backbone width, crop sizes and the schedule. Paths of the Stage 1
 # files (ann_file, salient_file, the mIoU* ann_file) are filled in by `boxcaseg train-seg`.
@@ -6,7 +6,7 @@ _base_ = ['mmseg::_base_/models/fcn_hr18.py', 'mmseg::_base_/default_runtime.py'
 
 custom_imports = dict(imports=['boxcaseg.mm.seg'], allow_failed_imports=False)
 
-crop_size = 288          # training crops (box and salient), method.md Stage 1
+crop_size = 288          # training crops (box and salient), docs/method.md Stage 1
 salient_resize = 320     # salient images: resize to this, then random crop crop_size
 infer_size = 320         # exact-box crops at inference (Stage 3 and mIoU*)
 norm_cfg = dict(type='SyncBN', requires_grad=True)  # reverted to BN when not distributed
@@ -34,12 +34,12 @@ model = dict(
     test_cfg=dict(_delete_=True, threshold=0.5, flip=False))
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
     dict(type='BoxCasegCrop', crop_size=crop_size, salient_resize=salient_resize,
          center_shift=0.25, scale_range=(0.5, 1.5), flip_prob=0.5),
     dict(type='PackSegInputs', meta_keys=('img_path', 'sample_kind', 'ann_id', 'ori_shape', 'img_shape')),
 ]
-# The GLOBAL batch (all GPUs together; method.md: 32 = 2 GPUs x 16) and the lr below is the lr
+# The GLOBAL batch (all GPUs together; docs/method.md: 32 = 2 GPUs x 16) and the lr below is the lr
 # for it. `boxcaseg train-seg` sets train_dataloader.batch_size = global / GPUs, and scales the
 # lr linearly (auto_scale_lr) only when the global batch does not divide.
 global_batch_size = 32
