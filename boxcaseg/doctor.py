@@ -23,6 +23,7 @@ PACKAGES = {
     "pycocotools": "pycocotools",
     "snakemake": "snakemake",
     "snakemake_executor_plugin_slurm": "snakemake-executor-plugin-slurm",
+    "timm": "timm",
 }
 
 
@@ -105,6 +106,14 @@ def run_doctor() -> DoctorReport:
             importlib.import_module(module)
         except Exception as err:  # noqa: BLE001 - the message is the diagnosis
             report.problems.append(f"`import {module}` fails: {err}")
+    from boxcaseg.mm.backbones import PACKAGED_WEIGHTS, PackagedWeightsMissing, packaged_weights_path
+
+    for name in PACKAGED_WEIGHTS:  # ImageNet weights from the registry: `pretrained: <name>`
+        try:
+            report.add(f"pretrained {name}", packaged_weights_path(name))
+        except PackagedWeightsMissing as err:
+            report.add(f"pretrained {name}", "MISSING")
+            report.problems.append(str(err))
     try:
         report.add("mmcv ops on CPU", check_mmcv_ops_cpu())
     except Exception as err:  # noqa: BLE001

@@ -7,8 +7,11 @@ word. Importing :mod:`boxcaseg.mm` replaces the ``Pretrained`` initialiser (same
 arguments, so every config's ``init_cfg=dict(type='Pretrained', checkpoint=...)`` gets it) by
 :class:`CheckedPretrainedInit`, which
 
+- resolves a packaged checkpoint NAME (``efficientnet-lite0``: weights installed from the
+  package registry, :mod:`boxcaseg.mm.backbones`) to its file;
 - unwraps the checkpoint (``state_dict`` / ``model`` / ``module`` containers) and strips the
   common prefixes (``module.``, ``backbone.``) when that makes the keys fit the module;
+- renames the ``efficientnet-lite-pytorch`` key layout to timm's for a module built by timm;
 - logs how many of the module's keys matched (name and shape), which are missing, and which
   checkpoint keys were not used (a classifier, ``incre_modules``, ``fc.*``: expected);
 - stops with :class:`CheckpointMismatchError` (the CLI prints it without a traceback) when
@@ -27,6 +30,8 @@ from mmengine.model.weight_init import PretrainedInit, update_init_info
 from mmengine.registry import WEIGHT_INITIALIZERS
 
 from boxcaseg.data.report import DataError
+from boxcaseg.mm.backbones import (PackagedWeightsMissing, is_lite_layout, lite_to_timm_keys,
+                                   resolve_checkpoint)
 
 STRIPPABLE_PREFIXES = ("module.", "backbone.")
 MIN_MATCHED = 0.9
@@ -126,13 +131,16 @@ class CheckedPretrainedInit(PretrainedInit):
         from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 
         try:
-            state = unwrap_state_dict(_load_checkpoint(self.checkpoint, map_location=self.map_location))
-        except CheckpointMismatchError as err:
+            path = resolve_checkpoint(self.checkpoint)
+            state = unwrap_state_dict(_load_checkpoint(path, map_location=self.map_location))
+        except (CheckpointMismatchError, PackagedWeightsMissing) as err:
             raise CheckpointMismatchError(f"pretrained checkpoint {self.checkpoint}: {err}") from None
         if self.prefix:
             state = {k[len(self.prefix):]: v for k, v in state.items() if k.startswith(self.prefix)}
         target = module.state_dict()
         state = fit_prefixes(state, _countable(target))
+        if is_lite_layout(state) and isinstance(getattr(module, "blocks", None), torch.nn.Sequential):
+            state = lite_to_timm_keys(state, module.blocks)
         match = match_keys(state, target)
         report = describe(match, self.checkpoint, type(module).__name__)
         print_log(report, logger="current")
@@ -150,5 +158,8 @@ class CheckedPretrainedInit(PretrainedInit):
 
 
 def register_checked_pretrained() -> None:
-    """Make ``init_cfg=dict(type='Pretrained', ...)`` mean :class:`CheckedPretrainedInit`."""
+    """Make ``init_cfg=dict(type='Pretrained', ...)`` mean :class:`CheckedPretrainedInit`; it
+    is also registered under its own name, ``CheckedPretrained``, for configs that say so."""
     WEIGHT_INITIALIZERS.register_module(name="Pretrained", module=CheckedPretrainedInit, force=True)
+    WEIGHT_INITIALIZERS.register_module(name="CheckedPretrained", module=CheckedPretrainedInit,
+                                        force=True)
