@@ -21,7 +21,7 @@ Window = tuple[int, int, int, int]
 
 @dataclass(frozen=True)
 class CropJitter:
-    """Training-crop randomness (method.md, Stage 1): centre shift and half-size scale."""
+    """Training-crop randomness (docs/method.md, Stage 1): centre shift and half-size scale."""
 
     center_shift: float = 0.25  # centre moves by U(-s, s) x half-size, per axis
     scale_min: float = 0.5  # each half-size is scaled by U(scale_min, scale_max)

@@ -1,7 +1,7 @@
 """The three training losses of the class-agnostic segmentation model, as pure torch functions.
 
 All take maps at crop resolution: logits ``(N, H, W)`` (a singleton channel dim is squeezed),
-targets ``(N, H, W)`` in {0, 1}. See method.md, Stage 2:
+targets ``(N, H, W)`` in {0, 1}. See docs/method.md, Stage 2:
 
 - :func:`mil_loss`: every row and every column of a crop is a bag; the bag's score is the max
   logit along it, its label is 1 when the row/column crosses the target (the box for box

@@ -1,4 +1,4 @@
-"""Stage 4, merge and drop (method.md, Stage 4): one image's proxy masks made consistent.
+"""Stage 4, merge and drop (docs/method.md, Stage 4): one image's proxy masks made consistent.
 
 - Merge: instances are painted into one label map in DESCENDING box area, so smaller boxes are
   painted last and win the pixels they share with larger ones; each instance's merged mask is

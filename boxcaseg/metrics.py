@@ -1,4 +1,4 @@
-"""Quality measures: mIoU* (method.md), proxy-mask quality, and COCO AP through pycocotools."""
+"""Quality measures: mIoU* (docs/method.md), proxy-mask quality, and COCO AP through pycocotools."""
 
 from __future__ import annotations
 

@@ -378,6 +378,8 @@ def predict_detection(config: str, checkpoint: str, gt_file: str, out_dir: str |
     ``<out_dir>/predictions.{bbox,segm}.json`` and return their paths."""
     from mmengine.runner import Runner
 
+    import boxcaseg.mm  # noqa: F401  (our registered backbone, heads and transforms)
+
     patch_mmengine_checkpoint_loading()
     cfg = load_config(config, cfg_options)
     fields = dataset_fields(gt_file)

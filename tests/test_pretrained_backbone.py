@@ -125,3 +125,22 @@ def test_the_real_photo_configs_build_the_pretrained_backbone(config, scope, cap
                        reference["_blocks.0._depthwise_conv.weight"])
     out = capfd.readouterr()
     assert "efficientnet-lite0 -> EfficientNetLite: 240 of 240 keys matched" in out.out + out.err
+
+
+@pytest.mark.parametrize("config", ["det/maskrcnn_lite0_fpn_real_cpu.py",
+                                    "det/boxinst_lite0_fpn_real_cpu.py"])
+def test_the_detector_configs_build_in_plain_mmdet(config):
+    """What eval-det and a user's own mmdet script do: read the config and build the model in
+    a fresh process that never imported boxcaseg (the config's custom_imports must do it)."""
+    import subprocess
+    import sys
+
+    from boxcaseg.training import resolve_config
+
+    code = ("from mmengine.config import Config; from mmdet.registry import MODELS; "
+            "from mmdet.utils import register_all_modules; register_all_modules(); "
+            f"cfg = Config.fromfile({resolve_config(config)!r}); "
+            "print(type(MODELS.build(cfg.model).backbone).__name__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("EfficientNetLite")

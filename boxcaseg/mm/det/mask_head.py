@@ -1,4 +1,4 @@
-"""The drop-aware mask head of Stage 5 (method.md, Stage 5).
+"""The drop-aware mask head of Stage 5 (docs/method.md, Stage 5).
 
 A positive RoI contributes to the mask loss only if the ground-truth instance it is matched
 to has confidence above ``drop_threshold``. Dropped instances still train the RPN and the box

@@ -81,7 +81,7 @@ class BoxSalientDataset(BaseDataset):
 
 @TRANSFORMS.register_module()
 class BoxCasegCrop(BaseTransform):
-    """Training sample of either kind, at ``crop_size x crop_size`` (method.md, Stage 1).
+    """Training sample of either kind, at ``crop_size x crop_size`` (docs/method.md, Stage 1).
 
     - box: jitter the box centre by U(-shift, shift) x half-size and scale each half-size by
       U(scale_min, scale_max), clip, crop, resize; label 1 inside the true box.
@@ -169,7 +169,7 @@ class KindRatioBatchSampler(BatchSampler):
     ``seed``: the skip decisions' random stream (per rank); None takes the wrapped sampler's
     seed. ``overlap_skip_prob``: box instances flagged ``overlaps`` by the dataset (IoU above its
     ``overlap_iou`` with another box) are skipped with this probability each time they come
-    up (method.md: 0.75 for COCO, off for VOC).
+    up (docs/method.md: 0.75 for COCO, off for VOC).
     """
 
     def __init__(self, sampler: Sampler, batch_size: int, box_per_batch: int | None = None,

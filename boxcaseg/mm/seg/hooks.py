@@ -1,4 +1,4 @@
-"""mIoU* during and after Stage 2 training (method.md: predict inside the true box on a split
+"""mIoU* during and after Stage 2 training (docs/method.md: predict inside the true box on a split
 with true masks, IoU per instance, mean per class, then over classes).
 
 It runs the exact Stage 3 inference code (:func:`boxcaseg.proxy.iter_proxy_masks`), so the

@@ -5,7 +5,7 @@
 - salient head: ``alpha * FCN head + (1 - alpha) * transfer head``, trained by pixel BCE on the
   SALIENT samples of the batch only (both run on those samples alone, so their BN statistics
   never see box crops). The FCN head has the box head's shape. The transfer head is the
-  authors' design (method.md, Stage 2): it regenerates BOTH box-head convs from their DETACHED
+  authors' design (docs/method.md, Stage 2): it regenerates BOTH box-head convs from their DETACHED
   weights, each with its own :class:`Transfer` module (an MLP over every output row of the
   weight matrix, bias ``k * b + b0``), and runs them on the backbone features with its own BN:
   features -> transfer1(hidden conv) -> BN -> ReLU -> transfer2(classifier). So the salient

@@ -6,6 +6,9 @@
 # train-det` from the dataset files.
 _base_ = ['mmdet::boxinst/boxinst_r50_fpn_ms-90k_coco.py']
 
+# the project's registered pieces (the EfficientNet-Lite backbone, the checked initialiser)
+custom_imports = dict(imports=['boxcaseg.mm.det'], allow_failed_imports=False)
+
 model = dict(
     # From scratch unless a local checkpoint is given (detection.pretrained; nothing is
     # downloaded). `boxcaseg train-det` unfreezes the stem and BN statistics when from scratch.
