@@ -69,9 +69,12 @@ def exif_orientation(path: str | Path) -> int:
 def orientation_hint(path: str | Path, declared: tuple[int, int], stored: tuple[int, int]) -> str:
     """Text to add to a size-mismatch message when the declared ``(width, height)`` is the
     stored size transposed and the file carries a transposing EXIF orientation tag."""
-    if declared != stored[::-1] or exif_orientation(path) not in TRANSPOSING_ORIENTATIONS:
+    if declared != stored[::-1]:
         return ""
-    return (f" (its EXIF orientation tag {exif_orientation(path)} says: show it rotated, and the "
+    orientation = exif_orientation(path)
+    if orientation not in TRANSPOSING_ORIENTATIONS:
+        return ""
+    return (f" (its EXIF orientation tag {orientation} says: show it rotated, and the "
             "annotation describes that rotated view; BoxCaseg reads pixels as stored, the tag "
             "ignored, as COCO does: rotate the file once, e.g. PIL.ImageOps.exif_transpose, "
             "and drop the tag)")
