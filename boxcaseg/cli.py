@@ -267,6 +267,48 @@ def cmd_eval_det(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from boxcaseg.apply import predict_images
+
+    section = _section(args.section)  # the workflow's `predict` section; flags win
+
+    def option(name: str, default: Any) -> Any:
+        value = getattr(args, name)
+        return value if value is not None else section.get(name, default)
+
+    summary = predict_images(
+        args.checkpoint, args.images, args.out_dir, config=args.config, device=args.device,
+        batch_size=option("batch_size", 1), overlays=bool(option("overlays", False)),
+        score_threshold=option("score_threshold", 0.3), on_error=option("on_error", "stop"),
+        categories_file=args.categories)
+    for problem in summary["skipped"]:
+        print(f"skipped {problem['file_name']}: {problem['problem']}", file=sys.stderr)
+    print(json.dumps({k: v for k, v in summary.items() if k != "skipped"}
+                     | {"skipped": len(summary["skipped"]), "out_dir": args.out_dir}, indent=1))
+    return 0
+
+
+BOX_SOURCE_KEYS = ("annotations", "images", "labels", "names", "root", "split", "masks",
+                   "mask_suffix", "classes")
+
+
+def cmd_masks_from_boxes(args: argparse.Namespace) -> int:
+    from boxcaseg.apply import masks_from_boxes
+
+    if Path(args.out).exists() and not args.force:
+        raise DataError(f"{args.out}: exists (nothing is overwritten; --force replaces it)")
+    source = {"format": args.format}
+    for key in BOX_SOURCE_KEYS:
+        value = getattr(args, key)
+        if value is not None:  # a list of class names may be given comma-separated
+            source[key] = value.split(",") if key in ("names", "classes") and "," in value else value
+    summary = masks_from_boxes(source, args.out, checkpoint=args.checkpoint,
+                               grabcut=args.grabcut, drop_threshold=args.drop_threshold,
+                               device=args.device, batch_size=args.batch_size)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
 def cmd_summarize(args: argparse.Namespace) -> int:
     from boxcaseg.summary import summarize
 
@@ -370,6 +412,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True)
     p.add_argument("--metrics-out", required=True)
     p.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm"])
+
+    p = add("predict", cmd_predict, "use a trained detector on new photos: COCO results "
+            "(RLE masks, scores) and overlays")
+    p.add_argument("images", nargs="+", help="image folders, image files, text files listing "
+                   "image paths, or a COCO file written by `boxcaseg prepare` (its ids kept)")
+    p.add_argument("--checkpoint", required=True, help="detection/<variant>/final.pth of a run")
+    p.add_argument("--config", help="model config (default: the one stored in the checkpoint)")
+    p.add_argument("--out-dir", required=True, help="a new folder (an existing one is refused)")
+    p.add_argument("--section", help="the config's `predict` section as JSON (the workflow's)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the GPU when there is one)")
+    p.add_argument("--batch-size", type=int, help="images per forward pass (default 1: the "
+                   "evaluation's numbers exactly)")
+    p.add_argument("--overlays", action="store_true", default=None,
+                   help="also draw the detections over each image (overlays/)")
+    p.add_argument("--score-threshold", type=float, help="overlays: draw from this score (0.3)")
+    p.add_argument("--on-error", choices=["stop", "skip"],
+                   help="an unreadable image: stop before predicting (default), or skip it "
+                   "and list it in predict.report.json")
+    p.add_argument("--categories", help="a COCO file whose category ids the results use (by "
+                   "name; default: 1..K in the detector's class order)")
+
+    from boxcaseg.data.prepare import BOX_FORMATS
+
+    p = add("masks-from-boxes", cmd_masks_from_boxes, "turn a box file into a COCO instances "
+            "file with masks (the Stage 2 model or GrabCut, then Stage 4's merge)")
+    p.add_argument("--format", required=True, choices=BOX_FORMATS,
+                   help="the box file's format, with its keys as in config.yaml's data.splits")
+    for key in BOX_SOURCE_KEYS:
+        p.add_argument(f"--{key.replace('_', '-')}", help=f"the format's `{key}`")
+    p.add_argument("--checkpoint", help="segmentation/final.pth of a run (the Stage 2 model)")
+    p.add_argument("--grabcut", action="store_true", help="GrabCut instead of a Stage 2 model")
+    p.add_argument("--out", required=True, help="the COCO instances file to write")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--drop-threshold", type=float, default=0.5,
+                   help="proxy_kept: confidence above this (Stage 4's merge.drop_threshold)")
+    p.add_argument("--device", help="cpu, cuda, ... (default: the GPU when there is one)")
+    p.add_argument("--batch-size", type=int, default=16, help="box crops per forward pass")
 
     p = add("summarize", cmd_summarize, "the final table: weak vs full vs box-as-mask")
     p.add_argument("--metrics", nargs="*", help="VARIANT=metrics.json ...")

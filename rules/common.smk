@@ -162,7 +162,29 @@ def final_targets():
     targets += expand(out("detection/{variant}/final.pth"), variant=VARIANTS)
     if HAS_VAL:
         targets += [out("summary/results.md"), out("summary/ap_table.png")]
+    if PREDICT_IMAGES:
+        targets.append(out("predict"))
     return targets
+
+
+# predict.images: every image file of the folder is an input, so adding, removing or editing
+# one reruns the prediction (a folder's own timestamp changes only with its entries)
+PREDICT_VARIANT = config["predict"].get("variant", "weak")
+PREDICT_IMAGES = []
+if config["predict"].get("images"):
+    from snakemake.exceptions import WorkflowError
+
+    from boxcaseg.data.images import IMAGE_SUFFIXES
+
+    _folder = Path(config["predict"]["images"])
+    if not _folder.is_dir():
+        raise WorkflowError(f"predict.images: {_folder} is not a folder")
+    if PREDICT_VARIANT not in VARIANTS:
+        raise WorkflowError(f"predict.variant: {PREDICT_VARIANT} is not one of detection.variants {VARIANTS}")
+    PREDICT_IMAGES = sorted(str(p) for p in _folder.iterdir()
+                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not PREDICT_IMAGES:
+        raise WorkflowError(f"predict.images: no image file in {_folder} ({', '.join(IMAGE_SUFFIXES)})")
 
 
 # The files (or folders: a change of their entries reruns the import) that hold a split's

@@ -1,7 +1,8 @@
 # Stage 5: Mask R-CNN (mmdetection) trained per variant with the same config and budget:
 # weak = BoxCaseg proxy masks (drop-aware mask loss), full = true masks, box = box as mask,
 # grabcut = GrabCut masks from the boxes; and beside them mmdet's BoxInst on the same boxes.
-# Then predictions on the val split, scored with pycocotools.
+# Then predictions on the val split, scored with pycocotools; optionally (predict.images) one
+# detector over a folder of new photos.
 
 
 rule train_detection:
@@ -74,3 +75,32 @@ rule evaluate_detection:
         "{params.launch} eval-det --section {params.section:q} --config {input.model_config} "
         "--checkpoint {input.checkpoint} --gt {input.gt} --out-dir {params.out_dir} "
         "--metrics-out {output.metrics} {params.launcher} > {log} 2>&1"
+
+
+rule predict_images:
+    input:
+        checkpoint=out(f"detection/{PREDICT_VARIANT}/final.pth"),
+        categories=out("data/train.boxes.json"),
+        images=PREDICT_IMAGES,
+    output:
+        results=report(directory(out("predict")), patterns=["overlays/{name}"],
+                       caption="../report/predict.rst", category="5. New photos"),
+    params:
+        section=section("predict", exclude=("images",)),
+        folder=config["predict"].get("images"),
+        launch=launch("predict_images"),
+    threads: resource("predict_images", "threads", 1)
+    resources:
+        mem_mb=resource("predict_images", "mem_mb"),
+        runtime=resource("predict_images", "runtime"),
+        gpu=resource("predict_images", "gpu", 0),
+        gpu_model=resource("predict_images", "gpu_model"),
+        cpus_per_gpu=resource("predict_images", "cpus_per_gpu"),
+    conda:
+        "../envs/openmmlab.yaml"
+    log:
+        log_file("predict_images"),
+    shell:
+        "{params.launch} predict {params.folder:q} --section {params.section:q} "
+        "--checkpoint {input.checkpoint} --categories {input.categories} "
+        "--out-dir {output.results} > {log} 2>&1"

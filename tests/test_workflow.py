@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -37,7 +38,24 @@ TINY_CONFIG = {
                   "variants": ["weak", "full", "box", "grabcut", "boxinst"],
                   "cfg_options": {"test_dataloader.num_workers": 0,
                                   "default_hooks.checkpoint.interval": 2}},
+    # the weak detector over a folder of "new photos" (two images and an unreadable file)
+    "predict": {"images": "new_photos"},
 }
+
+
+def write_new_photos(folder: Path) -> list[str]:
+    """Two images the run never saw (a bright square on noise) and one file that is no image."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    for k, size in enumerate([(64, 48), (40, 72)]):  # (height, width)
+        pixels = rng.integers(0, 80, (*size, 3), dtype=np.uint8)
+        pixels[8:30, 10:34] = 230
+        Image.fromarray(pixels).save(folder / f"photo{k}.png")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    return ["photo0.png", "photo1.png"]
 
 
 def run_snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
@@ -89,6 +107,7 @@ def tiny_run(tmp_path_factory):
     """The whole DAG on the tiny config, with the segmentation job killed midway once."""
     workdir = tmp_path_factory.mktemp("workflow")
     (workdir / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    write_new_photos(workdir / "new_photos")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     first = subprocess.Popen([*SNAKEMAKE, "-d", str(workdir), "--cores", "2"], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -169,15 +188,17 @@ def test_nothing_to_do_after_a_complete_run(tiny_run):
 @pytest.mark.slow
 @pytest.mark.parametrize("section, key, value, expected", [
     ("merge", "drop_threshold", 0.9,
-     ["evaluate_detection[weak]", "merge_drop", "summary", "train_detection[weak]"]),
+     ["evaluate_detection[weak]", "merge_drop", "predict_images", "summary",
+      "train_detection[weak]"]),
     ("proxy", "threshold", 0.4,
-     ["evaluate_detection[weak]", "merge_drop", "proxy_masks", "summary", "train_detection[weak]"]),
+     ["evaluate_detection[weak]", "merge_drop", "predict_images", "proxy_masks", "summary",
+      "train_detection[weak]"]),
     ("segmentation", "lr", 0.01,
-     ["evaluate_detection[weak]", "merge_drop", "proxy_masks", "summary", "train_detection[weak]",
-      "train_segmentation"]),
+     ["evaluate_detection[weak]", "merge_drop", "predict_images", "proxy_masks", "summary",
+      "train_detection[weak]", "train_segmentation"]),
     ("detection", "lr", 0.01,
      ["evaluate_detection[box]", "evaluate_detection[boxinst]", "evaluate_detection[full]",
-      "evaluate_detection[grabcut]", "evaluate_detection[weak]", "summary",
+      "evaluate_detection[grabcut]", "evaluate_detection[weak]", "predict_images", "summary",
       "train_detection[box]", "train_detection[boxinst]", "train_detection[full]",
       "train_detection[grabcut]", "train_detection[weak]"]),
     ("grabcut", "iterations", 3,
@@ -203,7 +224,8 @@ def test_html_report(tiny_run):
     assert result.returncode == 0, result.stderr[-3000:]
     html = report.read_text(errors="replace")
     assert report.stat().st_size > 10_000
-    for name in ("overlays.png", "ap_table.png", "loss_curve.png", "dataset_summary.png"):
+    for name in ("overlays.png", "ap_table.png", "loss_curve.png", "dataset_summary.png",
+                 "New photos", "photo0.png", "photo1.png"):  # predict.images' overlays too
         assert name in html
 
 
@@ -277,3 +299,115 @@ def test_the_weak_detectors_chain_is_scheduled_before_the_baselines(tmp_path):
     assert all(priorities[job] == 10 for job in chain), priorities
     baselines = [job for job in priorities if re.match(r"(train|evaluate)_detection\[(?!weak)", job)]
     assert baselines and all(priorities[job] == 0 for job in baselines), priorities
+
+
+# --- using what the run trained (boxcaseg predict, masks-from-boxes) -----------------------------
+
+def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}  # as the rules run
+    return subprocess.run([sys.executable, "-m", "boxcaseg.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def sorted_results(path: Path) -> list[dict]:
+    return sorted(json.loads(path.read_text()), key=lambda r: (r["image_id"], -r["score"], r["bbox"]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["weak", "boxinst"])
+def test_predict_reproduces_the_evaluation(tiny_run, tmp_path, variant):
+    """`boxcaseg predict` over the val split: the evaluation's very detections and scores."""
+    out = tiny_run["out"]
+    result = run_cli("predict", str(out / "data/val.gt.json"), "--checkpoint",
+                     str(out / f"detection/{variant}/final.pth"), "--out-dir", str(tmp_path / "p"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    for kind in ("bbox", "segm"):
+        evaluated = sorted_results(out / f"detection/{variant}/val/predictions.{kind}.json")
+        assert evaluated, "the tiny detector detected nothing: the comparison would be empty"
+        assert sorted_results(tmp_path / "p" / f"predictions.{kind}.json") == evaluated
+
+
+@pytest.mark.slow
+def test_predict_rule_over_a_folder_of_new_photos(tiny_run):
+    from pycocotools.coco import COCO
+
+    predict = tiny_run["out"] / "predict"
+    report = json.loads((predict / "predict.report.json").read_text())
+    assert report["images"] == 2
+    assert [(Path(p["file_name"]).name, p["problem"].split(" (")[0]) for p in report["skipped"]] == [
+        ("broken.jpg", "corrupt or unreadable image")]
+    images = COCO(str(predict / "images.json"))
+    assert sorted(Path(i["file_name"]).name for i in images.imgs.values()) == ["photo0.png", "photo1.png"]
+    results = images.loadRes(str(predict / "predictions.segm.json"))
+    assert len(results.anns) == report["detections"] > 0
+    for ann in results.anns.values():  # every mask at its image's size, every box inside it
+        img = images.imgs[ann["image_id"]]
+        assert ann["segmentation"]["size"] == [img["height"], img["width"]]
+        x, y, w, h = ann["bbox"]
+        assert x >= 0 and y >= 0 and x + w <= img["width"] + 1e-3 and y + h <= img["height"] + 1e-3
+    assert sorted(p.name for p in (predict / "overlays").iterdir()) == ["photo0.png", "photo1.png"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["stage2", "grabcut"])
+def test_masks_from_boxes_gives_one_mask_per_box_inside_it(tiny_run, tmp_path, method):
+    from pycocotools import mask as mask_utils
+
+    write_new_photos(tmp_path / "photos")
+    boxes = [(1, 1, [10.0, 8.0, 24.0, 22.0]), (1, 2, [20.5, 20.0, 30.0, 26.0]),
+             (2, 1, [3.0, 40.0, 20.0, 18.0])]  # (image, category, x y w h)
+    coco = {"images": [{"id": 1, "file_name": "photo0.png", "width": 48, "height": 64},
+                       {"id": 2, "file_name": "photo1.png", "width": 72, "height": 40}],
+            "categories": [{"id": 1, "name": "square"}, {"id": 2, "name": "other"}],
+            "annotations": [{"id": k + 1, "image_id": i, "category_id": c, "bbox": b,
+                             "area": b[2] * b[3], "iscrowd": 0}
+                            for k, (i, c, b) in enumerate(boxes)]}
+    (tmp_path / "boxes.json").write_text(json.dumps(coco))
+    how = (["--checkpoint", str(tiny_run["out"] / "segmentation/final.pth")]
+           if method == "stage2" else ["--grabcut"])
+    out = tmp_path / "masks.json"
+    result = run_cli("masks-from-boxes", "--format", "coco", "--annotations",
+                     str(tmp_path / "boxes.json"), "--images", str(tmp_path / "photos"), *how,
+                     "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    masks = json.loads(out.read_text())
+    sizes = {img["id"]: (img["height"], img["width"]) for img in masks["images"]}
+    assert [a["bbox"] for a in masks["annotations"]] == [b for _, _, b in boxes]
+    for ann in masks["annotations"]:
+        assert 0 <= ann["confidence"] <= 1 and isinstance(ann["proxy_kept"], bool)
+        mask = mask_utils.decode(ann["segmentation"]).astype(bool)
+        assert mask.shape == sizes[ann["image_id"]]
+        x, y, w, h = ann["bbox"]
+        inside = np.zeros_like(mask)
+        inside[int(np.floor(y)):int(np.ceil(y + h)), int(np.floor(x)):int(np.ceil(x + w))] = True
+        assert mask.any() and not (mask & ~inside).any()
+    # nothing is overwritten
+    again = run_cli("masks-from-boxes", "--format", "coco", "--annotations",
+                    str(tmp_path / "boxes.json"), "--images", str(tmp_path / "photos"), *how,
+                    "--out", str(out))
+    assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
+
+
+@pytest.mark.slow
+def test_the_trained_detector_loads_in_plain_mmdetection(tiny_run):
+    """The README's lines, in a fresh process that imports only mmdet: the config saved beside
+    the checkpoint pulls in BoxCaseg's registered pieces itself (custom_imports), and the
+    detector's scores on a val image are the evaluation's."""
+    out = tiny_run["out"]
+    gt = json.loads((out / "data/val.gt.json").read_text())
+    image = gt["images"][0]
+    code = ("import json, sys\n"
+            "from mmdet.apis import inference_detector, init_detector\n"
+            "model = init_detector(sys.argv[1], sys.argv[2], device='cpu')\n"
+            "print(json.dumps(inference_detector(model, sys.argv[3]).pred_instances.scores.tolist()))\n")
+    [config] = (out / "detection/weak/work").glob("*.py")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", code, str(config),
+                             str(out / "detection/weak/final.pth"),
+                             str(Path(gt["info"]["image_root"]) / image["file_name"])],
+                            capture_output=True, text=True, timeout=300, env=env, cwd=tiny_run["dir"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = json.loads(result.stdout.strip().splitlines()[-1])
+    evaluated = [r["score"] for r in sorted_results(out / "detection/weak/val/predictions.bbox.json")
+                 if r["image_id"] == image["id"]]
+    assert scores and scores == pytest.approx(evaluated, abs=1e-6)

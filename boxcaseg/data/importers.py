@@ -13,89 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from boxcaseg.data.classes import categories_for, resolve_class_names, voc_image_ids
 from boxcaseg.data.coco import WHERE, Coco, load_json, validate_coco
 from boxcaseg.data.fields import describe, finite_number, image_side
 from boxcaseg.data.images import (IMAGE_SUFFIXES, ImageProblem, binarize_mask, exif_orientation,
                                   image_size, is_binary, list_images, load_gray, load_label_map)
+from boxcaseg.data.instance_masks import import_voc_masks
 from boxcaseg.data.report import DataError, ValidationReport
 from boxcaseg.masks import mask_to_box, rle_encode
-
-VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor")
-
-COCO80_CLASSES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
-    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
-    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush")
-
-# Names a config may give instead of a list of class names.
-BUILTIN_CLASS_LISTS = {"voc": VOC_CLASSES, "coco80": COCO80_CLASSES}
-
-
-def resolve_class_names(names: Any) -> list[str]:
-    """A list of names, a builtin list name ('voc', 'coco80'), or a file (one name per line,
-    or a YOLO data YAML with a ``names`` list/dict). Names must be non-empty and unique."""
-    if isinstance(names, (list, tuple)):
-        result = list(names)
-    elif isinstance(names, str) and names in BUILTIN_CLASS_LISTS:
-        result = list(BUILTIN_CLASS_LISTS[names])
-    elif isinstance(names, str) and names:
-        result = _class_names_file(Path(names))
-    else:
-        raise DataError(f"names: class names must be a list, one of {sorted(BUILTIN_CLASS_LISTS)}"
-                        f", or an existing file, got {describe(names)}")
-    where = names if isinstance(names, str) else "names"
-    bad = [n for n in result if not (isinstance(n, str) and n.strip()
-                                     or type(n) is int)]
-    if bad:
-        raise DataError(f"{where}: class names must be non-empty strings, got {describe(bad[0])}")
-    result = [str(n).strip() for n in result]
-    if not result:
-        raise DataError(f"{where}: no class names")
-    duplicates = sorted({n for n in result if result.count(n) > 1})
-    if duplicates:
-        raise DataError(f"{where}: duplicate class name(s) {duplicates}")
-    return result
-
-
-def _class_names_file(path: Path) -> list[Any]:
-    if not path.is_file():
-        raise DataError(f"{path}: class names must be a list, one of "
-                        f"{sorted(BUILTIN_CLASS_LISTS)}, or an existing file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot read class names ({err})") from err
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise DataError(f"{path}: not valid YAML ({err})") from err
-        value = data.get("names") if isinstance(data, dict) else None
-        if isinstance(value, dict):
-            if sorted(value, key=str) != sorted(range(len(value)), key=str):
-                raise DataError(f"{path}: a 'names' mapping needs the integer keys 0..K-1")
-            return [value[k] for k in sorted(value)]
-        if isinstance(value, list):
-            return value
-        raise DataError(f"{path}: no 'names' list in this YAML file")
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def _categories(names: list[str]) -> list[dict[str, Any]]:
-    return [{"id": i + 1, "name": n} for i, n in enumerate(names)]
-
 
 # --- COCO -----------------------------------------------------------------------------------
 
@@ -113,26 +38,6 @@ def import_coco(annotation_file: str | Path, image_dir: str | Path, *, strict: b
 
 
 # --- PASCAL VOC -------------------------------------------------------------------------------
-
-def _voc_ids(root: Path, split: str | None, report: ValidationReport,
-             listing: tuple[str, str]) -> list[str]:
-    """The image stems of a split: its ImageSets list, or every file of ``listing`` (a folder
-    and a suffix) when no split is named."""
-    if split is None:
-        return sorted(p.stem for p in (root / listing[0]).glob(f"*{listing[1]}"))
-    for sub in ("Segmentation", "Main"):
-        list_file = root / "ImageSets" / sub / f"{split}.txt"
-        if list_file.is_file():
-            try:
-                lines = list_file.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as err:
-                report.error(str(list_file), split, f"cannot read the split list ({err})")
-                return []
-            return [line.split()[0] for line in lines if line.strip()]
-    report.error(str(root / "ImageSets"), split, "no ImageSets/{Segmentation,Main}/"
-                 f"{split}.txt list for this split")
-    return []
-
 
 def _xml_number(node: ET.Element, tag: str) -> float | str:
     """The finite number in ``<tag>``, or why there is none."""
@@ -212,17 +117,15 @@ def import_voc(root: str | Path, split: str | None = None, *, class_names: Any =
     :func:`boxcaseg.data.instance_masks.import_voc_masks`."""
     root = Path(root)
     if not (root / "Annotations").is_dir():
-        from boxcaseg.data.instance_masks import import_voc_masks
-
         return import_voc_masks(root, split, class_names=class_names, strict=strict,
                                 decode_images=decode_images)
     report = ValidationReport(source=f"{root} (VOC{'/' + split if split else ''})", strict=strict)
     names = resolve_class_names("voc" if class_names is None else class_names)
     cat_ids = {n: i + 1 for i, n in enumerate(names)}
-    coco: Coco = {"images": [], "annotations": [], "categories": _categories(names)}
+    coco: Coco = {"images": [], "annotations": [], "categories": categories_for(names)}
     seg_dir = root / "SegmentationObject"
     ann_id = 1
-    for image_id, stem in enumerate(_voc_ids(root, split, report, ("Annotations", ".xml")),
+    for image_id, stem in enumerate(voc_image_ids(root, split, report, ("Annotations", ".xml")),
                                     start=1):
         xml_path = root / "Annotations" / f"{stem}.xml"
         if not xml_path.is_file():
@@ -317,7 +220,7 @@ def import_yolo_seg(image_dir: str | Path, label_dir: str | Path, class_names: A
     labels = {p.stem: p for p in sorted(label_dir.glob("*.txt"))}
     for stem in sorted(set(labels) - set(images)):
         report.warn(str(labels[stem]), stem, "label file without an image", "dropped")
-    coco: Coco = {"images": [], "annotations": [], "categories": _categories(names)}
+    coco: Coco = {"images": [], "annotations": [], "categories": categories_for(names)}
     ann_id = 1
     for image_id, (stem, path) in enumerate(sorted(images.items()), start=1):
         try:

@@ -29,7 +29,7 @@ from boxcaseg.data.coco import WHERE, Coco, load_json_object, validate_coco
 from boxcaseg.data.fields import describe
 from boxcaseg.data.images import (IMAGE_SUFFIXES, ImageProblem, image_size, list_images,
                                   load_label_map)
-from boxcaseg.data.importers import _categories, resolve_class_names
+from boxcaseg.data.classes import categories_for, resolve_class_names, voc_image_ids
 from boxcaseg.data.report import DataError, ValidationReport
 from boxcaseg.masks import mask_to_box, rle_encode
 
@@ -77,7 +77,7 @@ def _import_maps(pairs: list[tuple[str, Path, Path]], image_root: Path, names: l
                  report: ValidationReport, decode_images: bool) -> Coco:
     """Images + instance maps (``(stem, image, map)`` triples) -> COCO annotations."""
     cat_ids = {n: i + 1 for i, n in enumerate(names)}
-    coco: Coco = {"images": [], "annotations": [], "categories": _categories(names)}
+    coco: Coco = {"images": [], "annotations": [], "categories": categories_for(names)}
     n_void_only = 0
     for image_id, (stem, image_path, mask_path) in enumerate(pairs, start=1):
         try:
@@ -406,7 +406,6 @@ def import_voc_masks(root: str | Path, split: str | None = None, *, class_names:
     their classes from ``SegmentationClass/*.png`` (or labelme2voc's ``...PNG/`` folders),
     images from ``JPEGImages/``, boxes from the masks. The split is
     ``ImageSets/Segmentation/<split>.txt`` (or ``Main``), every instance PNG when no split."""
-    from boxcaseg.data.importers import _voc_ids
 
     root = Path(root)
     report = ValidationReport(source=f"{root} (VOC masks{'/' + split if split else ''})",
@@ -423,7 +422,7 @@ def import_voc_masks(root: str | Path, split: str | None = None, *, class_names:
     names = _voc_names(root, class_names)
     images = list_images(root / "JPEGImages")
     pairs = []
-    for stem in _voc_ids(root, split, report, (object_dir.name, ".png")):
+    for stem in voc_image_ids(root, split, report, (object_dir.name, ".png")):
         mask_path = object_dir / f"{stem}.png"
         if stem not in images:
             report.error(str(root / "JPEGImages" / f"{stem}.jpg"), stem,

@@ -30,7 +30,7 @@ from typing import Any
 
 from boxcaseg.data.coco import WHERE, Coco, load_json_object, validate_coco
 from boxcaseg.data.fields import describe, finite_number, flag01, image_side, polygon_problem
-from boxcaseg.data.importers import _categories, resolve_class_names
+from boxcaseg.data.classes import categories_for, resolve_class_names
 from boxcaseg.data.report import ValidationReport
 
 SHAPE_TYPES = ("polygon", "rectangle")
@@ -205,7 +205,7 @@ def import_labelme(root: str | Path, class_names: Any = None, *, strict: bool = 
         report.error(str(root), "", "no polygon or rectangle shape in any file")
         report.raise_if_errors()
     cat_ids = {n: i + 1 for i, n in enumerate(names)}
-    coco: Coco = {"images": [], "annotations": [], "categories": _categories(names)}
+    coco: Coco = {"images": [], "annotations": [], "categories": categories_for(names)}
     n_box_only = 0
     for image_id, (path, image, instances) in enumerate(parsed, start=1):
         coco["images"].append({"id": image_id, **image})

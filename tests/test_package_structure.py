@@ -1,0 +1,75 @@
+"""The package's layering: no module imports another that (directly or through others)
+imports it back, function-level imports included (they hide a circle, they do not remove it)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import boxcaseg
+
+PACKAGE = Path(boxcaseg.__file__).parent
+
+
+def module_imports() -> dict[str, set[str]]:
+    """``{module: the boxcaseg modules it imports anywhere in its body}``."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        if "configs" in path.relative_to(PACKAGE).parts:  # OpenMMLab config files, not modules
+            continue
+        parts = ("boxcaseg", *path.relative_to(PACKAGE).with_suffix("").parts)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets.add(node.module)
+                targets.update(f"{node.module}.{alias.name}" for alias in node.names)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return circles
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert import_circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert import_circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circle_in_the_package():
+    graph = module_imports()
+    assert "boxcaseg.data.importers" in graph and "boxcaseg.cli" in graph
+    assert import_circles(graph) == []
