@@ -3,74 +3,51 @@
 # Beside them the baselines' masks: GrabCut inside every box, the box filled as mask.
 
 
-if PROXY_SHARDS == 1:
+# One rule for both ways of running Stage 3: with proxy.shards = 1 it writes proxy_raw.json
+# itself; with n > 1 it is n jobs (wildcard `shard`), each writing its part, and
+# gather_proxy_masks joins the parts into the same file, byte for byte.
+SHARDED = PROXY_SHARDS > 1
+PROXY_PART = out(f"proxy/shards/part{{shard}}-of-{PROXY_SHARDS}.json")
 
-    rule proxy_masks:
-        input:
-            # the model is built from the config stored in the checkpoint (overrides included)
-            checkpoint=out("segmentation/final.pth"),
-            boxes=out("data/train.boxes.json"),
-        output:
-            out("proxy/proxy_raw.json"),
-        params:
-            section=section("proxy", exclude=("shards",)),
-            launch=launch("proxy_masks"),
-        priority: CRITICAL_PATH
-        threads: resource("proxy_masks", "threads", 1)
-        resources:
-            mem_mb=resource("proxy_masks", "mem_mb"),
-            runtime=resource("proxy_masks", "runtime"),
-            gpu=resource("proxy_masks", "gpu", 0),
-            gpu_model=resource("proxy_masks", "gpu_model"),
-            cpus_per_gpu=resource("proxy_masks", "cpus_per_gpu"),
-        conda:
-            "../envs/openmmlab.yaml"
-        log:
-            log_file("proxy_masks"),
-        benchmark:
-            bench_file("proxy_masks")
-        shell:
-            "{params.launch} proxy --section {params.section:q} "
-            "--checkpoint {input.checkpoint} --boxes {input.boxes} --out {output} > {log} 2>&1"
 
-else:  # proxy.shards jobs, each with proxy_masks' resources, then one light gather job
+rule proxy_masks:
+    input:
+        # the model is built from the config stored in the checkpoint (overrides included)
+        checkpoint=out("segmentation/final.pth"),
+        boxes=out("data/train.boxes.json"),
+    output:
+        temp(PROXY_PART) if SHARDED else out("proxy/proxy_raw.json"),
+    params:
+        section=section("proxy", exclude=("shards",)),
+        shard=(lambda wc: f"--shard {wc.shard} --shards {PROXY_SHARDS}") if SHARDED else "",
+        launch=launch("proxy_masks"),
+    wildcard_constraints:
+        shard=r"\d+",
+    priority: CRITICAL_PATH
+    threads: resource("proxy_masks", "threads", 1)
+    resources:
+        mem_mb=resource("proxy_masks", "mem_mb"),
+        runtime=resource("proxy_masks", "runtime"),
+        gpu=resource("proxy_masks", "gpu", 0),
+        gpu_model=resource("proxy_masks", "gpu_model"),
+        cpus_per_gpu=resource("proxy_masks", "cpus_per_gpu"),
+    conda:
+        "../envs/openmmlab.yaml"
+    log:
+        log_file("proxy_masks_{shard}" if SHARDED else "proxy_masks"),
+    benchmark:
+        bench_file("proxy_masks_{shard}" if SHARDED else "proxy_masks")
+    shell:
+        "{params.launch} proxy --section {params.section:q} --checkpoint {input.checkpoint} "
+        "--boxes {input.boxes} {params.shard} --out {output} > {log} 2>&1"
 
-    rule proxy_masks:
-        input:
-            checkpoint=out("segmentation/final.pth"),
-            boxes=out("data/train.boxes.json"),
-        output:
-            temp(out(f"proxy/shards/part{{shard}}-of-{PROXY_SHARDS}.json")),
-        params:
-            section=section("proxy", exclude=("shards",)),
-            shards=PROXY_SHARDS,
-            launch=launch("proxy_masks"),
-        wildcard_constraints:
-            shard=r"\d+",
-        priority: CRITICAL_PATH
-        threads: resource("proxy_masks", "threads", 1)
-        resources:
-            mem_mb=resource("proxy_masks", "mem_mb"),
-            runtime=resource("proxy_masks", "runtime"),
-            gpu=resource("proxy_masks", "gpu", 0),
-            gpu_model=resource("proxy_masks", "gpu_model"),
-            cpus_per_gpu=resource("proxy_masks", "cpus_per_gpu"),
-        conda:
-            "../envs/openmmlab.yaml"
-        log:
-            log_file("proxy_masks_{shard}"),
-        benchmark:
-            bench_file("proxy_masks_{shard}")
-        shell:
-            "{params.launch} proxy --section {params.section:q} --checkpoint {input.checkpoint} "
-            "--boxes {input.boxes} --shard {wildcards.shard} --shards {params.shards} "
-            "--out {output} > {log} 2>&1"
+
+if SHARDED:
 
     rule gather_proxy_masks:
         input:
             boxes=out("data/train.boxes.json"),
-            parts=expand(out(f"proxy/shards/part{{shard}}-of-{PROXY_SHARDS}.json"),
-                         shard=range(PROXY_SHARDS)),
+            parts=expand(PROXY_PART, shard=range(PROXY_SHARDS)),
         output:
             out("proxy/proxy_raw.json"),
         params:
