@@ -278,7 +278,21 @@ def apply_precision(cfg: Any, amp: bool | str | None) -> str | None:
 def backbone_from_scratch(model_cfg: Any) -> bool:
     init = model_cfg.get("backbone", {}).get("init_cfg") or {}
     inits = init if isinstance(init, list) else [init]
-    return not any(i.get("type") == "Pretrained" for i in inits)
+    return not any(i.get("type") in ("Pretrained", "CheckedPretrained") for i in inits)
+
+
+def config_changes(cfg: Any) -> str:
+    """A unified diff from the config file as written (``cfg.filename``) to ``cfg`` as it will
+    run: every cfg_option, data path and start-up change (loop type, per-process batch,
+    distributed settings, precision, resume) in one place."""
+    import difflib
+
+    from mmengine.config import Config
+
+    written = Config.fromfile(cfg.filename).pretty_text.splitlines()
+    running = cfg.pretty_text.splitlines()
+    return "\n".join(difflib.unified_diff(written, running, "as written", "as run", n=1,
+                                          lineterm="")) + "\n"
 
 
 def run_training(cfg: Any, work_dir: str | Path, *, launcher: str = "none",
@@ -306,6 +320,11 @@ def run_training(cfg: Any, work_dir: str | Path, *, launcher: str = "none",
     resume_from = resume_checkpoint(work_dir) if resume else None
     cfg.resume = resume_from is not None
     cfg.load_from = str(resume_from) if resume_from is not None else cfg.get("load_from")
+    if os.environ.get("RANK", "0") == "0":
+        changes = config_changes(cfg)
+        (work_dir / "config_changes.diff").write_text(changes)
+        print(f"[boxcaseg] what this run changes in {cfg.filename} (config.yaml's section, the "
+              "data files, start-up settings; also in config_changes.diff):\n" + changes, flush=True)
     runner = Runner.from_cfg(cfg)
     runner.train()
     return runner

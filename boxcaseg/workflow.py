@@ -48,7 +48,7 @@ def detection_options(section: dict[str, Any]) -> dict[str, Any]:
     _set(opts, "global_batch_size", section.get("batch_size"))  # all GPUs together
     _set(opts, "optim_wrapper.optimizer.lr", section.get("lr"))
     if section.get("pretrained"):  # _delete_: the shipped configs have init_cfg=None there
-        opts["model.backbone.init_cfg"] = dict(_delete_=True, type="Pretrained",
+        opts["model.backbone.init_cfg"] = dict(_delete_=True, type="CheckedPretrained",
                                                checkpoint=section["pretrained"])
     _workers(opts, section.get("num_workers"))
     _set(opts, "randomness.seed", section.get("seed"))

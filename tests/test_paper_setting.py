@@ -146,11 +146,14 @@ def test_a_checkpoint_of_another_architecture_stops_with_a_clear_error(tmp_path,
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing loaded
 
 
-def test_config_pretrained_goes_through_the_check(tmp_path):
-    """`init_cfg=dict(type='Pretrained', ...)` in any config now means the checked loader."""
+def test_the_checked_loader_has_its_own_name(tmp_path):
+    """Configs name the checked loader (`CheckedPretrained`); mmengine's `Pretrained` is left
+    as mmengine has it (importing BoxCaseg changes no registered name)."""
+    from mmengine.model.weight_init import PretrainedInit
     from mmengine.registry import WEIGHT_INITIALIZERS
 
-    assert WEIGHT_INITIALIZERS.get("Pretrained") is CheckedPretrainedInit
+    assert WEIGHT_INITIALIZERS.get("CheckedPretrained") is CheckedPretrainedInit
+    assert WEIGHT_INITIALIZERS.get("Pretrained") is PretrainedInit
 
 
 # --- 7. the global batch follows the GPU count ------------------------------------------------
@@ -237,7 +240,7 @@ def test_backbone_from_scratch_detection():
 
     with_ckpt = load_config("det/maskrcnn_r101_fpn_voc.py", detection_options({"pretrained": "x.pth"}))
     assert not backbone_from_scratch(with_ckpt.model)
-    assert with_ckpt.model.backbone.init_cfg == {"type": "Pretrained", "checkpoint": "x.pth"}
+    assert with_ckpt.model.backbone.init_cfg == {"type": "CheckedPretrained", "checkpoint": "x.pth"}
 
 
 def test_voc_detection_config_states_the_papers_global_batch():
@@ -380,6 +383,13 @@ def test_paper_configs_train_two_iterations(config, pretrained, tiny_data, tmp_p
         assert "frozen_stages=-1 and norm_eval=False" in log
     if config.endswith("1x_coco.py"):  # item 6: an iteration budget on the epoch schedule
         assert "Iter(train) [2/2]" in log
+    # what the run changed at start-up is in the log, as a diff from the file as written
+    diff = (work / "config_changes.diff").read_text()
+    assert "[boxcaseg] what this run changes in" in log and diff.splitlines()[2] in log
+    assert any(line.startswith("+") and "type='ResumableIterBasedTrainLoop'" in line
+               for line in diff.splitlines())
+    written_loop = "max_epochs=12" if config.endswith("1x_coco.py") else "type='IterBasedTrainLoop'"
+    assert any(line.startswith("-") and written_loop in line for line in diff.splitlines())
     assert (tmp_path / "final.pth").is_file()
 
 

