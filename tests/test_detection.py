@@ -204,3 +204,19 @@ def test_few_iteration_training_then_pycocotools_evaluation(tiny_data, tmp_path)
             assert wrong <= 2 * (box_w + box_h) + 4, (ann_id, wrong)
         seen += ann_ids
     assert sorted(seen) == sorted(anns)
+
+
+@pytest.mark.parametrize("child, parent", [("det/maskrcnn_r18_fpn_real_cpu.py", "det/maskrcnn_r18_fpn_demo.py"),
+                                           ("det/boxinst_r18_fpn_real_cpu.py", "det/boxinst_r18_fpn_demo.py")])
+def test_a_real_photo_config_changes_only_the_scale_of_its_parents_pipelines(child, parent):
+    """The child states the scale once (mmengine's `_base_.` syntax); its pipelines are the
+    parent's with that scale, nothing else."""
+    from boxcaseg.training import load_config
+
+    kid, base = load_config(child), load_config(parent)
+    for loader in ("train_dataloader", "test_dataloader"):
+        mine = [dict(t) for t in kid[loader].dataset.pipeline]
+        theirs = [dict(t) for t in base[loader].dataset.pipeline]
+        assert [t.pop("scale", None) for t in mine] == [
+            (256, 256) if t.pop("scale", None) else None for t in theirs]
+        assert mine == theirs

@@ -11,19 +11,11 @@ model = dict(
     roi_head=dict(bbox_roi_extractor=dict(roi_layer=dict(sampling_ratio=2)),
                   mask_roi_extractor=dict(roi_layer=dict(sampling_ratio=2))))
 scale = (256, 256)
-train_pipeline = [
-    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
-    dict(type='LoadAnnotationsWithConfidence', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputsWithConfidence'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                                          'scale_factor')),
-]
+# the parent's pipelines at this scale (mmengine's `_base_.` syntax: only the scale differs)
+train_pipeline = _base_.train_pipeline
+train_pipeline[2].scale = scale  # Resize
+test_pipeline = _base_.test_pipeline
+test_pipeline[1].scale = scale  # Resize
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 max_iters = 300

@@ -26,14 +26,12 @@ model = dict(
     # and of the crop at 0.75x and 1.25x its size averaged in (6 views a crop)
     test_cfg=dict(threshold=0.4, flip=True, scales=(0.75, 1.0, 1.25)))
 optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=0.001, weight_decay=0.05))
-train_pipeline = [
-    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
-    dict(type='BoxCasegCrop', crop_size=crop_size, salient_resize=salient_resize,
-         center_shift=0.25, scale_range=(0.5, 1.5), flip_prob=0.5, box_flip=True,
-         salient_box_crop=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs', meta_keys=('img_path', 'sample_kind', 'ann_id', 'ori_shape', 'img_shape')),
-]
+# the parent's pipeline with larger crops, mirrored box crops, half the salient samples cropped
+# to a box around the object, and photometric distortion (`_base_.` syntax: only these differ)
+train_pipeline = _base_.train_pipeline
+train_pipeline[1].update(crop_size=crop_size, salient_resize=salient_resize, box_flip=True,
+                         salient_box_crop=0.5)  # BoxCasegCrop
+train_pipeline.insert(2, dict(type='PhotoMetricDistortion'))
 # 11 box + 5 salient per batch of 16: the paper's COCO ratio (22 + 10 of 32)
 train_dataloader = dict(batch_sampler=dict(box_per_batch=11), dataset=dict(pipeline=train_pipeline))
 max_iters = 800

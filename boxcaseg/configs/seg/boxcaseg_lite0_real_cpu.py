@@ -25,14 +25,8 @@ model = dict(
     backbone=dict(_delete_=True, type='EfficientNetLite', arch='lite0', out_indices=(1, 2, 3, 4),
                   frozen_stages=0, norm_eval=True),
     decode_head=dict(in_channels=[24, 40, 112, 320], channels=256))
-train_pipeline = [
-    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
-    dict(type='BoxCasegCrop', crop_size=crop_size, salient_resize=salient_resize,
-         center_shift=0.25, scale_range=(0.5, 1.5), flip_prob=0.5, box_flip=True,
-         salient_box_crop=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs', meta_keys=('img_path', 'sample_kind', 'ann_id', 'ori_shape', 'img_shape')),
-]
+train_pipeline = _base_.train_pipeline
+train_pipeline[1].update(crop_size=crop_size, salient_resize=salient_resize)  # BoxCasegCrop
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 custom_hooks = [
     dict(type='MIoUStarHook', ann_file=None, interval=0, input_size=infer_size, batch_size=32),
