@@ -92,12 +92,10 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 def cmd_derive(args: argparse.Namespace) -> int:
     from boxcaseg.data.derive import DeriveSpec, derive_sets
-    from boxcaseg.data.prepare import import_box_split
+    from boxcaseg.data.prepare import import_box_split, source_entry
 
     section = _section(args.section)
-    source = {k: section[k] for k in ("format", "annotations", "images", "labels", "root",
-                                      "split", "names", "masks", "mask_suffix", "classes")
-              if k in section}
+    source = source_entry(section)  # the box source's keys; the rest is the DeriveSpec
     coco, report = import_box_split(source, strict=False,
                                     decode_images=bool(section.get("decode_images", True)),
                                     where="data.derive")
@@ -175,7 +173,7 @@ def cmd_gather_proxy(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from boxcaseg.figures import results_table
-    from boxcaseg.stages import run_merge
+    from boxcaseg.stages import merge_table_rows, run_merge
 
     section = _section(args.section)
     threshold = section.get("drop_threshold", 0.95)
@@ -185,15 +183,9 @@ def cmd_merge(args: argparse.Namespace) -> int:
                         overlays_png=args.overlays_out,
                         overlay_images=section.get("overlay_images", 12))
     if args.table_out:
-        quality = summary.get("quality") or {}
-        rows = [{"masks": "proxy (BoxCaseg)", "mIoU*": quality.get("proxy", {}).get("miou_star"),
-                 "mean IoU": quality.get("proxy", {}).get("mean_instance_iou"),
-                 "kept IoU": quality.get("mean_iou_kept"), "dropped IoU": quality.get("mean_iou_dropped"),
-                 "kept": summary["kept"], "instances": summary["instances"]},
-                {"masks": "box as mask", "mIoU*": quality.get("box_as_mask", {}).get("miou_star"),
-                 "mean IoU": quality.get("box_as_mask", {}).get("mean_instance_iou")}]
+        rows = merge_table_rows(summary)
         results_table(rows, list(rows[0]), args.table_out,
-                      "proxy masks vs true masks (train split)" if quality else
+                      "proxy masks vs true masks (train split)" if summary.get("quality") else
                       "proxy masks (no true masks to compare with)")
     print(json.dumps(summary, indent=1)[:4000])
     return 0
@@ -215,16 +207,9 @@ def cmd_grabcut(args: argparse.Namespace) -> int:
 
 
 def cmd_box_masks(args: argparse.Namespace) -> int:
-    from boxcaseg.data.coco import load_json, save_json
-    from boxcaseg.masks import box_rle
+    from boxcaseg.stages import box_masks_file
 
-    coco = load_json(args.boxes)
-    images = {img["id"]: img for img in coco["images"]}
-    for ann in coco["annotations"]:  # the box's RLE straight from its corners, no image-sized mask
-        img = images[ann["image_id"]]
-        ann["segmentation"] = box_rle(ann["bbox"], img["height"], img["width"])
-    coco.setdefault("info", {})["masks"] = "box-as-mask baseline: each box filled"
-    save_json(coco, args.out)
+    box_masks_file(args.boxes, args.out)
     return 0
 
 
@@ -288,12 +273,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-BOX_SOURCE_KEYS = ("annotations", "images", "labels", "names", "root", "split", "masks",
-                   "mask_suffix", "classes")
-
-
 def cmd_masks_from_boxes(args: argparse.Namespace) -> int:
     from boxcaseg.apply import masks_from_boxes
+    from boxcaseg.data.prepare import BOX_SOURCE_KEYS
 
     if Path(args.out).exists() and not args.force:
         raise DataError(f"{args.out}: exists (nothing is overwritten; --force replaces it)")
@@ -433,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--categories", help="a COCO file whose category ids the results use (by "
                    "name; default: 1..K in the detector's class order)")
 
-    from boxcaseg.data.prepare import BOX_FORMATS
+    from boxcaseg.data.prepare import BOX_FORMATS, BOX_SOURCE_KEYS
 
     p = add("masks-from-boxes", cmd_masks_from_boxes, "turn a box file into a COCO instances "
             "file with masks (the Stage 2 model or GrabCut, then Stage 4's merge)")

@@ -78,13 +78,10 @@ class _ImageCropDataset(torch.utils.data.Dataset):
 
     def __init__(self, coco: dict[str, Any], input_size: int,
                  images: list[dict[str, Any]] | None = None) -> None:
-        from boxcaseg.data.coco import image_path
+        from boxcaseg.data.coco import annotations_by_image, image_path
 
         self.input_size = input_size
-        anns: dict[int, list[dict[str, Any]]] = {}
-        for ann in coco["annotations"]:
-            if not ann.get("iscrowd", 0):
-                anns.setdefault(ann["image_id"], []).append(ann)
+        anns = annotations_by_image(coco["annotations"], skip_crowd=True)
         self.items = [(img, str(image_path(coco, img)), anns.get(img["id"], []))
                       for img in (coco["images"] if images is None else images)]
 

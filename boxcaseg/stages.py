@@ -10,13 +10,12 @@ deleted. Crowd / ignore regions keep their box as mask (mmdet ignores them in tr
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from boxcaseg.data.coco import Coco, load_json, save_json
+from boxcaseg.data.coco import Coco, annotations_by_image, load_json, save_json
 from boxcaseg.masks import box_rle, rle_encode, rle_encode_window, rle_iou, segmentation_to_rle
 from boxcaseg.merge import merge_and_score_many
 
@@ -145,14 +144,6 @@ def gather_proxy_parts(boxes_json: str | Path, parts: list[str | Path], out_json
                         f"{[str(p) for p in parts]} (first: {missing[:5]})")
     save_json(proxy_file(boxes, masks, settings or {}), out_json)
     return {"instances": len(masks), "parts": len(parts)}
-
-
-def annotations_by_image(annotations: Iterable[dict[str, Any]]) -> dict[Any, list[dict[str, Any]]]:
-    """Annotations grouped by ``image_id`` in one pass, each group in file order."""
-    by_image: dict[Any, list[dict[str, Any]]] = {}
-    for ann in annotations:
-        by_image.setdefault(ann["image_id"], []).append(ann)
-    return by_image
 
 
 MERGE_CHUNK = 1_000  # instances merged in one batch: few numpy calls per instance, small
@@ -287,6 +278,30 @@ def run_merge(raw_json: str | Coco, out_json: str, drop_threshold: float, *,
     return summary
 
 
+def merge_table_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's Stage 4 table from :func:`run_merge`'s summary: the proxy masks (kept and
+    dropped) and the box-as-mask baseline against the true masks, when there are any."""
+    quality = summary.get("quality") or {}
+    return [{"masks": "proxy (BoxCaseg)", "mIoU*": quality.get("proxy", {}).get("miou_star"),
+             "mean IoU": quality.get("proxy", {}).get("mean_instance_iou"),
+             "kept IoU": quality.get("mean_iou_kept"), "dropped IoU": quality.get("mean_iou_dropped"),
+             "kept": summary["kept"], "instances": summary["instances"]},
+            {"masks": "box as mask", "mIoU*": quality.get("box_as_mask", {}).get("miou_star"),
+             "mean IoU": quality.get("box_as_mask", {}).get("mean_instance_iou")}]
+
+
+def box_masks_file(boxes_json: str | Path, out_json: str | Path) -> None:
+    """The box-as-mask baseline: each box's RLE straight from its corners (no image-sized
+    mask per instance)."""
+    coco = load_json(boxes_json)
+    images = {img["id"]: img for img in coco["images"]}
+    for ann in coco["annotations"]:
+        img = images[ann["image_id"]]
+        ann["segmentation"] = box_rle(ann["bbox"], img["height"], img["width"])
+    coco.setdefault("info", {})["masks"] = "box-as-mask baseline: each box filled"
+    save_json(coco, out_json)
+
+
 def grabcut_raw_masks(boxes: Coco, spec: Any, threads: int = 1) -> Coco:
     """The box file with a GrabCut mask (RLE) for every non-crowd box; images in parallel
     (OpenCV releases the GIL inside grabCut)."""
@@ -298,10 +313,7 @@ def grabcut_raw_masks(boxes: Coco, spec: Any, threads: int = 1) -> Coco:
     from boxcaseg.data.coco import image_path
     from boxcaseg.grabcut import grabcut_mask
 
-    by_image: dict[int, list[dict[str, Any]]] = {}
-    for ann in boxes["annotations"]:
-        if not ann.get("iscrowd", 0):
-            by_image.setdefault(ann["image_id"], []).append(ann)
+    by_image = annotations_by_image(boxes["annotations"], skip_crowd=True)
     images = [img for img in boxes["images"] if img["id"] in by_image]
 
     def one_image(img: dict[str, Any]) -> dict[int, dict[str, Any]]:

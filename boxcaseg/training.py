@@ -429,6 +429,8 @@ def iter_detector_masks_in_true_boxes(model: Any, cfg: Any, gt_coco: dict[str, A
     (mask AP near 0 for every variant) while the mask heads already differ."""
     import torch
     from mmengine.dataset import Compose
+
+    from boxcaseg.data.coco import annotations_by_image
     from mmengine.structures import InstanceData
 
     pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
@@ -436,10 +438,7 @@ def iter_detector_masks_in_true_boxes(model: Any, cfg: Any, gt_coco: dict[str, A
     # classes `dataset_fields` reads from the same file)
     label_of = {c["id"]: i for i, c in enumerate(gt_coco["categories"])}
     device = next(model.parameters()).device
-    by_image: dict[int, list[dict[str, Any]]] = {}
-    for ann in gt_coco["annotations"]:
-        if not ann.get("iscrowd"):
-            by_image.setdefault(ann["image_id"], []).append(ann)
+    by_image = annotations_by_image(gt_coco["annotations"], skip_crowd=True)
     for image in gt_coco["images"]:
         anns = by_image.get(image["id"])
         if not anns:

@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,17 @@ def image_root(coco: Coco) -> Path:
 
 def image_path(coco: Coco, image: dict[str, Any]) -> Path:
     return image_root(coco) / image["file_name"]
+
+
+def annotations_by_image(annotations: Iterable[dict[str, Any]], *, skip_crowd: bool = False
+                         ) -> dict[Any, list[dict[str, Any]]]:
+    """Annotations grouped by ``image_id`` in one pass, each group in file order;
+    ``skip_crowd`` leaves crowd / ignore regions (``iscrowd``) out."""
+    by_image: dict[Any, list[dict[str, Any]]] = {}
+    for ann in annotations:
+        if not (skip_crowd and ann.get("iscrowd", 0)):
+            by_image.setdefault(ann["image_id"], []).append(ann)
+    return by_image
 
 
 def has_masks(coco: Coco) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from boxcaseg.data.coco import Coco, image_path, save_json
+from boxcaseg.data.coco import Coco, annotations_by_image, image_path, save_json
 from boxcaseg.data.images import load_rgb
 from boxcaseg.data.report import DataError
 from boxcaseg.masks import segmentation_to_mask
@@ -72,9 +72,7 @@ def derive_sets(coco: Coco, out_dir: str | Path, spec: DeriveSpec = DeriveSpec()
     rng = np.random.default_rng(spec.seed)
     kept_ids = {c["id"] for c in coco["categories"] if c["name"] in set(spec.keep_categories)}
     reserved = {a["image_id"] for a in coco["annotations"] if a["category_id"] in kept_ids}
-    by_image: dict[Any, list[dict[str, Any]]] = {}  # one pass: linear in images + annotations
-    for a in coco["annotations"]:
-        by_image.setdefault(a["image_id"], []).append(a)
+    by_image = annotations_by_image(coco["annotations"])  # one pass: linear in images + annotations
     candidates = [(img, ann) for img in coco["images"] if img["id"] not in reserved
                   and (ann := _dominant(by_image.get(img["id"], []), img, spec)) is not None]
     del by_image

@@ -40,6 +40,19 @@ FORMAT_KEYS = {
 }
 
 
+# Every key a box source may have besides `format`: its path keys (FORMAT_KEYS) and the class
+# names / classes, which the importers check themselves.
+BOX_SOURCE_KEYS = tuple(dict.fromkeys(
+    [k for fmt in BOX_FORMATS for k in FORMAT_KEYS[fmt][0] + FORMAT_KEYS[fmt][1]]
+    + ["names", "classes"]))
+
+
+def source_entry(section: dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``section`` that describe a box source (``format`` and
+    :data:`BOX_SOURCE_KEYS`), e.g. from ``data.derive``, which mixes them with its own settings."""
+    return {k: v for k, v in section.items() if k == "format" or k in BOX_SOURCE_KEYS}
+
+
 def _source_keys(source: Any, known: tuple[str, ...], what: str) -> str:
     """Check one ``data`` entry's shape: an object with a known ``format`` and its keys as
     non-empty strings. Returns the format."""

@@ -17,7 +17,7 @@ from torch.utils.data import BatchSampler, Sampler
 from mmseg.registry import DATA_SAMPLERS, DATASETS, TRANSFORMS
 
 from boxcaseg.crops import CropJitter, box_label_in_window, crop_resize, sample_training_window
-from boxcaseg.data.coco import image_path, load_json
+from boxcaseg.data.coco import annotations_by_image, image_path, load_json
 from boxcaseg.data.images import binarize_mask, load_gray
 from boxcaseg.masks import box_iou_matrix
 
@@ -55,10 +55,7 @@ class BoxSalientDataset(BaseDataset):
     def load_data_list(self) -> list[dict[str, Any]]:
         coco = load_json(self.ann_file)
         images = {img["id"]: img for img in coco["images"]}
-        by_image: dict[int, list[dict[str, Any]]] = {}
-        for ann in coco["annotations"]:
-            if not ann.get("iscrowd", 0):
-                by_image.setdefault(ann["image_id"], []).append(ann)
+        by_image = annotations_by_image(coco["annotations"], skip_crowd=True)
         data_list: list[dict[str, Any]] = []
         for image_id, anns in by_image.items():
             img = images[image_id]
