@@ -36,7 +36,7 @@ PLAIN_PAIR = dict(_delete_=True, type="PairwiseSmoothLoss", loss_weight=0.05)
 def real_config():
     """REAL_CONFIG, loaded once."""
     sys.path.insert(0, str(REPO))
-    from boxcaseg.training import load_config
+    from boxcaseg.engine import load_config
 
     return load_config(REAL_CONFIG)
 

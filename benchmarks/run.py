@@ -115,9 +115,9 @@ def bench_proxy(tmp: Path, batch_size: int = 32, input_size: int = 320,
     from mmseg.registry import MODELS
 
     from boxcaseg.data.coco import load_json
+    from boxcaseg.engine import load_config
     from boxcaseg.masks import rle_encode_window
     from boxcaseg.proxy import effective_batch_size, iter_proxy_masks
-    from boxcaseg.training import load_config
 
     # the paper's HRNet-W48 on a GPU; on a CPU the demo's W18-small (W48 at 320 px is ~1 s a crop)
     config = config or ("seg/boxcaseg_hr48_voc.py" if device() == "cuda" else "seg/boxcaseg_hr18s_demo.py")
@@ -161,7 +161,7 @@ def bench_proxy(tmp: Path, batch_size: int = 32, input_size: int = 320,
 def bench_merge(tmp: Path) -> dict[str, Any]:
     from boxcaseg.data.importers import import_yolo_seg
     from boxcaseg.masks import rle_encode, segmentation_to_mask
-    from boxcaseg.stages import merge_proxy_file
+    from boxcaseg.merge_drop import merge_proxy_file
 
     data = coco128_or_skip()
     if data is None:
@@ -184,7 +184,7 @@ def bench_seg_train(tmp: Path, iters: int = 20, config: str = "seg/boxcaseg_hr18
     import torch
     from mmengine.runner import Runner
 
-    from boxcaseg.training import load_config
+    from boxcaseg.engine import load_config
 
     data = tiny_demo(tmp / "seg")
     cfg = load_config(config, {"train_cfg.max_iters": iters, "default_hooks.logger.interval": 1000,
@@ -221,7 +221,8 @@ def bench_seg_train(tmp: Path, iters: int = 20, config: str = "seg/boxcaseg_hr18
 def bench_det_train(tmp: Path, iters: int = 20, config: str = "det/maskrcnn_r18_fpn_demo.py") -> dict[str, Any]:
     from mmengine.runner import Runner
 
-    from boxcaseg.training import dataset_fields, load_config
+    from boxcaseg.detection import dataset_fields
+    from boxcaseg.engine import load_config
 
     data = tiny_demo(tmp / "det")
     cfg = load_config(config, {"train_cfg.max_iters": iters})

@@ -19,7 +19,7 @@ The stages, as the workflow runs them (image decoding off where the stage can sk
                ground-truth files, reports and the salient index
 - derive       `boxcaseg derive`'s work: import the train file, pick salient sources, write the
                train / val split files and the salient crops
-- proxy        Stage 3's data path (`stages.proxy_masks_file`) with a stub model (a 1x1 conv): the
+- proxy        Stage 3's data path (`proxy.proxy_masks_file`) with a stub model (a 1x1 conv): the
                DataLoader reading and cropping every image (2 workers), batching, pasting back,
                RLE encoding, writing proxy_raw.json; 64 px crops unless --scale-input-size says
                otherwise. The segmentation network itself is not measured (see the `proxy`
@@ -249,7 +249,7 @@ def stage_work(name: str, root: Path, work: Path, input_size: int) -> dict[str, 
     if name == "proxy":
         import torch
 
-        from boxcaseg.stages import proxy_masks_file
+        from boxcaseg.proxy import proxy_masks_file
 
         torch.set_num_threads(1)  # the stub's tensor ops; the 2 DataLoader workers read images
         out = proxy_masks_file(stub_segmentor(), work / "data/train.boxes.json",
@@ -280,7 +280,8 @@ def stage_work(name: str, root: Path, work: Path, input_size: int) -> dict[str, 
         from mmengine.registry import init_default_scope
 
         import boxcaseg.mm.det  # noqa: F401  (registers the dataset and transforms)
-        from boxcaseg.training import dataset_fields, load_config
+        from boxcaseg.detection import dataset_fields
+        from boxcaseg.engine import load_config
 
         cfg = load_config("det/maskrcnn_r50_fpn_1x_coco.py")
         cfg.train_dataloader.dataset.update(dataset_fields(str(work / "proxy/proxy_masks.json")))

@@ -130,7 +130,7 @@ def build_inferencer(checkpoint: str | Path, *, config: str | None = None,
 
     import boxcaseg.mm  # noqa: F401  (our registered backbone, heads and transforms)
     from boxcaseg.compat import patch_mmengine_checkpoint_loading
-    from boxcaseg.training import resolve_config
+    from boxcaseg.engine import resolve_config
 
     patch_mmengine_checkpoint_loading()
     device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
@@ -232,8 +232,10 @@ def masks_from_boxes(source: dict[str, Any], out_json: str | Path, *,
     every annotation gets its RLE ``segmentation``, a ``confidence`` and ``proxy_kept``
     (confidence above ``drop_threshold``; GrabCut: 0, only empty masks are marked). Masks the
     source may carry are ignored: only its boxes are used."""
+    from boxcaseg.baselines import grabcut_raw_masks
     from boxcaseg.data.prepare import import_box_split
-    from boxcaseg.stages import grabcut_raw_masks, proxy_masks_file, run_merge
+    from boxcaseg.merge_drop import run_merge
+    from boxcaseg.proxy import proxy_masks_file
 
     if (checkpoint is None) == (not grabcut):
         raise DataError("give a Stage 2 checkpoint or choose GrabCut (one of the two)")

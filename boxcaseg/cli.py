@@ -44,8 +44,8 @@ def _publish_training(args: argparse.Namespace, curve_title: str) -> bool:
     """After a training run, on the main process only: copy the work dir's last checkpoint to
     the rule's output and draw the loss curve. False on the other ranks (they stop there)."""
     from mmengine.dist import is_main_process
+    from boxcaseg.engine import resume_checkpoint
     from boxcaseg.figures import loss_curves
-    from boxcaseg.training import resume_checkpoint
 
     if not is_main_process():
         return False
@@ -131,7 +131,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_train_seg(args: argparse.Namespace) -> int:
     from boxcaseg.data.coco import load_json, save_json
-    from boxcaseg.training import train_segmentation
+    from boxcaseg.segmentation import train_segmentation
     from boxcaseg.workflow import segmentation_options
 
     section = _section(args.section)
@@ -150,7 +150,7 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
-    from boxcaseg.stages import run_proxy_inference
+    from boxcaseg.proxy import run_proxy_inference
 
     section = _section(args.section)
     shard = (args.shard, args.shards) if args.shards else None
@@ -165,7 +165,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
 
 
 def cmd_gather_proxy(args: argparse.Namespace) -> int:
-    from boxcaseg.stages import gather_proxy_parts
+    from boxcaseg.proxy import gather_proxy_parts
 
     print(json.dumps(gather_proxy_parts(args.boxes, args.parts, args.out)))
     return 0
@@ -173,7 +173,7 @@ def cmd_gather_proxy(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from boxcaseg.figures import results_table
-    from boxcaseg.stages import merge_table_rows, run_merge
+    from boxcaseg.merge_drop import merge_table_rows, run_merge
 
     section = _section(args.section)
     threshold = section.get("drop_threshold", 0.95)
@@ -192,9 +192,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_grabcut(args: argparse.Namespace) -> int:
+    from boxcaseg.baselines import grabcut_raw_masks
     from boxcaseg.data.coco import load_json
     from boxcaseg.grabcut import GrabCutSpec
-    from boxcaseg.stages import grabcut_raw_masks, run_merge
+    from boxcaseg.merge_drop import run_merge
 
     section = _section(args.section)
     spec = GrabCutSpec(**{k: section[k] for k in GrabCutSpec.__dataclass_fields__ if k in section})
@@ -207,14 +208,14 @@ def cmd_grabcut(args: argparse.Namespace) -> int:
 
 
 def cmd_box_masks(args: argparse.Namespace) -> int:
-    from boxcaseg.stages import box_masks_file
+    from boxcaseg.baselines import box_masks_file
 
     box_masks_file(args.boxes, args.out)
     return 0
 
 
 def cmd_train_det(args: argparse.Namespace) -> int:
-    from boxcaseg.training import train_detection
+    from boxcaseg.detection import train_detection
     from boxcaseg.workflow import detection_options
 
     section = _section(args.section)
@@ -231,7 +232,7 @@ def cmd_eval_det(args: argparse.Namespace) -> int:
     from boxcaseg.metrics import coco_evaluate
     from mmengine.dist import is_main_process
 
-    from boxcaseg.training import grade_detector_in_true_boxes, predict_detection
+    from boxcaseg.detection import grade_detector_in_true_boxes, predict_detection
     from boxcaseg.workflow import detection_options
 
     section = _section(args.section)

@@ -139,9 +139,9 @@ def test_pack_refuses_misaligned_confidences():
 @pytest.mark.slow
 def test_few_iteration_training_then_pycocotools_evaluation(tiny_data, tmp_path):
     from boxcaseg.data.coco import load_json
+    from boxcaseg.detection import predict_detection, train_detection
+    from boxcaseg.merge_drop import merge_proxy_file
     from boxcaseg.metrics import COCO_STAT_NAMES, coco_evaluate
-    from boxcaseg.stages import merge_proxy_file
-    from boxcaseg.training import predict_detection, train_detection
 
     # true masks as "proxies": merged and scored like Stage 4 output
     proxy = merge_proxy_file(load_json(tiny_data["train_gt"]), drop_threshold=0.95)
@@ -168,9 +168,10 @@ def test_few_iteration_training_then_pycocotools_evaluation(tiny_data, tmp_path)
     # scale of 0.75 so that box coordinates must go through the resize and back. A mask head
     # made to say "foreground everywhere" must return each true box filled (box-as-mask), one
     # saying "background everywhere" empty masks: a misplaced box would show in both.
+    from boxcaseg.detection import (dataset_fields, grade_detector_in_true_boxes,
+                                    iter_detector_masks_in_true_boxes, load_detector)
+    from boxcaseg.engine import load_config
     from boxcaseg.masks import box_to_mask
-    from boxcaseg.training import (dataset_fields, grade_detector_in_true_boxes,
-                                   iter_detector_masks_in_true_boxes, load_config, load_detector)
 
     options["test_dataloader.dataset.pipeline.1.scale"] = (96, 96)
     val = load_json(tiny_data["val_gt"])
@@ -211,7 +212,7 @@ def test_few_iteration_training_then_pycocotools_evaluation(tiny_data, tmp_path)
 def test_a_real_photo_config_changes_only_the_scale_of_its_parents_pipelines(child, parent):
     """The child states the scale once (mmengine's `_base_.` syntax); its pipelines are the
     parent's with that scale, nothing else."""
-    from boxcaseg.training import load_config
+    from boxcaseg.engine import load_config
 
     kid, base = load_config(child), load_config(parent)
     for loader in ("train_dataloader", "test_dataloader"):

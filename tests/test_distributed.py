@@ -145,8 +145,8 @@ def test_two_process_stage2_weight_average_is_saved_graded_and_resumed(seg_runs,
 
 
 def test_two_process_stage5_training(tiny_data, tmp_path):
-    from boxcaseg.stages import merge_proxy_file
     from boxcaseg.data.coco import load_json
+    from boxcaseg.merge_drop import merge_proxy_file
 
     proxy = merge_proxy_file(load_json(tiny_data["train_gt"]), drop_threshold=0.5)
     train = tmp_path / "proxy.json"
@@ -173,7 +173,7 @@ def test_two_process_stage5_training(tiny_data, tmp_path):
 def test_two_rank_stage3_equals_one_process(tiny_data, tmp_path):
     import torch
 
-    from boxcaseg.training import load_config
+    from boxcaseg.engine import load_config
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 

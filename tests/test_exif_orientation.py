@@ -14,7 +14,7 @@ from PIL import Image
 
 from boxcaseg.data.importers import import_coco, import_yolo_seg
 from boxcaseg.data.report import DataError
-from boxcaseg.training import CONFIG_DIR, load_config
+from boxcaseg.engine import CONFIG_DIR, load_config
 
 STORED_H, STORED_W = 48, 64
 OBJECT = (10, 8, 30, 12)  # x, y, w, h of the bright rectangle, in stored pixels
@@ -111,9 +111,9 @@ def test_detector_and_segmenter_pipelines_see_the_stored_pixels(photo):
 
 
 def test_stage3_crops_and_grabcut_read_the_stored_pixels(tmp_path, photo):
+    from boxcaseg.baselines import grabcut_raw_masks
     from boxcaseg.grabcut import GrabCutSpec
     from boxcaseg.proxy import _ImageCropDataset
-    from boxcaseg.stages import grabcut_raw_masks
 
     coco, report = import_coco(coco_file(tmp_path, STORED_W, STORED_H), tmp_path / "images")
     report.raise_if_errors()

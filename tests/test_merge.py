@@ -178,8 +178,8 @@ def _random_file(rng, n_images=25):
 def test_merge_proxy_file_equals_full_frame_reference_and_leaves_its_input_alone(monkeypatch):
     import copy
 
-    import boxcaseg.stages
-    from boxcaseg.stages import merge_proxy_file
+    import boxcaseg.merge_drop
+    from boxcaseg.merge_drop import merge_proxy_file
 
     rng = np.random.default_rng(11)
     raw = _random_file(rng)
@@ -188,7 +188,7 @@ def test_merge_proxy_file_equals_full_frame_reference_and_leaves_its_input_alone
     expected_file = {**expected, "info": {**expected["info"], "drop_threshold": 0.8,
                                           "masks": "proxy masks (BoxCaseg Stage 4: merged, scored)"}}
     assert merge_proxy_file(raw, 0.8) == expected_file  # all images in one batch
-    monkeypatch.setattr(boxcaseg.stages, "MERGE_CHUNK", 7)  # a few images per batch
+    monkeypatch.setattr(boxcaseg.merge_drop, "MERGE_CHUNK", 7)  # a few images per batch
     assert merge_proxy_file(raw, 0.8) == expected_file
     assert raw == before  # not modified
     in_place = merge_proxy_file(raw, 0.8, inplace=True)
@@ -199,7 +199,7 @@ def test_merge_proxy_file_equals_full_frame_reference_and_leaves_its_input_alone
 
 def test_quality_on_rle_equals_full_frame_ious():
     from boxcaseg.masks import mask_iou, segmentation_to_mask
-    from boxcaseg.stages import merge_proxy_file, proxy_quality
+    from boxcaseg.merge_drop import merge_proxy_file, proxy_quality
 
     rng = np.random.default_rng(5)
     gt = _random_file(rng, 15)

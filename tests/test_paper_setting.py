@@ -17,9 +17,9 @@ import torch
 import boxcaseg.mm.det  # noqa: F401  (registers the components)
 import boxcaseg.mm.seg  # noqa: F401
 from boxcaseg.data.report import DataError
+from boxcaseg.engine import (apply_global_batch, backbone_from_scratch, load_config,
+                             use_iteration_loop)
 from boxcaseg.mm.pretrained import CheckedPretrainedInit, CheckpointMismatchError
-from boxcaseg.training import (apply_global_batch, backbone_from_scratch, load_config,
-                               use_iteration_loop)
 
 HRNET_W18 = dict(
     type="HRNet", norm_cfg=dict(type="BN", requires_grad=True),
@@ -284,7 +284,7 @@ def test_fully_overwritten_instance_still_trains_the_box_heads(tmp_path):
     from PIL import Image
 
     from boxcaseg.masks import rle_encode, rle_decode
-    from boxcaseg.stages import merge_proxy_file
+    from boxcaseg.merge_drop import merge_proxy_file
 
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "img.png")
     big, small = np.zeros((40, 40), bool), np.zeros((40, 40), bool)

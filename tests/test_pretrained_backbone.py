@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from boxcaseg.engine import load_config
 from boxcaseg.mm.backbones import (LITE_MEAN, LITE_STD, PACKAGED_WEIGHTS, EfficientNetLite,
                                    lite_to_timm_keys, packaged_weights_path)
 from boxcaseg.mm.pretrained import CheckedPretrainedInit, CheckpointMismatchError
-from boxcaseg.training import load_config
 
 
 def reference_lite(name: str) -> torch.nn.Module:
@@ -135,7 +135,7 @@ def test_the_detector_configs_build_in_plain_mmdet(config):
     import subprocess
     import sys
 
-    from boxcaseg.training import resolve_config
+    from boxcaseg.engine import resolve_config
 
     code = ("from mmengine.config import Config; from mmdet.registry import MODELS; "
             "from mmdet.utils import register_all_modules; register_all_modules(); "

@@ -11,8 +11,9 @@ import torch
 
 from boxcaseg.data.coco import load_json
 from boxcaseg.masks import rle_decode, segmentation_to_mask
-from boxcaseg.proxy import iter_proxy_masks, minmax_normalize
-from boxcaseg.stages import merge_proxy_file, proxy_quality
+from boxcaseg.merge_drop import merge_proxy_file, proxy_quality
+from boxcaseg.normalize import minmax_normalize
+from boxcaseg.proxy import iter_proxy_masks
 
 
 def test_minmax_normalize_per_sample_and_flat_maps():
@@ -27,7 +28,7 @@ def untrained_model():
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
-    from boxcaseg.training import load_config
+    from boxcaseg.engine import load_config
 
     init_default_scope("mmseg")
     torch.manual_seed(0)
@@ -161,7 +162,7 @@ def test_fully_overwritten_proxy_is_kept_in_the_file_with_confidence_zero(tiny_d
 @pytest.fixture(scope="module")
 def untrained_checkpoint(untrained_model, tmp_path_factory):
     """The untrained model saved the way mmengine saves: weights + its config in meta.cfg."""
-    from boxcaseg.training import load_config
+    from boxcaseg.engine import load_config
 
     path = tmp_path_factory.mktemp("ckpt") / "final.pth"
     cfg = load_config("seg/boxcaseg_hr18s_demo.py", {"infer_size": 32})
@@ -170,7 +171,7 @@ def untrained_checkpoint(untrained_model, tmp_path_factory):
 
 
 def test_sharded_stage3_equals_the_unsharded_file_byte_for_byte(untrained_checkpoint, tiny_data, tmp_path):
-    from boxcaseg.stages import gather_proxy_parts, run_proxy_inference
+    from boxcaseg.proxy import gather_proxy_parts, run_proxy_inference
 
     whole = tmp_path / "proxy_raw.json"
     run_proxy_inference(str(untrained_checkpoint), str(tiny_data["train_boxes"]), str(whole),
@@ -192,7 +193,7 @@ def test_sharded_stage3_equals_the_unsharded_file_byte_for_byte(untrained_checkp
 
 def test_gather_refuses_a_missing_shard(untrained_checkpoint, tiny_data, tmp_path):
     from boxcaseg.data.report import DataError
-    from boxcaseg.stages import gather_proxy_parts, run_proxy_inference
+    from boxcaseg.proxy import gather_proxy_parts, run_proxy_inference
 
     part = tmp_path / "part0.json"
     run_proxy_inference(str(untrained_checkpoint), str(tiny_data["train_boxes"]), str(part),

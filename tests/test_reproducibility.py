@@ -67,7 +67,7 @@ def test_another_seed_gives_another_model(stage2_runs):
 
 def test_stage5_reproduces_with_dataloader_workers(tiny_data, tmp_path):
     from boxcaseg.data.coco import load_json
-    from boxcaseg.stages import merge_proxy_file
+    from boxcaseg.merge_drop import merge_proxy_file
 
     train = tmp_path / "proxy.json"
     train.write_text(json.dumps(merge_proxy_file(load_json(tiny_data["train_gt"]), 0.5)))

@@ -1,6 +1,6 @@
 """Rerunning a training as a cluster does: after it finished (a job killed between its last
 checkpoint and final.pth, or ``snakemake --forcerun``), from a results folder that was moved,
-and from a checkpoint that a crash cut short (boxcaseg.training.resume_checkpoint)."""
+and from a checkpoint that a crash cut short (boxcaseg.engine.resume_checkpoint)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from boxcaseg.training import CheckpointError, resume_checkpoint
+from boxcaseg.engine import CheckpointError, resume_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

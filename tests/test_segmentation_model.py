@@ -16,9 +16,9 @@ import torch
 
 import boxcaseg.mm.seg  # noqa: F401  (registers the components)
 from boxcaseg.data.coco import load_json
+from boxcaseg.engine import load_config
 from boxcaseg.mm.seg.dataset import BoxCasegCrop, KindRatioBatchSampler, overlapping_instances
 from boxcaseg.mm.seg.model import BoxCasegHead
-from boxcaseg.training import load_config
 
 DEMO_CONFIG = "seg/boxcaseg_hr18s_demo.py"
 

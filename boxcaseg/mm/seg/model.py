@@ -33,7 +33,7 @@ from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
-from boxcaseg.proxy import minmax_normalize
+from boxcaseg.normalize import minmax_normalize
 
 
 class Transfer(nn.Module):
@@ -258,7 +258,7 @@ def load_segmentor(checkpoint: str, device: str | None = None,
     from mmengine.registry import init_default_scope
     from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 
-    from boxcaseg.training import resolve_config
+    from boxcaseg.engine import resolve_config
 
     state = _load_checkpoint(checkpoint, map_location="cpu")
     text = (state.get("meta") or {}).get("cfg")

@@ -1,0 +1,20 @@
+"""Per-instance min-max normalisation of the salient head's probabilities, shared by Stage 2's
+model (its ``predict``, :mod:`boxcaseg.mm.seg.model`) and Stage 3's inference
+(:mod:`boxcaseg.proxy`). It lives below both: Stage 3 loads the Stage 2 model
+(:func:`boxcaseg.mm.seg.model.load_segmentor`), so the model cannot import it from Stage 3.
+"""
+
+from __future__ import annotations
+
+import torch
+
+EPS = 1e-6
+
+
+def minmax_normalize(probs: torch.Tensor) -> torch.Tensor:
+    """Per-sample min-max normalisation of (N, H, W) maps to [0, 1]; a flat map becomes 0."""
+    flat = probs.flatten(1)
+    lo = flat.min(dim=1).values[:, None, None]
+    hi = flat.max(dim=1).values[:, None, None]
+    span = hi - lo
+    return torch.where(span > EPS, (probs - lo) / span.clamp(min=EPS), torch.zeros_like(probs))
