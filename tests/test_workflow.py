@@ -38,9 +38,10 @@ TINY_CONFIG = {
                   "variants": ["weak", "full", "box", "grabcut", "boxinst"],
                   "cfg_options": {"test_dataloader.num_workers": 0,
                                   "default_hooks.checkpoint.interval": 2}},
-    # the weak detector over a folder of "new photos" (two images and an unreadable file)
-    "predict": {"images": "new_photos"},
 }
+# the tiny run adds the weak detector over a folder of "new photos" (two images and an
+# unreadable file, written by the fixture: write_new_photos)
+TINY_RUN_CONFIG = {**TINY_CONFIG, "predict": {"images": "new_photos"}}
 
 
 def write_new_photos(folder: Path) -> list[str]:
@@ -106,7 +107,7 @@ def test_invalid_config_is_refused_by_the_schema(tmp_path):
 def tiny_run(tmp_path_factory):
     """The whole DAG on the tiny config, with the segmentation job killed midway once."""
     workdir = tmp_path_factory.mktemp("workflow")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY_RUN_CONFIG))
     write_new_photos(workdir / "new_photos")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     first = subprocess.Popen([*SNAKEMAKE, "-d", str(workdir), "--cores", "2"], env=env,
@@ -208,7 +209,7 @@ def test_nothing_to_do_after_a_complete_run(tiny_run):
 ])
 def test_a_config_edit_reruns_exactly_its_stage_and_descendants(tiny_run, tmp_path, section, key,
                                                                 value, expected):
-    edited = json.loads(json.dumps(TINY_CONFIG))
+    edited = json.loads(json.dumps(TINY_RUN_CONFIG))
     edited.setdefault(section, {})[key] = value
     config = tmp_path / "edited.yaml"
     config.write_text(yaml.safe_dump(edited))
