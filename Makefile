@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # The workflow's rules call `python -m boxcaseg.cli`: put the environment first on PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install demo test test-fast report clean-demo
+.PHONY: install demo lint format test test-fast report clean-demo
 
 install:
 	bash scripts/install.sh
@@ -19,8 +19,21 @@ demo: install
 	@echo "Final metrics: results/demo/summary/results.md"
 	@cat results/demo/summary/results.md
 
-# All tests, the slow ones (real training, whole workflow runs) included.
-test: install
+# Lint and format check (seconds): ruff for Python, snakefmt for the Snakefile and rules/.
+# `make format` rewrites the files instead.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/snakefmt --check Snakefile rules/
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/snakefmt Snakefile rules/
+
+# The lint check first (the fast lane: it fails in seconds), then all tests, the slow ones
+# (real training, whole workflow runs) included.
+test: lint
 	$(PY) -m pytest -ra
 
 # Unit tests only (seconds).

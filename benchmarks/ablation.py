@@ -56,8 +56,11 @@ def pipeline(photometric: bool, box_flip: bool, salient_box_crop: float) -> list
 
 PAPER_INFERENCE = {"model.test_cfg": dict(_delete_=True, threshold=0.5, flip=False)}
 # the optimiser of the rows before `adamw`: the demo config's SGD (the paper's optimiser)
-SGD = {"optim_wrapper.optimizer": dict(_delete_=True, type="SGD", lr=0.02, momentum=0.9,
-                                       weight_decay=1e-4)}
+SGD = {
+    "optim_wrapper.optimizer": dict(
+        _delete_=True, type="SGD", lr=0.02, momentum=0.9, weight_decay=1e-4
+    )
+}
 # REAL_CONFIG's inference without the multi-scale views (the `inference` row)
 FLIP_INFERENCE = dict(scales=None)
 
@@ -79,27 +82,55 @@ def rows() -> list[tuple[str, str, dict]]:
     sgd_rows = {**PAPER_INFERENCE, **SGD, **raw}  # what every row before `adamw` shares
     plain = {"train_dataloader.dataset.pipeline": pipeline(False, False, 0.0), **sgd_rows}
     return [
-        ("paper", "the paper's recipe at this budget: plain pairwise term (weight 0.05), box "
-                  "crops jittered only, salient images whole (resized, cropped, flipped)",
-         {**plain, "model.loss_pair": PLAIN_PAIR}),
-        ("colour", "+ colour-affinity pairwise term (BoxInst style) instead of the plain one",
-         plain),
-        ("augment", "+ photometric augmentation (brightness, contrast, saturation, hue) and "
-                    "flipped box crops",
-         {"train_dataloader.dataset.pipeline": pipeline(True, True, 0.0), **sgd_rows}),
-        ("salient-crops", "+ half of the salient images cropped around their object like box "
-                          "crops",
-         {**sgd_rows, "train_dataloader.batch_sampler.box_per_batch": 8}),
-        ("box-ratio", "+ 11 box + 5 salient samples per batch of 16 (the paper's COCO ratio, "
-                      "22 + 10 of 32) instead of 8 + 8", sgd_rows),
-        ("adamw", "+ AdamW (lr 0.001, weight decay 0.05) instead of SGD (lr 0.02, momentum 0.9)",
-         {**PAPER_INFERENCE, **raw}),
-        ("inference", "+ inference threshold 0.4 and mirrored-crop averaging (model.test_cfg)",
-         {"evaluate": "adamw", "test_cfg": FLIP_INFERENCE}),
-        ("multi-scale", "+ each crop also at 0.75x and 1.25x its size, logits averaged "
-                        "(model.test_cfg.scales)", {"evaluate": "adamw"}),
-        ("ema", "+ exponential moving average of the weights (EMAHook, momentum 0.01): the "
-                "packaged seg/boxcaseg_hr18s_real_cpu.py", {}),
+        (
+            "paper",
+            "the paper's recipe at this budget: plain pairwise term (weight 0.05), box "
+            "crops jittered only, salient images whole (resized, cropped, flipped)",
+            {**plain, "model.loss_pair": PLAIN_PAIR},
+        ),
+        (
+            "colour",
+            "+ colour-affinity pairwise term (BoxInst style) instead of the plain one",
+            plain,
+        ),
+        (
+            "augment",
+            "+ photometric augmentation (brightness, contrast, saturation, hue) and "
+            "flipped box crops",
+            {"train_dataloader.dataset.pipeline": pipeline(True, True, 0.0), **sgd_rows},
+        ),
+        (
+            "salient-crops",
+            "+ half of the salient images cropped around their object like box crops",
+            {**sgd_rows, "train_dataloader.batch_sampler.box_per_batch": 8},
+        ),
+        (
+            "box-ratio",
+            "+ 11 box + 5 salient samples per batch of 16 (the paper's COCO ratio, "
+            "22 + 10 of 32) instead of 8 + 8",
+            sgd_rows,
+        ),
+        (
+            "adamw",
+            "+ AdamW (lr 0.001, weight decay 0.05) instead of SGD (lr 0.02, momentum 0.9)",
+            {**PAPER_INFERENCE, **raw},
+        ),
+        (
+            "inference",
+            "+ inference threshold 0.4 and mirrored-crop averaging (model.test_cfg)",
+            {"evaluate": "adamw", "test_cfg": FLIP_INFERENCE},
+        ),
+        (
+            "multi-scale",
+            "+ each crop also at 0.75x and 1.25x its size, logits averaged (model.test_cfg.scales)",
+            {"evaluate": "adamw"},
+        ),
+        (
+            "ema",
+            "+ exponential moving average of the weights (EMAHook, momentum 0.01): the "
+            "packaged seg/boxcaseg_hr18s_real_cpu.py",
+            {},
+        ),
     ]
 
 
@@ -119,8 +150,11 @@ def evaluate(checkpoint: Path, val_gt: Path, test_cfg: dict | None = None) -> di
 
 
 def run(cmd: list[str], log: Path) -> None:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+    }
     with open(log, "w") as fh:
         subprocess.run(cmd, check=True, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO)
 
@@ -137,8 +171,20 @@ def main() -> int:
     out = REPO / "results" / run_cfg["run_name"]
     data = out / "data"
     if not (data / "val.gt.json").is_file():
-        run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", args.configfile,
-             "--until", "prepare_data"], REPO / f"ablation_prepare_{run_cfg['run_name']}.log")
+        run(
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "--cores",
+                "2",
+                "--configfile",
+                args.configfile,
+                "--until",
+                "prepare_data",
+            ],
+            REPO / f"ablation_prepare_{run_cfg['run_name']}.log",
+        )
     results = []
     for name, change, options in rows():
         if args.rows and name not in args.rows:
@@ -148,24 +194,47 @@ def main() -> int:
         start = time.time()
         if "evaluate" in options:
             checkpoint = out / "ablation" / options["evaluate"] / "work" / "last_checkpoint"
-            metrics = evaluate(Path(checkpoint.read_text().strip()), data / "val.gt.json",
-                               options.get("test_cfg"))
+            metrics = evaluate(
+                Path(checkpoint.read_text().strip()), data / "val.gt.json", options.get("test_cfg")
+            )
             metrics = {"model": metrics["model"], "box_as_mask": metrics["box_as_mask"]}
             (work / "miou_star.json").write_text(json.dumps(metrics, indent=1))
         else:
             section = {"seed": args.seed, "cfg_options": options}
             if args.iters:
                 section["max_iters"] = args.iters
-            run([sys.executable, "-m", "boxcaseg.cli", "train-seg", "--config", REAL_CONFIG,
-                 "--train", str(data / "train.boxes.json"), "--salient", str(data / "salient.json"),
-                 "--val", str(data / "val.gt.json"), "--work-dir", str(work / "work"),
-                 "--metrics-out", str(work / "miou_star.json"), "--section", json.dumps(section)],
-                work / "train.log")
+            run(
+                [
+                    sys.executable,
+                    "-m",
+                    "boxcaseg.cli",
+                    "train-seg",
+                    "--config",
+                    REAL_CONFIG,
+                    "--train",
+                    str(data / "train.boxes.json"),
+                    "--salient",
+                    str(data / "salient.json"),
+                    "--val",
+                    str(data / "val.gt.json"),
+                    "--work-dir",
+                    str(work / "work"),
+                    "--metrics-out",
+                    str(work / "miou_star.json"),
+                    "--section",
+                    json.dumps(section),
+                ],
+                work / "train.log",
+            )
             metrics = json.loads((work / "miou_star.json").read_text())
-        row = {"row": name, "change": change,
-               "salient_head_miou_star": round(100 * metrics["model"]["miou_star"], 2),
-               "box_as_mask_miou_star": round(100 * metrics["box_as_mask"]["miou_star"], 2),
-               "instances": metrics["model"]["instances"], "minutes": round((time.time() - start) / 60, 1)}
+        row = {
+            "row": name,
+            "change": change,
+            "salient_head_miou_star": round(100 * metrics["model"]["miou_star"], 2),
+            "box_as_mask_miou_star": round(100 * metrics["box_as_mask"]["miou_star"], 2),
+            "instances": metrics["model"]["instances"],
+            "minutes": round((time.time() - start) / 60, 1),
+        }
         results.append(row)
         print(json.dumps(row), flush=True)
     path = Path(args.json or REPO / f"benchmarks/results/ablation_{run_cfg['run_name']}.json")
@@ -173,12 +242,27 @@ def main() -> int:
         earlier = {r["row"]: r for r in json.loads(path.read_text())["rows"]}
         earlier.update({r["row"]: r for r in results})
         results = [earlier[name] for name, _, _ in rows() if name in earlier]
-    lines = ["| row | change | mIoU* salient head | box as mask | minutes |", "|---|---|---|---|---|"]
-    lines += [f"| {r['row']} | {r['change']} | {r['salient_head_miou_star']:.2f} | "
-              f"{r['box_as_mask_miou_star']:.2f} | {r['minutes']} |" for r in results]
+    lines = [
+        "| row | change | mIoU* salient head | box as mask | minutes |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['row']} | {r['change']} | {r['salient_head_miou_star']:.2f} | "
+        f"{r['box_as_mask_miou_star']:.2f} | {r['minutes']} |"
+        for r in results
+    ]
     print("\n".join(lines))
-    path.write_text(json.dumps({"configfile": args.configfile, "iters": args.iters,
-                                "seed": args.seed, "rows": results}, indent=1))
+    path.write_text(
+        json.dumps(
+            {
+                "configfile": args.configfile,
+                "iters": args.iters,
+                "seed": args.seed,
+                "rows": results,
+            },
+            indent=1,
+        )
+    )
     print(f"written to {path}")
     return 0
 

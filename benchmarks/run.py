@@ -34,10 +34,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
-
-import numpy as np
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 COCO128 = Path(os.environ.get("BOXCASEG_COCO128", REPO.parent / "shared/data/coco128-seg"))
@@ -81,11 +80,15 @@ def tiny_demo(root: Path, **kw: Any) -> dict[str, Path]:
     spec = DemoSpec(**{"train_images": 40, "val_images": 4, "salient_images": 40, **kw})
     write_demo_dataset(root / "demo", spec)
     prepare_dataset(generated_data_config(root / "demo"), root / "data")
-    return {"train_boxes": root / "data/train.boxes.json", "train_gt": root / "data/train.gt.json",
-            "salient": root / "data/salient.json"}
+    return {
+        "train_boxes": root / "data/train.boxes.json",
+        "train_gt": root / "data/train.gt.json",
+        "salient": root / "data/salient.json",
+    }
 
 
 # --- benchmarks ---------------------------------------------------------------------------------
+
 
 def bench_import(tmp: Path) -> dict[str, Any]:
     from boxcaseg.data.importers import import_yolo_seg
@@ -99,13 +102,21 @@ def bench_import(tmp: Path) -> dict[str, Any]:
         coco, report = import_yolo_seg(*data, "coco80", decode_images=decode)
         elapsed = time.perf_counter() - start
         rows["decode" if decode else "header_only"] = {
-            "images": len(coco["images"]), "instances": len(coco["annotations"]),
-            "seconds": round(elapsed, 3), "images_per_s": round(len(coco["images"]) / elapsed, 1)}
+            "images": len(coco["images"]),
+            "instances": len(coco["annotations"]),
+            "seconds": round(elapsed, 3),
+            "images_per_s": round(len(coco["images"]) / elapsed, 1),
+        }
     return rows
 
 
-def bench_proxy(tmp: Path, batch_size: int = 32, input_size: int = 320,
-                config: str | None = None, repeats: int = 3) -> dict[str, Any]:
+def bench_proxy(
+    tmp: Path,
+    batch_size: int = 32,
+    input_size: int = 320,
+    config: str | None = None,
+    repeats: int = 3,
+) -> dict[str, Any]:
     """Stage 3 as it runs (crops read in 2 DataLoader workers, masks pasted, thresholded and
     RLE-encoded), three ways: a batch-1 loop, batched (``batch_size`` crops a forward pass, as
     many as the device's budget allows: see ``proxy.effective_batch_size``), and batched with
@@ -120,7 +131,9 @@ def bench_proxy(tmp: Path, batch_size: int = 32, input_size: int = 320,
     from boxcaseg.proxy import effective_batch_size, iter_proxy_masks
 
     # the paper's HRNet-W48 on a GPU; on a CPU the demo's W18-small (W48 at 320 px is ~1 s a crop)
-    config = config or ("seg/boxcaseg_hr48_voc.py" if device() == "cuda" else "seg/boxcaseg_hr18s_demo.py")
+    config = config or (
+        "seg/boxcaseg_hr48_voc.py" if device() == "cuda" else "seg/boxcaseg_hr18s_demo.py"
+    )
     n_images = 40 if device() == "cuda" else 12
     data = tiny_demo(tmp / "proxy", image_size=256, max_object_size=120, train_images=n_images)
     coco = load_json(data["train_boxes"])
@@ -136,8 +149,15 @@ def bench_proxy(tmp: Path, batch_size: int = 32, input_size: int = 320,
         return len([rle_encode_window(m, win, h, w) for win, m in window_masks])
 
     def timed(bs: int, post_workers: int) -> float:
-        kwargs = dict(input_size=input_size, batch_size=bs, num_workers=2, post_workers=post_workers,
-                      windows=True, postprocess=encode, progress=False)
+        kwargs = dict(
+            input_size=input_size,
+            batch_size=bs,
+            num_workers=2,
+            post_workers=post_workers,
+            windows=True,
+            postprocess=encode,
+            progress=False,
+        )
         list(iter_proxy_masks(model, warm, **kwargs))
         sync()
         start = time.perf_counter()
@@ -149,13 +169,24 @@ def bench_proxy(tmp: Path, batch_size: int = 32, input_size: int = 320,
     # machine does not decide a ratio
     rounds = [(timed(1, 0), timed(batch_size, 0), timed(batch_size, 2)) for _ in range(repeats)]
     single, batched, threaded = (min(times) for times in zip(*rounds))
-    return {"config": config, "input_size": input_size, "instances": n,
-            "batch_size": batch_size, "repeats": repeats,
-            "effective_batch_size": effective_batch_size(batch_size, input_size, torch.device(device())),
-            "batch1_inst_per_s": round(n / single, 2), "batched_inst_per_s": round(n / batched, 2),
-            "batched_threaded_inst_per_s": round(n / threaded, 2),
-            "speedup": round(single / batched, 2), "speedup_threaded": round(single / threaded, 2),
-            "device": device(), "peak_rss_mb": round(peak_rss_mb()), "cuda_peak_mb": cuda_peak_mb()}
+    return {
+        "config": config,
+        "input_size": input_size,
+        "instances": n,
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "effective_batch_size": effective_batch_size(
+            batch_size, input_size, torch.device(device())
+        ),
+        "batch1_inst_per_s": round(n / single, 2),
+        "batched_inst_per_s": round(n / batched, 2),
+        "batched_threaded_inst_per_s": round(n / threaded, 2),
+        "speedup": round(single / batched, 2),
+        "speedup_threaded": round(single / threaded, 2),
+        "device": device(),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "cuda_peak_mb": cuda_peak_mb(),
+    }
 
 
 def bench_merge(tmp: Path) -> dict[str, Any]:
@@ -170,26 +201,39 @@ def bench_merge(tmp: Path) -> dict[str, Any]:
     images = {img["id"]: img for img in coco["images"]}
     for ann in coco["annotations"]:  # true masks as RLE stand in for raw proxy masks
         img = images[ann["image_id"]]
-        ann["segmentation"] = rle_encode(segmentation_to_mask(ann["segmentation"], img["height"], img["width"]))
+        ann["segmentation"] = rle_encode(
+            segmentation_to_mask(ann["segmentation"], img["height"], img["width"])
+        )
     start = time.perf_counter()
     merged = merge_proxy_file(coco, drop_threshold=0.95)
     elapsed = time.perf_counter() - start
     kept = sum(a["proxy_kept"] for a in merged["annotations"])
-    return {"images": len(coco["images"]), "instances": len(coco["annotations"]),
-            "seconds": round(elapsed, 3), "images_per_s": round(len(coco["images"]) / elapsed, 1),
-            "kept_fraction_of_true_masks": round(kept / len(coco["annotations"]), 3)}
+    return {
+        "images": len(coco["images"]),
+        "instances": len(coco["annotations"]),
+        "seconds": round(elapsed, 3),
+        "images_per_s": round(len(coco["images"]) / elapsed, 1),
+        "kept_fraction_of_true_masks": round(kept / len(coco["annotations"]), 3),
+    }
 
 
-def bench_seg_train(tmp: Path, iters: int = 20, config: str = "seg/boxcaseg_hr18s_demo.py") -> dict[str, Any]:
-    import torch
+def bench_seg_train(
+    tmp: Path, iters: int = 20, config: str = "seg/boxcaseg_hr18s_demo.py"
+) -> dict[str, Any]:
     from mmengine.runner import Runner
 
     from boxcaseg.engine import load_config
 
     data = tiny_demo(tmp / "seg")
-    cfg = load_config(config, {"train_cfg.max_iters": iters, "default_hooks.logger.interval": 1000,
-                               "default_hooks.checkpoint.interval": 10**6,
-                               "custom_hooks": []})
+    cfg = load_config(
+        config,
+        {
+            "train_cfg.max_iters": iters,
+            "default_hooks.logger.interval": 1000,
+            "default_hooks.checkpoint.interval": 10**6,
+            "custom_hooks": [],
+        },
+    )
     cfg.train_dataloader.dataset.ann_file = str(data["train_boxes"])
     cfg.train_dataloader.dataset.salient_file = str(data["salient"])
     cfg.work_dir = str(tmp / "seg_work")
@@ -212,13 +256,22 @@ def bench_seg_train(tmp: Path, iters: int = 20, config: str = "seg/boxcaseg_hr18
         model.train_step(next(it), optim)
     sync()
     full = iters / (time.perf_counter() - start)
-    return {"config": config, "batch_size": batch_size, "raw_fwd_bwd_it_per_s": round(raw, 3),
-            "full_pipeline_it_per_s": round(full, 3), "overhead_ratio": round(raw / full, 3),
-            "num_workers": cfg.train_dataloader.num_workers, "device": device(),
-            "peak_rss_mb": round(peak_rss_mb()), "cuda_peak_mb": cuda_peak_mb()}
+    return {
+        "config": config,
+        "batch_size": batch_size,
+        "raw_fwd_bwd_it_per_s": round(raw, 3),
+        "full_pipeline_it_per_s": round(full, 3),
+        "overhead_ratio": round(raw / full, 3),
+        "num_workers": cfg.train_dataloader.num_workers,
+        "device": device(),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "cuda_peak_mb": cuda_peak_mb(),
+    }
 
 
-def bench_det_train(tmp: Path, iters: int = 20, config: str = "det/maskrcnn_r18_fpn_demo.py") -> dict[str, Any]:
+def bench_det_train(
+    tmp: Path, iters: int = 20, config: str = "det/maskrcnn_r18_fpn_demo.py"
+) -> dict[str, Any]:
     from mmengine.runner import Runner
 
     from boxcaseg.detection import dataset_fields
@@ -242,27 +295,43 @@ def bench_det_train(tmp: Path, iters: int = 20, config: str = "det/maskrcnn_r18_
     sync()
     elapsed = time.perf_counter() - start
     bs = cfg.train_dataloader.batch_size
-    return {"config": config, "batch_size": bs, "it_per_s": round(iters / elapsed, 3),
-            "images_per_s": round(iters * bs / elapsed, 2), "device": device(),
-            "peak_rss_mb": round(peak_rss_mb()), "cuda_peak_mb": cuda_peak_mb()}
+    return {
+        "config": config,
+        "batch_size": bs,
+        "it_per_s": round(iters / elapsed, 3),
+        "images_per_s": round(iters * bs / elapsed, 2),
+        "device": device(),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "cuda_peak_mb": cuda_peak_mb(),
+    }
 
 
 def bench_demo_dag(results: Path) -> dict[str, Any]:
     files = sorted((results / "benchmarks").glob("*.tsv"))
     if not files:
-        return {"skipped": f"no Snakemake benchmark files under {results}/benchmarks (run `make demo`)"}
+        return {
+            "skipped": f"no Snakemake benchmark files under {results}/benchmarks (run `make demo`)"
+        }
     stages = {}
     for path in files:
         header, values = path.read_text().splitlines()[:2]
         row = dict(zip(header.split("\t"), values.split("\t")))
-        stages[path.stem] = {"seconds": round(float(row["s"]), 1),
-                             "max_rss_mb": round(float(row["max_rss"])) if row["max_rss"] != "NA" else None}
-    return {"stages": stages, "sum_of_stage_seconds": round(sum(s["seconds"] for s in stages.values()), 1)}
+        stages[path.stem] = {
+            "seconds": round(float(row["s"]), 1),
+            "max_rss_mb": round(float(row["max_rss"])) if row["max_rss"] != "NA" else None,
+        }
+    return {
+        "stages": stages,
+        "sum_of_stage_seconds": round(sum(s["seconds"] for s in stages.values()), 1),
+    }
 
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
-    "import": bench_import, "proxy": bench_proxy, "merge": bench_merge,
-    "seg_train": bench_seg_train, "det_train": bench_det_train,
+    "import": bench_import,
+    "proxy": bench_proxy,
+    "merge": bench_merge,
+    "seg_train": bench_seg_train,
+    "det_train": bench_det_train,
 }
 
 
@@ -272,28 +341,54 @@ def main() -> int:
     parser.add_argument("--json", default="benchmark_results.json")
     parser.add_argument("--demo-results", default=str(REPO / "results/demo"))
     parser.add_argument("--proxy-batch-size", type=int, default=32)
-    parser.add_argument("--scale-fractions", type=float, nargs="+", default=[0.1, 1.0],
-                        help="scale: sizes to run, as fractions of COCO train2017")
-    parser.add_argument("--scale-data", help="scale: keep the generated data sets here (and "
-                        "reuse them next time) instead of a temporary folder")
-    parser.add_argument("--scale-input-size", type=int, default=64,
-                        help="scale: Stage 3 crop size (the stub model's; the data path's cost "
-                        "per crop grows with it)")
+    parser.add_argument(
+        "--scale-fractions",
+        type=float,
+        nargs="+",
+        default=[0.1, 1.0],
+        help="scale: sizes to run, as fractions of COCO train2017",
+    )
+    parser.add_argument(
+        "--scale-data",
+        help="scale: keep the generated data sets here (and "
+        "reuse them next time) instead of a temporary folder",
+    )
+    parser.add_argument(
+        "--scale-input-size",
+        type=int,
+        default=64,
+        help="scale: Stage 3 crop size (the stub model's; the data path's cost "
+        "per crop grows with it)",
+    )
     args = parser.parse_args()
     names = args.only or [*BENCHMARKS, "demo_dag"]
-    results: dict[str, Any] = {"machine": {"python": platform.python_version(),
-                                           "cpus": os.cpu_count(), "device": None}}
+    results: dict[str, Any] = {
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "device": None}
+    }
     if len(names) > 1:  # one process per benchmark: each peak memory figure is its own
         with tempfile.TemporaryDirectory() as tmp:
             for name in names:
                 part = Path(tmp) / f"{name}.json"
-                subprocess.run([sys.executable, __file__, "--only", name, "--json", str(part),
-                                "--demo-results", args.demo_results,
-                                "--proxy-batch-size", str(args.proxy_batch_size),
-                                "--scale-fractions", *map(str, args.scale_fractions),
-                                "--scale-input-size", str(args.scale_input_size),
-                                *(["--scale-data", args.scale_data] if args.scale_data else [])],
-                               check=True)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--only",
+                        name,
+                        "--json",
+                        str(part),
+                        "--demo-results",
+                        args.demo_results,
+                        "--proxy-batch-size",
+                        str(args.proxy_batch_size),
+                        "--scale-fractions",
+                        *map(str, args.scale_fractions),
+                        "--scale-input-size",
+                        str(args.scale_input_size),
+                        *(["--scale-data", args.scale_data] if args.scale_data else []),
+                    ],
+                    check=True,
+                )
                 results[name] = json.loads(part.read_text())[name]
     else:
         with tempfile.TemporaryDirectory() as tmp:
@@ -306,11 +401,16 @@ def main() -> int:
                 sys.path.insert(0, str(Path(__file__).parent))
                 from scale import bench_scale
 
-                out = bench_scale(Path(tmp), args.scale_fractions, args.scale_data,
-                                  args.scale_input_size)
+                out = bench_scale(
+                    Path(tmp), args.scale_fractions, args.scale_data, args.scale_input_size
+                )
             elif name == "proxy":
-                out = {f"input_{size}": bench_proxy(Path(tmp) / str(size), batch_size=args.proxy_batch_size,
-                                                    input_size=size) for size in (64, 320)}
+                out = {
+                    f"input_{size}": bench_proxy(
+                        Path(tmp) / str(size), batch_size=args.proxy_batch_size, input_size=size
+                    )
+                    for size in (64, 320)
+                }
             else:
                 out = BENCHMARKS[name](Path(tmp))
             out["bench_seconds"] = round(time.perf_counter() - start, 1)
@@ -325,8 +425,9 @@ def main() -> int:
 
 def summary_table(results: dict[str, Any]) -> str:
     """The headline figures of whatever ran, one line each."""
-    rows: list[tuple[str, str]] = [("device", f"{results['machine']['device']}, "
-                                              f"{results['machine']['cpus']} CPUs")]
+    rows: list[tuple[str, str]] = [
+        ("device", f"{results['machine']['device']}, {results['machine']['cpus']} CPUs")
+    ]
 
     def add(name: str, key: str, label: str, unit: str = "") -> None:
         bench = results.get(name) or {}
@@ -337,21 +438,34 @@ def summary_table(results: dict[str, Any]) -> str:
 
     imp = results.get("import") or {}
     if "decode" in imp:
-        rows.append(("Stage 1 import + validation, coco128-seg (full decode)",
-                     f"{imp['decode']['images_per_s']} images/s"))
+        rows.append(
+            (
+                "Stage 1 import + validation, coco128-seg (full decode)",
+                f"{imp['decode']['images_per_s']} images/s",
+            )
+        )
     elif "skipped" in imp:
         rows.append(("import", f"skipped: {imp['skipped']}"))
     for key, bench in (results.get("proxy") or {}).items():
         if key.startswith("input_"):
             size = key.split("_")[1]
-            rows.append((f"Stage 3 at {size} px, batch-1 loop",
-                         f"{bench['batch1_inst_per_s']} instances/s"))
-            rows.append((f"Stage 3 at {size} px, batched ({bench['batch_size']}, "
-                         f"{bench['effective_batch_size']} a pass here)",
-                         f"{bench['batched_inst_per_s']} instances/s ({bench['speedup']}x)"))
-            rows.append((f"Stage 3 at {size} px, batched + 2 post-processing threads",
-                         f"{bench['batched_threaded_inst_per_s']} instances/s "
-                         f"({bench['speedup_threaded']}x)"))
+            rows.append(
+                (f"Stage 3 at {size} px, batch-1 loop", f"{bench['batch1_inst_per_s']} instances/s")
+            )
+            rows.append(
+                (
+                    f"Stage 3 at {size} px, batched ({bench['batch_size']}, "
+                    f"{bench['effective_batch_size']} a pass here)",
+                    f"{bench['batched_inst_per_s']} instances/s ({bench['speedup']}x)",
+                )
+            )
+            rows.append(
+                (
+                    f"Stage 3 at {size} px, batched + 2 post-processing threads",
+                    f"{bench['batched_threaded_inst_per_s']} instances/s "
+                    f"({bench['speedup_threaded']}x)",
+                )
+            )
     add("merge", "images_per_s", "Stage 4 merge + drop + RLE, coco128-seg", " images/s")
     add("seg_train", "full_pipeline_it_per_s", "Stage 2 training, full data pipeline", " it/s")
     add("seg_train", "raw_fwd_bwd_it_per_s", "Stage 2 training, raw forward+backward", " it/s")

@@ -52,13 +52,25 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 COCO_IMAGES, COCO_INSTANCES, COCO_VAL_IMAGES = 118_287, 860_001, 5_000
 # COCO train2017's most common image sizes (width, height) and about how often they occur
-SIZES = [((640, 480), 0.45), ((480, 640), 0.12), ((640, 427), 0.12), ((427, 640), 0.05),
-         ((640, 424), 0.05), ((640, 426), 0.04), ((640, 428), 0.04), ((500, 375), 0.03),
-         ((640, 512), 0.03), ((640, 360), 0.03), ((612, 612), 0.02), ((640, 640), 0.02)]
+SIZES = [
+    ((640, 480), 0.45),
+    ((480, 640), 0.12),
+    ((640, 427), 0.12),
+    ((427, 640), 0.05),
+    ((640, 424), 0.05),
+    ((640, 426), 0.04),
+    ((640, 428), 0.04),
+    ((500, 375), 0.03),
+    ((640, 512), 0.03),
+    ((640, 360), 0.03),
+    ((612, 612), 0.02),
+    ((640, 640), 0.02),
+]
 STAGES = ("import", "derive", "proxy", "merge", "box_masks", "det_dataset")
 
 
 # --- the synthetic data set -----------------------------------------------------------------------
+
 
 def _shared_images(folder: Path, seed: int) -> None:
     """One JPEG per size: smooth blobs on a gradient, so a crop holds some structure."""
@@ -73,12 +85,21 @@ def _shared_images(folder: Path, seed: int) -> None:
             cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(10, 120)
             img += (((xx - cx) ** 2 + (yy - cy) ** 2) < r * r)[..., None] * rng.uniform(-60, 90, 3)
         img += rng.normal(0, 6, img.shape)
-        cv2.imwrite(str(folder / f"{w}x{h}.jpg"), np.clip(img, 0, 255).astype(np.uint8),
-                    [cv2.IMWRITE_JPEG_QUALITY, 90])
+        cv2.imwrite(
+            str(folder / f"{w}x{h}.jpg"),
+            np.clip(img, 0, 255).astype(np.uint8),
+            [cv2.IMWRITE_JPEG_QUALITY, 90],
+        )
 
 
-def _annotations(rng: np.random.Generator, image_ids: np.ndarray, widths: np.ndarray,
-                 heights: np.ndarray, n_objects: np.ndarray, first_id: int) -> list[dict[str, Any]]:
+def _annotations(
+    rng: np.random.Generator,
+    image_ids: np.ndarray,
+    widths: np.ndarray,
+    heights: np.ndarray,
+    n_objects: np.ndarray,
+    first_id: int,
+) -> list[dict[str, Any]]:
     """COCO annotations (polygons; crowds as uncompressed RLE) for a chunk of images."""
     img = np.repeat(np.arange(len(image_ids)), n_objects)
     n = len(img)
@@ -89,7 +110,12 @@ def _annotations(rng: np.random.Generator, image_ids: np.ndarray, widths: np.nda
     x0, y0 = rng.uniform(0, 1, n) * (w - bw), rng.uniform(0, 1, n) * (h - bh)
     n_points = rng.integers(8, 33, n)
     p_max = 32
-    angle = 2 * np.pi * (np.arange(p_max)[None, :] + rng.uniform(0, 0.8, (n, p_max))) / n_points[:, None]
+    angle = (
+        2
+        * np.pi
+        * (np.arange(p_max)[None, :] + rng.uniform(0, 0.8, (n, p_max)))
+        / n_points[:, None]
+    )
     radius = rng.uniform(0.55, 1.0, (n, p_max))
     px = np.round(x0[:, None] + bw[:, None] / 2 * (1 + radius * np.cos(angle)), 2)
     py = np.round(y0[:, None] + bh[:, None] / 2 * (1 + radius * np.sin(angle)), 2)
@@ -98,8 +124,9 @@ def _annotations(rng: np.random.Generator, image_ids: np.ndarray, widths: np.nda
     bx1, by1 = np.where(valid, px, -np.inf).max(1), np.where(valid, py, -np.inf).max(1)
     vx, vy = np.where(valid, px, 0), np.where(valid, py, 0)
     nxt = (np.arange(p_max)[None, :] + 1) % n_points[:, None]  # shoelace over each polygon
-    area = 0.5 * np.abs((vx * np.take_along_axis(vy, nxt, 1)
-                         - np.take_along_axis(vx, nxt, 1) * vy).sum(1))
+    area = 0.5 * np.abs(
+        (vx * np.take_along_axis(vy, nxt, 1) - np.take_along_axis(vx, nxt, 1) * vy).sum(1)
+    )
     crowd = rng.random(n) < 0.009
     category = rng.choice(80, n, p=_category_p()) + 1
     anns = []
@@ -114,13 +141,25 @@ def _annotations(rng: np.random.Generator, image_ids: np.ndarray, widths: np.nda
             seg: Any = {"counts": counts, "size": [image_h, image_w]}
             box, ann_area = [cx0, cy0, cw, ch], float(cw * ch)
         else:
-            seg = [xy[i][:2 * int(n_points[i])]]
-            box = [round(float(bx0[i]), 2), round(float(by0[i]), 2),
-                   round(float(bx1[i] - bx0[i]), 2), round(float(by1[i] - by0[i]), 2)]
+            seg = [xy[i][: 2 * int(n_points[i])]]
+            box = [
+                round(float(bx0[i]), 2),
+                round(float(by0[i]), 2),
+                round(float(bx1[i] - bx0[i]), 2),
+                round(float(by1[i] - by0[i]), 2),
+            ]
             ann_area = round(float(area[i]), 2)
-        anns.append({"segmentation": seg, "area": ann_area, "iscrowd": int(crowd[i]),
-                     "image_id": int(image_ids[img[i]]), "bbox": box,
-                     "category_id": int(category[i]), "id": first_id + i})
+        anns.append(
+            {
+                "segmentation": seg,
+                "area": ann_area,
+                "iscrowd": int(crowd[i]),
+                "image_id": int(image_ids[img[i]]),
+                "bbox": box,
+                "category_id": int(category[i]),
+                "id": first_id + i,
+            }
+        )
     return anns
 
 
@@ -129,8 +168,15 @@ def _category_p() -> np.ndarray:
     return p / p.sum()
 
 
-def write_split(path: Path, image_dir: Path, shared: Path, n_images: int, mean_objects: float,
-                first_image_id: int, seed: int) -> dict[str, int]:
+def write_split(
+    path: Path,
+    image_dir: Path,
+    shared: Path,
+    n_images: int,
+    mean_objects: float,
+    first_image_id: int,
+    seed: int,
+) -> dict[str, int]:
     """One COCO instances file of ``n_images`` images (links to the shared files), streamed."""
     from boxcaseg.data.importers import COCO80_CLASSES
 
@@ -151,25 +197,47 @@ def write_split(path: Path, image_dir: Path, shared: Path, n_images: int, mean_o
         if not link.is_symlink():
             w, h = SIZES[k][0]
             os.symlink(shared / f"{w}x{h}.jpg", link)
-    images = [{"license": 1, "file_name": f"{i:012d}.jpg", "height": int(h), "width": int(w),
-               "id": int(i)} for i, w, h in zip(ids, widths, heights)]
+    images = [
+        {
+            "license": 1,
+            "file_name": f"{i:012d}.jpg",
+            "height": int(h),
+            "width": int(w),
+            "id": int(i),
+        }
+        for i, w, h in zip(ids, widths, heights)
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     n_written = 0
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write('{"info": {"description": "synthetic COCO-scale set (BoxCaseg benchmark)"}, '
-                 '"licenses": [], "images": ')
+        fh.write(
+            '{"info": {"description": "synthetic COCO-scale set (BoxCaseg benchmark)"}, '
+            '"licenses": [], "images": '
+        )
         fh.write(json.dumps(images))
         fh.write(', "annotations": [')
         for start in range(0, n_images, 4000):
             stop = min(n_images, start + 4000)
-            anns = _annotations(rng, ids[start:stop], widths[start:stop], heights[start:stop],
-                                n_objects[start:stop], first_id=1 + n_written + seed * 10**8)
+            anns = _annotations(
+                rng,
+                ids[start:stop],
+                widths[start:stop],
+                heights[start:stop],
+                n_objects[start:stop],
+                first_id=1 + n_written + seed * 10**8,
+            )
             if anns:
                 fh.write((", " if n_written else "") + json.dumps(anns)[1:-1])
             n_written += len(anns)
         fh.write('], "categories": ')
-        fh.write(json.dumps([{"supercategory": "thing", "id": i + 1, "name": name}
-                             for i, name in enumerate(COCO80_CLASSES)]))
+        fh.write(
+            json.dumps(
+                [
+                    {"supercategory": "thing", "id": i + 1, "name": name}
+                    for i, name in enumerate(COCO80_CLASSES)
+                ]
+            )
+        )
         fh.write("}")
     return {"images": n_images, "instances": n_written}
 
@@ -184,25 +252,44 @@ def generate(root: Path, fraction: float, seed: int = 0) -> dict[str, Any]:
     start = time.perf_counter()
     _shared_images(root / "shared", seed)
     mean = COCO_INSTANCES / COCO_IMAGES / 0.99  # 1% of the images are empty
-    train = write_split(root / "annotations/instances_train.json", root / "images", root / "shared",
-                        round(COCO_IMAGES * fraction), mean, 1, seed)
-    val = write_split(root / "annotations/instances_val.json", root / "images", root / "shared",
-                      max(1, round(COCO_VAL_IMAGES * fraction)), mean, 10**7, seed + 1)
+    train = write_split(
+        root / "annotations/instances_train.json",
+        root / "images",
+        root / "shared",
+        round(COCO_IMAGES * fraction),
+        mean,
+        1,
+        seed,
+    )
+    val = write_split(
+        root / "annotations/instances_val.json",
+        root / "images",
+        root / "shared",
+        max(1, round(COCO_VAL_IMAGES * fraction)),
+        mean,
+        10**7,
+        seed + 1,
+    )
     for sub in ("DUTS-TR-Image", "DUTS-TR-Mask"):
         (root / "salient" / sub).mkdir(parents=True, exist_ok=True)
     for k in range(2):
-        pixels = cv2.imread(str(root / "shared/640x480.jpg"))[100 * k:100 * k + 200, :200]
+        pixels = cv2.imread(str(root / "shared/640x480.jpg"))[100 * k : 100 * k + 200, :200]
         mask = np.zeros((200, 200), np.uint8)
         mask[40:160, 50:150] = 255
         cv2.imwrite(str(root / f"salient/DUTS-TR-Image/s{k}.jpg"), pixels)
         cv2.imwrite(str(root / f"salient/DUTS-TR-Mask/s{k}.png"), mask)
-    info = {"fraction": fraction, "train": train, "val": val,
-            "generate_seconds": round(time.perf_counter() - start, 1)}
+    info = {
+        "fraction": fraction,
+        "train": train,
+        "val": val,
+        "generate_seconds": round(time.perf_counter() - start, 1),
+    }
     manifest.write_text(json.dumps(info, indent=1))
     return info
 
 
 # --- the stages (each run in its own process by `run_stage`) ---------------------------------------
+
 
 def stub_segmentor() -> Any:
     """What Stage 3 needs of a model, at almost no cost: one 1x1 conv on the crops."""
@@ -227,23 +314,38 @@ def stage_work(name: str, root: Path, work: Path, input_size: int) -> dict[str, 
     """One stage's work (timed by the caller); returns what it counted."""
     from boxcaseg.data.coco import load_json
 
-    data = {"train": {"format": "coco", "annotations": str(root / "annotations/instances_train.json"),
-                      "images": str(root / "images")},
-            "val": {"format": "coco", "annotations": str(root / "annotations/instances_val.json"),
-                    "images": str(root / "images")}}
+    data = {
+        "train": {
+            "format": "coco",
+            "annotations": str(root / "annotations/instances_train.json"),
+            "images": str(root / "images"),
+        },
+        "val": {
+            "format": "coco",
+            "annotations": str(root / "annotations/instances_val.json"),
+            "images": str(root / "images"),
+        },
+    }
     if name == "import":
         from boxcaseg.data.prepare import prepare_dataset
 
-        summary = prepare_dataset({"splits": data, "salient": {"format": "duts",
-                                                               "root": str(root / "salient")},
-                                   "decode_images": False}, work / "data")
+        summary = prepare_dataset(
+            {
+                "splits": data,
+                "salient": {"format": "duts", "root": str(root / "salient")},
+                "decode_images": False,
+            },
+            work / "data",
+        )
         train = summary["splits"]["train"]
         return {"images": train["images"], "instances": train["annotations"]}
     if name == "derive":
         from boxcaseg.cli import main
 
         section = {**data["train"], "decode_images": False, "keep_categories": []}
-        code = main(["derive", "--section", json.dumps(section), "--out-dir", str(work / "derived")])
+        code = main(
+            ["derive", "--section", json.dumps(section), "--out-dir", str(work / "derived")]
+        )
         counts = json.loads((work / "derived/manifest.json").read_text())["counts"]
         return {"exit": code, **counts}
     if name == "proxy":
@@ -252,29 +354,62 @@ def stage_work(name: str, root: Path, work: Path, input_size: int) -> dict[str, 
         from boxcaseg.proxy import proxy_masks_file
 
         torch.set_num_threads(1)  # the stub's tensor ops; the 2 DataLoader workers read images
-        out = proxy_masks_file(stub_segmentor(), work / "data/train.boxes.json",
-                               work / "proxy/proxy_raw.json", input_size=input_size,
-                               batch_size=32, num_workers=2, checkpoint="stub", progress=False)
+        out = proxy_masks_file(
+            stub_segmentor(),
+            work / "data/train.boxes.json",
+            work / "proxy/proxy_raw.json",
+            input_size=input_size,
+            batch_size=32,
+            num_workers=2,
+            checkpoint="stub",
+            progress=False,
+        )
         return {"images": out["images"], "instances": out["instances"], "input_size": input_size}
     if name == "merge":
         from boxcaseg.cli import main
 
-        code = main(["merge", "--section", json.dumps({"drop_threshold": 0.95}),
-                     "--raw", str(work / "proxy/proxy_raw.json"),
-                     "--gt", str(work / "data/train.gt.json"),
-                     "--out", str(work / "proxy/proxy_masks.json"),
-                     "--quality-out", str(work / "proxy/quality.json"),
-                     "--overlays-out", str(work / "proxy/overlays.png"),
-                     "--table-out", str(work / "proxy/quality_table.png")])
+        code = main(
+            [
+                "merge",
+                "--section",
+                json.dumps({"drop_threshold": 0.95}),
+                "--raw",
+                str(work / "proxy/proxy_raw.json"),
+                "--gt",
+                str(work / "data/train.gt.json"),
+                "--out",
+                str(work / "proxy/proxy_masks.json"),
+                "--quality-out",
+                str(work / "proxy/quality.json"),
+                "--overlays-out",
+                str(work / "proxy/overlays.png"),
+                "--table-out",
+                str(work / "proxy/quality_table.png"),
+            ]
+        )
         quality = load_json(work / "proxy/quality.json")
-        return {"exit": code, "instances": quality["instances"], "kept": quality["kept"],
-                "proxy_miou_star": round(quality.get("quality", {}).get("proxy", {})
-                                         .get("miou_star", 0.0), 4)}
+        return {
+            "exit": code,
+            "instances": quality["instances"],
+            "kept": quality["kept"],
+            "proxy_miou_star": round(
+                quality.get("quality", {}).get("proxy", {}).get("miou_star", 0.0), 4
+            ),
+        }
     if name == "box_masks":
         from boxcaseg.cli import main
 
-        return {"exit": main(["box-masks", "--boxes", str(work / "data/train.boxes.json"),
-                              "--out", str(work / "data/train.boxmask.json")])}
+        return {
+            "exit": main(
+                [
+                    "box-masks",
+                    "--boxes",
+                    str(work / "data/train.boxes.json"),
+                    "--out",
+                    str(work / "data/train.boxmask.json"),
+                ]
+            )
+        }
     if name == "det_dataset":
         from mmdet.registry import DATASETS
         from mmengine.registry import init_default_scope
@@ -288,8 +423,10 @@ def stage_work(name: str, root: Path, work: Path, input_size: int) -> dict[str, 
         init_default_scope("mmdet")
         dataset = DATASETS.build(cfg.train_dataloader.dataset)
         samples = [dataset[i] for i in range(min(4, len(dataset)))]
-        return {"images": len(dataset),
-                "instances_first_samples": sum(len(s["data_samples"].gt_instances) for s in samples)}
+        return {
+            "images": len(dataset),
+            "instances_first_samples": sum(len(s["data_samples"].gt_instances) for s in samples),
+        }
     raise ValueError(name)
 
 
@@ -298,7 +435,10 @@ def _stage_main(argv: list[str]) -> int:
     name, root, work, input_size, out = argv
 
     def cpu() -> float:  # this process and its (waited for) children: the DataLoader workers
-        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        own, kids = (
+            resource.getrusage(resource.RUSAGE_SELF),
+            resource.getrusage(resource.RUSAGE_CHILDREN),
+        )
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
     start, cpu_start = time.perf_counter(), cpu()
@@ -306,7 +446,9 @@ def _stage_main(argv: list[str]) -> int:
     result["seconds"] = round(time.perf_counter() - start, 2)
     result["cpu_seconds"] = round(cpu() - cpu_start, 2)  # over the same span as `seconds`
     result["self_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    result["children_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    result["children_peak_rss_mb"] = round(
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    )
     Path(out).write_text(json.dumps(result))
     return 0
 
@@ -319,8 +461,20 @@ def run_stage(name: str, root: Path, work: Path, input_size: int) -> dict[str, A
     out.unlink(missing_ok=True)
     start = time.perf_counter()
     log = open(work / f"{name}.log", "w")
-    proc = subprocess.Popen([sys.executable, __file__, "--stage", name, str(root), str(work),
-                             str(input_size), str(out)], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--stage",
+            name,
+            str(root),
+            str(work),
+            str(input_size),
+            str(out),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     parent, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
         try:
@@ -346,8 +500,13 @@ def run_stage(name: str, root: Path, work: Path, input_size: int) -> dict[str, A
     return result
 
 
-def bench_scale(tmp: Path, fractions: list[float], data_dir: str | None = None,
-                input_size: int = 64, stages: list[str] | None = None) -> dict[str, Any]:
+def bench_scale(
+    tmp: Path,
+    fractions: list[float],
+    data_dir: str | None = None,
+    input_size: int = 64,
+    stages: list[str] | None = None,
+) -> dict[str, Any]:
     """Generate, then run every stage at each fraction; the figures and the extrapolation."""
     runs: dict[str, Any] = {}
     for fraction in fractions:
@@ -362,8 +521,12 @@ def bench_scale(tmp: Path, fractions: list[float], data_dir: str | None = None,
             print(f"   {name} ...", end="", flush=True)
             runs[key]["stages"][name] = fig = run_stage(name, root, work, input_size)
             print(f" {fig['seconds']} s, peak RSS {fig['peak_rss_mb']} MB", flush=True)
-    return {"fractions": fractions, "input_size": input_size, "runs": runs,
-            "extrapolation": extrapolate(runs, fractions)}
+    return {
+        "fractions": fractions,
+        "input_size": input_size,
+        "runs": runs,
+        "extrapolation": extrapolate(runs, fractions),
+    }
 
 
 def extrapolate(runs: dict[str, Any], fractions: list[float]) -> dict[str, Any]:
@@ -371,8 +534,10 @@ def extrapolate(runs: dict[str, Any], fractions: list[float]) -> dict[str, Any]:
     the largest run; the measured growth against that prediction."""
     small, large = min(fractions), max(fractions)
     a, b = runs[f"{small:g}"]["stages"], runs[f"{large:g}"]["stages"]
-    size = (runs[f"{large:g}"]["data"]["train"]["instances"]
-            / runs[f"{small:g}"]["data"]["train"]["instances"])
+    size = (
+        runs[f"{large:g}"]["data"]["train"]["instances"]
+        / runs[f"{small:g}"]["data"]["train"]["instances"]
+    )
     out = {}
     for name in a:
         if name not in b:
@@ -381,18 +546,22 @@ def extrapolate(runs: dict[str, Any], fractions: list[float]) -> dict[str, Any]:
         c_small, c_large = a[name].get("cpu_seconds"), b[name].get("cpu_seconds")
         predicted = t_small * size
         out[name] = {
-            "seconds_small": t_small, "seconds_large": t_large,
+            "seconds_small": t_small,
+            "seconds_large": t_large,
             "linear_prediction_large": round(predicted, 1),
             # measured / linear prediction: <= 1 means it grew at most linearly (fixed costs
             # such as imports make it < 1)
             "growth_vs_linear": round(t_large / predicted, 3) if predicted else None,
             # the same in CPU seconds (the stage's process and its workers): less sensitive to
             # what else runs on the machine
-            "cpu_seconds_small": c_small, "cpu_seconds_large": c_large,
-            "cpu_growth_vs_linear": (round(c_large / (c_small * size), 3)
-                                     if c_small and c_large else None),
+            "cpu_seconds_small": c_small,
+            "cpu_seconds_large": c_large,
+            "cpu_growth_vs_linear": (
+                round(c_large / (c_small * size), 3) if c_small and c_large else None
+            ),
             "size_ratio": round(size, 3),
-            "peak_rss_mb_small": a[name]["peak_rss_mb"], "peak_rss_mb_large": b[name]["peak_rss_mb"],
+            "peak_rss_mb_small": a[name]["peak_rss_mb"],
+            "peak_rss_mb_large": b[name]["peak_rss_mb"],
         }
     return out
 
@@ -401,20 +570,26 @@ def scale_table(bench: dict[str, Any]) -> str:
     fractions = bench["fractions"]
     small, large = min(fractions), max(fractions)
     lo, hi = f"{100 * small:g}%", f"{100 * large:g}%"
-    lines = [f"{'stage':<12} {'time ' + lo:>10} {'time ' + hi:>10} {'linear pred.':>12} "
-             f"{'growth':>7} {'CPU growth':>10} {'peak RSS ' + lo:>15} {'peak RSS ' + hi:>16}"]
+    lines = [
+        f"{'stage':<12} {'time ' + lo:>10} {'time ' + hi:>10} {'linear pred.':>12} "
+        f"{'growth':>7} {'CPU growth':>10} {'peak RSS ' + lo:>15} {'peak RSS ' + hi:>16}"
+    ]
     for name, row in bench["extrapolation"].items():
         cpu = row.get("cpu_growth_vs_linear")
-        lines.append(f"{name:<12} {row['seconds_small']:>9.1f}s {row['seconds_large']:>9.1f}s "
-                     f"{row['linear_prediction_large']:>11.1f}s {row['growth_vs_linear']:>7.2f} "
-                     f"{cpu if cpu is not None else '-':>10} "
-                     f"{row['peak_rss_mb_small']:>12} MB {row['peak_rss_mb_large']:>13} MB")
+        lines.append(
+            f"{name:<12} {row['seconds_small']:>9.1f}s {row['seconds_large']:>9.1f}s "
+            f"{row['linear_prediction_large']:>11.1f}s {row['growth_vs_linear']:>7.2f} "
+            f"{cpu if cpu is not None else '-':>10} "
+            f"{row['peak_rss_mb_small']:>12} MB {row['peak_rss_mb_large']:>13} MB"
+        )
     info = bench["runs"][f"{large:g}"]["data"]
     ratio = next(iter(bench["extrapolation"].values()))["size_ratio"]
-    lines.append(f"(largest run: {info['train']['images']} train images, {info['train']['instances']} "
-                 f"instances. linear pred. = time at {lo} x {ratio:g} (the instances' ratio); growth = "
-                 f"time at {hi} / linear pred., CPU growth the same in CPU seconds (the stage's "
-                 f"process and workers); <= 1: at most linear)")
+    lines.append(
+        f"(largest run: {info['train']['images']} train images, {info['train']['instances']} "
+        f"instances. linear pred. = time at {lo} x {ratio:g} (the instances' ratio); growth = "
+        f"time at {hi} / linear pred., CPU growth the same in CPU seconds (the stage's "
+        f"process and workers); <= 1: at most linear)"
+    )
     return "\n".join(lines)
 
 

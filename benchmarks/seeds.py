@@ -45,8 +45,9 @@ def headline(out: Path) -> dict[str, float]:
             figures[f"{variant_dir.name} mask AP"] = m["segm"]["AP"]
             figures[f"{variant_dir.name} box AP"] = m["bbox"]["AP"]
             if m.get("mask_head_in_true_boxes"):  # Mask R-CNN's mask head given the true boxes
-                figures[f"{variant_dir.name} mask head mIoU* (val)"] = \
+                figures[f"{variant_dir.name} mask head mIoU* (val)"] = (
                     100 * m["mask_head_in_true_boxes"]["model"]["miou_star"]
+                )
     return figures
 
 
@@ -62,8 +63,12 @@ def run_workflow(configfile: str, overrides: dict | None = None) -> float:
         configfiles.append(str(overlay))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     start = time.time()
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", "all", "--configfile",
-                    *configfiles], cwd=REPO, env=env, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "all", "--configfile", *configfiles],
+        cwd=REPO,
+        env=env,
+        check=True,
+    )
     return (time.time() - start) / 60
 
 
@@ -79,26 +84,47 @@ def main() -> int:
         name, overrides = base["run_name"], None
         if seed != 0:  # seed 0 is the config's own run (the schema's default seeds)
             name = f"{base['run_name']}_seed{seed}"
-            overrides = {"run_name": name, "segmentation": {"seed": seed}, "detection": {"seed": seed}}
+            overrides = {
+                "run_name": name,
+                "segmentation": {"seed": seed},
+                "detection": {"seed": seed},
+            }
         minutes = run_workflow(args.configfile, overrides)
-        runs[seed] = {"figures": headline(REPO / "results" / name), "wall_minutes": round(minutes, 1)}
+        runs[seed] = {
+            "figures": headline(REPO / "results" / name),
+            "wall_minutes": round(minutes, 1),
+        }
         print(json.dumps({seed: runs[seed]}), flush=True)
     names = list(runs[args.seeds[0]]["figures"])
     summary = {}
     for key in names:
         values = [runs[s]["figures"][key] for s in args.seeds]
-        summary[key] = {"values": [round(v, 2) for v in values], "mean": round(statistics.mean(values), 2),
-                        "std": round(statistics.stdev(values), 2) if len(values) > 1 else 0.0,
-                        "range": round(max(values) - min(values), 2)}
+        summary[key] = {
+            "values": [round(v, 2) for v in values],
+            "mean": round(statistics.mean(values), 2),
+            "std": round(statistics.stdev(values), 2) if len(values) > 1 else 0.0,
+            "range": round(max(values) - min(values), 2),
+        }
     width = max(len(k) for k in names)
-    print(f"\n{'figure':<{width}}  " + "  ".join(f"seed {s:>2}" for s in args.seeds) + "    mean    std  range")
+    print(
+        f"\n{'figure':<{width}}  "
+        + "  ".join(f"seed {s:>2}" for s in args.seeds)
+        + "    mean    std  range"
+    )
     for key in names:
         row = summary[key]
-        print(f"{key:<{width}}  " + "  ".join(f"{v:7.2f}" for v in row["values"])
-              + f"  {row['mean']:6.2f}  {row['std']:5.2f}  {row['range']:5.2f}")
+        print(
+            f"{key:<{width}}  "
+            + "  ".join(f"{v:7.2f}" for v in row["values"])
+            + f"  {row['mean']:6.2f}  {row['std']:5.2f}  {row['range']:5.2f}"
+        )
     path = Path(args.json or REPO / f"benchmarks/results/seeds_{base['run_name']}.json")
-    path.write_text(json.dumps({"configfile": args.configfile, "seeds": args.seeds,
-                                "runs": runs, "summary": summary}, indent=1))
+    path.write_text(
+        json.dumps(
+            {"configfile": args.configfile, "seeds": args.seeds, "runs": runs, "summary": summary},
+            indent=1,
+        )
+    )
     print(f"written to {path}")
     return 0
 

@@ -26,7 +26,9 @@ def _listed_paths(source: Path) -> list[Path]:
     """The images a command-line source names: a folder's image files (sorted, not
     recursive), one image file, or a text file with one path per line (relative to it)."""
     if source.is_dir():
-        return sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        return sorted(
+            p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
     if source.suffix.lower() == ".txt":
         lines = [line.strip() for line in source.read_text().splitlines()]
         return [(source.parent / line) for line in lines if line and not line.startswith("#")]
@@ -72,8 +74,9 @@ def image_list(sources: list[str | Path]) -> Coco:
     return {"images": images, "categories": categories or []}
 
 
-def check_images(images: list[dict[str, Any]], on_error: str) -> tuple[list[dict[str, Any]],
-                                                                      list[dict[str, Any]]]:
+def check_images(
+    images: list[dict[str, Any]], on_error: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Decode every image once before the model sees any (so a bad file never stops a run
     halfway): ``(readable images with width and height, skipped ones with the reason)``.
     ``on_error='stop'`` raises a :class:`DataError` naming every unreadable file instead."""
@@ -87,8 +90,10 @@ def check_images(images: list[dict[str, Any]], on_error: str) -> tuple[list[dict
         readable.append({**img, "width": width, "height": height})
     if problems and on_error == "stop":
         listed = "\n".join(f"  {p['file_name']}: {p['problem']}" for p in problems[:20])
-        raise DataError(f"{len(problems)} image(s) cannot be read (nothing was written; "
-                        f"--on-error skip predicts on the others):\n{listed}")
+        raise DataError(
+            f"{len(problems)} image(s) cannot be read (nothing was written; "
+            f"--on-error skip predicts on the others):\n{listed}"
+        )
     return readable, problems
 
 
@@ -97,14 +102,15 @@ def check_images(images: list[dict[str, Any]], on_error: str) -> tuple[list[dict
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _refuse_existing(out_dir: Path) -> None:
     """An existing non-empty ``out_dir`` is never overwritten."""
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise DataError(f"{out_dir}: exists and is not empty; name a new output folder "
-                        "(nothing is overwritten)")
+        raise DataError(
+            f"{out_dir}: exists and is not empty; name a new output folder (nothing is overwritten)"
+        )
 
 
 def _fresh_output_dir(out_dir: Path) -> Path:
@@ -121,8 +127,9 @@ def _publish_dir(tmp: Path, out_dir: Path) -> None:
     tmp.replace(out_dir)
 
 
-def build_inferencer(checkpoint: str | Path, *, config: str | None = None,
-                     device: str | None = None) -> Any:
+def build_inferencer(
+    checkpoint: str | Path, *, config: str | None = None, device: str | None = None
+) -> Any:
     """mmdet's ``DetInferencer`` for a trained detector: built from the config stored in the
     checkpoint (what it was trained with), or from ``config`` when given."""
     import torch
@@ -134,16 +141,29 @@ def build_inferencer(checkpoint: str | Path, *, config: str | None = None,
 
     patch_mmengine_checkpoint_loading()
     device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
-    return DetInferencer(model=resolve_config(config) if config else None,
-                         weights=str(checkpoint), device=device, scope="mmdet",
-                         show_progress=False)
+    return DetInferencer(
+        model=resolve_config(config) if config else None,
+        weights=str(checkpoint),
+        device=device,
+        scope="mmdet",
+        show_progress=False,
+    )
 
 
-def predict_images(checkpoint: str | Path, sources: list[str | Path], out_dir: str | Path, *,
-                   config: str | None = None, device: str | None = None, batch_size: int = 1,
-                   overlays: bool = False, score_threshold: float = 0.3,
-                   on_error: str = "stop", categories_file: str | Path | None = None,
-                   progress: bool = True) -> dict[str, Any]:
+def predict_images(
+    checkpoint: str | Path,
+    sources: list[str | Path],
+    out_dir: str | Path,
+    *,
+    config: str | None = None,
+    device: str | None = None,
+    batch_size: int = 1,
+    overlays: bool = False,
+    score_threshold: float = 0.3,
+    on_error: str = "stop",
+    categories_file: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """A trained detector (Mask R-CNN of any variant, or BoxInst) over ``sources``.
 
     Writes into ``out_dir`` (a new folder, renamed into place when complete):
@@ -156,9 +176,9 @@ def predict_images(checkpoint: str | Path, sources: list[str | Path], out_dir: s
     Category ids: those of ``categories_file`` (or of a COCO file among ``sources``) by class
     name, else 1..K in the detector's class order."""
     import torch
-    from tqdm import tqdm
     from mmdet.evaluation import CocoMetric
     from mmdet.structures.mask import encode_mask_results
+    from tqdm import tqdm
 
     out_dir = Path(out_dir)
     _refuse_existing(out_dir)  # checked before anything is read or built
@@ -169,8 +189,10 @@ def predict_images(checkpoint: str | Path, sources: list[str | Path], out_dir: s
     if overlays:
         names = [Path(img["file_name"]).name for img in images]
         if len(set(names)) != len(names):
-            raise DataError("two images share a file name: their overlays would overwrite each "
-                            "other (predict over one folder at a time for overlays)")
+            raise DataError(
+                "two images share a file name: their overlays would overwrite each "
+                "other (predict over one folder at a time for overlays)"
+            )
     inferencer = build_inferencer(checkpoint, config=config, device=device)
     classes = list(inferencer.model.dataset_meta.get("classes") or [])
     given = load_json(categories_file)["categories"] if categories_file else listed["categories"]
@@ -180,36 +202,60 @@ def predict_images(checkpoint: str | Path, sources: list[str | Path], out_dir: s
     tmp = _fresh_output_dir(out_dir)
     try:
         results = []
-        bar = tqdm(total=len(images), desc="predict", unit="img", disable=not progress,
-                   mininterval=2.0)
+        bar = tqdm(
+            total=len(images), desc="predict", unit="img", disable=not progress, mininterval=2.0
+        )
         for chunk in _chunks(images, max(1, batch_size) * 8):
             with torch.no_grad():
-                out = inferencer([img["file_name"] for img in chunk], batch_size=batch_size,
-                                 return_datasamples=True, no_save_pred=True,
-                                 out_dir=str(tmp / "overlays") if overlays else "",
-                                 no_save_vis=not overlays, pred_score_thr=score_threshold)
+                out = inferencer(
+                    [img["file_name"] for img in chunk],
+                    batch_size=batch_size,
+                    return_datasamples=True,
+                    no_save_pred=True,
+                    out_dir=str(tmp / "overlays") if overlays else "",
+                    no_save_vis=not overlays,
+                    pred_score_thr=score_threshold,
+                )
             for img, sample in zip(chunk, out["predictions"]):
                 pred = sample.pred_instances
-                result = {"img_id": img["id"], "bboxes": pred.bboxes.cpu().numpy(),
-                          "scores": pred.scores.cpu().numpy(), "labels": pred.labels.cpu().numpy()}
+                result = {
+                    "img_id": img["id"],
+                    "bboxes": pred.bboxes.cpu().numpy(),
+                    "scores": pred.scores.cpu().numpy(),
+                    "labels": pred.labels.cpu().numpy(),
+                }
                 if "masks" in pred:  # as CocoMetric.process stores them
                     result["masks"] = encode_mask_results(pred.masks.detach().cpu().numpy())
                 results.append(result)
             bar.update(len(chunk))
         bar.close()
-        metric = CocoMetric(ann_file=None, metric=["bbox", "segm"], format_only=True,
-                            outfile_prefix=str(tmp / "predictions"))
+        metric = CocoMetric(
+            ann_file=None,
+            metric=["bbox", "segm"],
+            format_only=True,
+            outfile_prefix=str(tmp / "predictions"),
+        )
         metric.cat_ids = [c["id"] for c in categories]
         files = metric.results2json(results, str(tmp / "predictions"))
         if overlays and (tmp / "overlays" / "vis").is_dir():  # DetInferencer's own sub-folder
             (tmp / "overlays" / "vis").replace(tmp / "overlays.tmp")
             shutil.rmtree(tmp / "overlays")
             (tmp / "overlays.tmp").replace(tmp / "overlays")
-        save_json({"images": images, "categories": categories, "annotations": [],
-                   "info": {"checkpoint": str(checkpoint)}}, tmp / "images.json")
-        summary = {"images": len(images), "skipped": skipped,
-                   "detections": sum(len(r["scores"]) for r in results),
-                   "files": sorted({Path(f).name for f in files.values()})}
+        save_json(
+            {
+                "images": images,
+                "categories": categories,
+                "annotations": [],
+                "info": {"checkpoint": str(checkpoint)},
+            },
+            tmp / "images.json",
+        )
+        summary = {
+            "images": len(images),
+            "skipped": skipped,
+            "detections": sum(len(r["scores"]) for r in results),
+            "files": sorted({Path(f).name for f in files.values()}),
+        }
         save_json(summary, tmp / "predict.report.json", indent=1)
         _publish_dir(tmp, out_dir)
     except BaseException:
@@ -221,11 +267,18 @@ def predict_images(checkpoint: str | Path, sources: list[str | Path], out_dir: s
 # --- boxcaseg masks-from-boxes -----------------------------------------------------------------
 
 
-def masks_from_boxes(source: dict[str, Any], out_json: str | Path, *,
-                     checkpoint: str | Path | None = None, grabcut: bool = False,
-                     drop_threshold: float = 0.5, device: str | None = None,
-                     batch_size: int = 16, num_workers: int = 0,
-                     grabcut_section: dict[str, Any] | None = None) -> dict[str, Any]:
+def masks_from_boxes(
+    source: dict[str, Any],
+    out_json: str | Path,
+    *,
+    checkpoint: str | Path | None = None,
+    grabcut: bool = False,
+    drop_threshold: float = 0.5,
+    device: str | None = None,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    grabcut_section: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A user's box file (any Stage 1 box format: ``source`` is a ``data.splits`` entry) as a
     COCO instances file with one mask per box, by the Stage 2 model of ``checkpoint`` (Stage 3,
     its trained input size and threshold) or by GrabCut, then merged and scored as in Stage 4:
@@ -239,8 +292,9 @@ def masks_from_boxes(source: dict[str, Any], out_json: str | Path, *,
 
     if (checkpoint is None) == (not grabcut):
         raise DataError("give a Stage 2 checkpoint or choose GrabCut (one of the two)")
-    coco, report = import_box_split(source, strict=False, decode_images=True,
-                                    where="masks-from-boxes")
+    coco, report = import_box_split(
+        source, strict=False, decode_images=True, where="masks-from-boxes"
+    )
     report.raise_if_errors()
     boxes = strip_masks(coco)
     if not any(not a.get("iscrowd", 0) for a in boxes["annotations"]):
@@ -250,19 +304,34 @@ def masks_from_boxes(source: dict[str, Any], out_json: str | Path, *,
         from boxcaseg.grabcut import GrabCutSpec
 
         spec = GrabCutSpec(**(grabcut_section or {}))
-        summary = run_merge(grabcut_raw_masks(boxes, spec), str(out_json), 0.0,
-                            description="GrabCut masks from the boxes, merged as in Stage 4")
+        summary = run_merge(
+            grabcut_raw_masks(boxes, spec),
+            str(out_json),
+            0.0,
+            description="GrabCut masks from the boxes, merged as in Stage 4",
+        )
         return {**summary, "method": "grabcut", "warnings": len(report.warnings)}
     from boxcaseg.mm.seg.model import load_segmentor
 
     model = load_segmentor(str(checkpoint), device)
-    with tempfile.TemporaryDirectory(prefix=".masks-from-boxes-", dir=out_json.parent
-                                     if out_json.parent.exists() else None) as work:
+    with tempfile.TemporaryDirectory(
+        prefix=".masks-from-boxes-", dir=out_json.parent if out_json.parent.exists() else None
+    ) as work:
         save_json(boxes, Path(work) / "boxes.json")
-        proxy_masks_file(model, Path(work) / "boxes.json", Path(work) / "raw.json",
-                         input_size=int(model.cfg.get("infer_size", 320)), batch_size=batch_size,
-                         threshold=model.test_cfg["threshold"], num_workers=num_workers,
-                         checkpoint=str(checkpoint))
+        proxy_masks_file(
+            model,
+            Path(work) / "boxes.json",
+            Path(work) / "raw.json",
+            input_size=int(model.cfg.get("infer_size", 320)),
+            batch_size=batch_size,
+            threshold=model.test_cfg["threshold"],
+            num_workers=num_workers,
+            checkpoint=str(checkpoint),
+        )
         summary = run_merge(str(Path(work) / "raw.json"), str(out_json), drop_threshold)
-    return {**summary, "method": "stage2", "classes": category_names(boxes),
-            "warnings": len(report.warnings)}
+    return {
+        **summary,
+        "method": "stage2",
+        "classes": category_names(boxes),
+        "warnings": len(report.warnings),
+    }

@@ -41,17 +41,27 @@ def grabcut_raw_masks(boxes: Coco, spec: Any, threads: int = 1) -> Coco:
 
     def one_image(img: dict[str, Any]) -> dict[int, dict[str, Any]]:
         # stored pixels, EXIF orientation ignored (boxcaseg/data/images.py: the one policy)
-        pixels = cv2.imread(str(image_path(boxes, img)),
-                            cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        pixels = cv2.imread(
+            str(image_path(boxes, img)), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+        )
         if pixels is None:
             raise FileNotFoundError(image_path(boxes, img))
-        return {a["id"]: rle_encode(grabcut_mask(pixels, a["bbox"], spec)) for a in by_image[img["id"]]}
+        return {
+            a["id"]: rle_encode(grabcut_mask(pixels, a["bbox"], spec)) for a in by_image[img["id"]]
+        }
 
     masks: dict[int, dict[str, Any]] = {}
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        for result in tqdm(pool.map(one_image, images), total=len(images), desc="grabcut",
-                           unit="img", mininterval=2.0):
+        for result in tqdm(
+            pool.map(one_image, images),
+            total=len(images),
+            desc="grabcut",
+            unit="img",
+            mininterval=2.0,
+        ):
             masks.update(result)
-    anns = [{**a, "segmentation": masks[a["id"]]} if a["id"] in masks else dict(a)
-            for a in boxes["annotations"]]
+    anns = [
+        {**a, "segmentation": masks[a["id"]]} if a["id"] in masks else dict(a)
+        for a in boxes["annotations"]
+    ]
     return {**boxes, "annotations": anns}

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ def _publish_training(args: argparse.Namespace, curve_title: str) -> bool:
     """After a training run, on the main process only: copy the work dir's last checkpoint to
     the rule's output and draw the loss curve. False on the other ranks (they stop there)."""
     from mmengine.dist import is_main_process
+
     from boxcaseg.engine import resume_checkpoint
     from boxcaseg.figures import loss_curves
 
@@ -60,6 +61,7 @@ def _publish_training(args: argparse.Namespace, curve_title: str) -> bool:
 
 
 # --- subcommands ------------------------------------------------------------------------------
+
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from boxcaseg.doctor import run_doctor
@@ -84,8 +86,9 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     out = Path(args.out_dir)
     if out.exists():  # a directory() output: regenerate from scratch, no stale images
         shutil.rmtree(out)
-    manifest = write_demo_dataset(out, spec, progress=lambda it: tqdm(it, desc="demo images",
-                                                                       mininterval=2.0))
+    manifest = write_demo_dataset(
+        out, spec, progress=lambda it: tqdm(it, desc="demo images", mininterval=2.0)
+    )
     print(json.dumps(manifest, indent=1))
     return 0
 
@@ -96,9 +99,12 @@ def cmd_derive(args: argparse.Namespace) -> int:
 
     section = _section(args.section)
     source = source_entry(section)  # the box source's keys; the rest is the DeriveSpec
-    coco, report = import_box_split(source, strict=False,
-                                    decode_images=bool(section.get("decode_images", True)),
-                                    where="data.derive")
+    coco, report = import_box_split(
+        source,
+        strict=False,
+        decode_images=bool(section.get("decode_images", True)),
+        where="data.derive",
+    )
     report.raise_if_errors()
     spec = DeriveSpec(**{k: section[k] for k in DeriveSpec.__dataclass_fields__ if k in section})
     spec = replace(spec, keep_categories=tuple(spec.keep_categories))
@@ -137,9 +143,15 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
     section = _section(args.section)
     options = segmentation_options(section)
     train_segmentation(
-        section.get("config", args.config), args.work_dir, train_ann=args.train,
-        salient_file=args.salient, val_gt=args.val, cfg_options=options, launcher=args.launcher,
-        amp=section.get("amp"))
+        section.get("config", args.config),
+        args.work_dir,
+        train_ann=args.train,
+        salient_file=args.salient,
+        val_gt=args.val,
+        cfg_options=options,
+        launcher=args.launcher,
+        amp=section.get("amp"),
+    )
     if not _publish_training(args, "Stage 2: class-agnostic segmentation losses"):
         return 0
     if args.metrics_out:
@@ -155,11 +167,18 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     section = _section(args.section)
     shard = (args.shard, args.shards) if args.shards else None
     summary = run_proxy_inference(
-        args.checkpoint, args.boxes, args.out, config=args.config,
-        input_size=section.get("input_size"), batch_size=section.get("batch_size", 32),
-        threshold=section.get("threshold"), num_workers=section.get("num_workers", 2),
+        args.checkpoint,
+        args.boxes,
+        args.out,
+        config=args.config,
+        input_size=section.get("input_size"),
+        batch_size=section.get("batch_size", 32),
+        threshold=section.get("threshold"),
+        num_workers=section.get("num_workers", 2),
         precision=section.get("precision", "fp32"),
-        post_workers=section.get("post_workers", 1), shard=shard)
+        post_workers=section.get("post_workers", 1),
+        shard=shard,
+    )
     print(json.dumps(summary))
     return 0
 
@@ -179,14 +198,25 @@ def cmd_merge(args: argparse.Namespace) -> int:
     threshold = section.get("drop_threshold", 0.95)
     # the overlays are drawn from the merged masks and the ground truth run_merge holds
     # already: neither file is read a second time
-    summary = run_merge(args.raw, args.out, threshold, gt_json=args.gt, quality_json=args.quality_out,
-                        overlays_png=args.overlays_out,
-                        overlay_images=section.get("overlay_images", 12))
+    summary = run_merge(
+        args.raw,
+        args.out,
+        threshold,
+        gt_json=args.gt,
+        quality_json=args.quality_out,
+        overlays_png=args.overlays_out,
+        overlay_images=section.get("overlay_images", 12),
+    )
     if args.table_out:
         rows = merge_table_rows(summary)
-        results_table(rows, list(rows[0]), args.table_out,
-                      "proxy masks vs true masks (train split)" if summary.get("quality") else
-                      "proxy masks (no true masks to compare with)")
+        results_table(
+            rows,
+            list(rows[0]),
+            args.table_out,
+            "proxy masks vs true masks (train split)"
+            if summary.get("quality")
+            else "proxy masks (no true masks to compare with)",
+        )
     print(json.dumps(summary, indent=1)[:4000])
     return 0
 
@@ -201,8 +231,14 @@ def cmd_grabcut(args: argparse.Namespace) -> int:
     spec = GrabCutSpec(**{k: section[k] for k in GrabCutSpec.__dataclass_fields__ if k in section})
     raw = grabcut_raw_masks(load_json(args.boxes), spec, threads=args.threads)
     # merged and scored like the learned proxies; only empty masks are dropped (threshold 0)
-    summary = run_merge(raw, args.out, 0.0, gt_json=args.gt, quality_json=args.quality_out,
-                        description="GrabCut masks from the boxes (baseline), merged as in Stage 4")
+    summary = run_merge(
+        raw,
+        args.out,
+        0.0,
+        gt_json=args.gt,
+        quality_json=args.quality_out,
+        description="GrabCut masks from the boxes (baseline), merged as in Stage 4",
+    )
     print(json.dumps(summary, indent=1)[:4000])
     return 0
 
@@ -220,33 +256,42 @@ def cmd_train_det(args: argparse.Namespace) -> int:
 
     section = _section(args.section)
     # --config: the variant's model config (the rule passes it: BoxInst has its own)
-    train_detection(args.config or section["config"], args.work_dir, train_ann=args.train,
-                    drop_threshold=args.drop_threshold, cfg_options=detection_options(section),
-                    launcher=args.launcher, amp=section.get("amp"))
+    train_detection(
+        args.config or section["config"],
+        args.work_dir,
+        train_ann=args.train,
+        drop_threshold=args.drop_threshold,
+        cfg_options=detection_options(section),
+        launcher=args.launcher,
+        amp=section.get("amp"),
+    )
     _publish_training(args, f"Stage 5: Mask R-CNN losses ({args.title})")
     return 0
 
 
 def cmd_eval_det(args: argparse.Namespace) -> int:
-    from boxcaseg.data.coco import save_json
-    from boxcaseg.metrics import coco_evaluate
     from mmengine.dist import is_main_process
 
+    from boxcaseg.data.coco import save_json
     from boxcaseg.detection import grade_detector_in_true_boxes, predict_detection
+    from boxcaseg.metrics import coco_evaluate
     from boxcaseg.workflow import detection_options
 
     section = _section(args.section)
     config = args.config or section["config"]
     options = detection_options(section)
-    files = predict_detection(config, args.checkpoint, args.gt, args.out_dir,
-                              cfg_options=options, launcher=args.launcher)
+    files = predict_detection(
+        config, args.checkpoint, args.gt, args.out_dir, cfg_options=options, launcher=args.launcher
+    )
     if not is_main_process():  # rank 0 wrote the predictions; it alone scores them
         return 0
-    metrics = {iou_type: coco_evaluate(args.gt, files[iou_type], iou_type)
-               for iou_type in ("segm", "bbox")}
+    metrics = {
+        iou_type: coco_evaluate(args.gt, files[iou_type], iou_type) for iou_type in ("segm", "bbox")
+    }
     # the mask head alone, given the true boxes: measurable when detection is still noise
     metrics["mask_head_in_true_boxes"] = grade_detector_in_true_boxes(
-        config, args.checkpoint, args.gt, cfg_options=options)
+        config, args.checkpoint, args.gt, cfg_options=options
+    )
     metrics["predictions"] = files
     save_json(metrics, args.metrics_out, indent=1)
     print(json.dumps(metrics, indent=1))
@@ -263,14 +308,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return value if value is not None else section.get(name, default)
 
     summary = predict_images(
-        args.checkpoint, args.images, args.out_dir, config=args.config, device=args.device,
-        batch_size=option("batch_size", 1), overlays=bool(option("overlays", False)),
-        score_threshold=option("score_threshold", 0.3), on_error=option("on_error", "stop"),
-        categories_file=args.categories)
+        args.checkpoint,
+        args.images,
+        args.out_dir,
+        config=args.config,
+        device=args.device,
+        batch_size=option("batch_size", 1),
+        overlays=bool(option("overlays", False)),
+        score_threshold=option("score_threshold", 0.3),
+        on_error=option("on_error", "stop"),
+        categories_file=args.categories,
+    )
     for problem in summary["skipped"]:
         print(f"skipped {problem['file_name']}: {problem['problem']}", file=sys.stderr)
-    print(json.dumps({k: v for k, v in summary.items() if k != "skipped"}
-                     | {"skipped": len(summary["skipped"]), "out_dir": args.out_dir}, indent=1))
+    print(
+        json.dumps(
+            {k: v for k, v in summary.items() if k != "skipped"}
+            | {"skipped": len(summary["skipped"]), "out_dir": args.out_dir},
+            indent=1,
+        )
+    )
     return 0
 
 
@@ -284,10 +341,18 @@ def cmd_masks_from_boxes(args: argparse.Namespace) -> int:
     for key in BOX_SOURCE_KEYS:
         value = getattr(args, key)
         if value is not None:  # a list of class names may be given comma-separated
-            source[key] = value.split(",") if key in ("names", "classes") and "," in value else value
-    summary = masks_from_boxes(source, args.out, checkpoint=args.checkpoint,
-                               grabcut=args.grabcut, drop_threshold=args.drop_threshold,
-                               device=args.device, batch_size=args.batch_size)
+            source[key] = (
+                value.split(",") if key in ("names", "classes") and "," in value else value
+            )
+    summary = masks_from_boxes(
+        source,
+        args.out,
+        checkpoint=args.checkpoint,
+        grabcut=args.grabcut,
+        drop_threshold=args.drop_threshold,
+        device=args.device,
+        batch_size=args.batch_size,
+    )
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -295,15 +360,20 @@ def cmd_masks_from_boxes(args: argparse.Namespace) -> int:
 def cmd_summarize(args: argparse.Namespace) -> int:
     from boxcaseg.summary import summarize
 
-    summarize(variant_metrics=dict(v.split("=", 1) for v in args.metrics or []),
-              seg_metrics=args.seg_metrics,
-              quality_files=dict(v.split("=", 1) for v in args.quality or []),
-              out_json=args.out_json, out_md=args.out_md, out_png=args.out_png)
+    summarize(
+        variant_metrics=dict(v.split("=", 1) for v in args.metrics or []),
+        seg_metrics=args.seg_metrics,
+        quality_files=dict(v.split("=", 1) for v in args.quality or []),
+        out_json=args.out_json,
+        out_md=args.out_md,
+        out_png=args.out_png,
+    )
     print(Path(args.out_md).read_text())
     return 0
 
 
 # --- parser -----------------------------------------------------------------------------------
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="boxcaseg", description=__doc__.splitlines()[0])
@@ -332,8 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", help="dataset summary PNG")
 
     for name, func, help_text in (
-            ("train-seg", cmd_train_seg, "Stage 2: train the class-agnostic segmentation model"),
-            ("train-det", cmd_train_det, "Stage 5: train Mask R-CNN on a masks file")):
+        ("train-seg", cmd_train_seg, "Stage 2: train the class-agnostic segmentation model"),
+        ("train-det", cmd_train_det, "Stage 5: train Mask R-CNN on a masks file"),
+    ):
         p = add(name, func, help_text)
         p.add_argument("--section", help="the config's section as JSON")
         p.add_argument("--config", help="model config (if the section names none)")
@@ -347,19 +418,28 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--val", help="val ground truth with masks, for mIoU*")
             p.add_argument("--metrics-out", help="final mIoU* JSON")
         else:
-            p.add_argument("--drop-threshold", type=float, help="mask loss only above this confidence")
+            p.add_argument(
+                "--drop-threshold", type=float, help="mask loss only above this confidence"
+            )
             p.add_argument("--title", default="", help="variant name for the plot title")
 
     p = add("proxy", cmd_proxy, "Stage 3: predict a proxy mask inside every training box")
     p.add_argument("--section", help="the config's `proxy` section as JSON")
-    p.add_argument("--config", help="the Stage 2 model config, only for a checkpoint that "
-                   "stores none (mmengine's checkpoints store the config they were trained with)")
+    p.add_argument(
+        "--config",
+        help="the Stage 2 model config, only for a checkpoint that "
+        "stores none (mmengine's checkpoints store the config they were trained with)",
+    )
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--boxes", required=True, help="train.boxes.json of Stage 1")
     p.add_argument("--out", required=True, help="the proxy file, or this shard's part file")
     p.add_argument("--shard", type=int, default=0, help="with --shards: which shard (from 0)")
-    p.add_argument("--shards", type=int, default=0,
-                   help="split the images into this many shards and infer only --shard")
+    p.add_argument(
+        "--shards",
+        type=int,
+        default=0,
+        help="split the images into this many shards and infer only --shard",
+    )
 
     p = add("gather-proxy", cmd_gather_proxy, "Stage 3: join the part files of a sharded run")
     p.add_argument("--boxes", required=True, help="train.boxes.json of Stage 1")
@@ -387,7 +467,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boxes", required=True)
     p.add_argument("--out", required=True)
 
-    p = add("eval-det", cmd_eval_det, "Stage 5: predict on a split with true masks, score with pycocotools")
+    p = add(
+        "eval-det",
+        cmd_eval_det,
+        "Stage 5: predict on a split with true masks, score with pycocotools",
+    )
     p.add_argument("--section", help="the config's `detection` section as JSON")
     p.add_argument("--config")
     p.add_argument("--checkpoint", required=True)
@@ -396,40 +480,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-out", required=True)
     p.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm"])
 
-    p = add("predict", cmd_predict, "use a trained detector on new photos: COCO results "
-            "(RLE masks, scores) and overlays")
-    p.add_argument("images", nargs="+", help="image folders, image files, text files listing "
-                   "image paths, or a COCO file written by `boxcaseg prepare` (its ids kept)")
+    p = add(
+        "predict",
+        cmd_predict,
+        "use a trained detector on new photos: COCO results (RLE masks, scores) and overlays",
+    )
+    p.add_argument(
+        "images",
+        nargs="+",
+        help="image folders, image files, text files listing "
+        "image paths, or a COCO file written by `boxcaseg prepare` (its ids kept)",
+    )
     p.add_argument("--checkpoint", required=True, help="detection/<variant>/final.pth of a run")
     p.add_argument("--config", help="model config (default: the one stored in the checkpoint)")
     p.add_argument("--out-dir", required=True, help="a new folder (an existing one is refused)")
     p.add_argument("--section", help="the config's `predict` section as JSON (the workflow's)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the GPU when there is one)")
-    p.add_argument("--batch-size", type=int, help="images per forward pass (default 1: the "
-                   "evaluation's numbers exactly)")
-    p.add_argument("--overlays", action="store_true", default=None,
-                   help="also draw the detections over each image (overlays/)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="images per forward pass (default 1: the evaluation's numbers exactly)",
+    )
+    p.add_argument(
+        "--overlays",
+        action="store_true",
+        default=None,
+        help="also draw the detections over each image (overlays/)",
+    )
     p.add_argument("--score-threshold", type=float, help="overlays: draw from this score (0.3)")
-    p.add_argument("--on-error", choices=["stop", "skip"],
-                   help="an unreadable image: stop before predicting (default), or skip it "
-                   "and list it in predict.report.json")
-    p.add_argument("--categories", help="a COCO file whose category ids the results use (by "
-                   "name; default: 1..K in the detector's class order)")
+    p.add_argument(
+        "--on-error",
+        choices=["stop", "skip"],
+        help="an unreadable image: stop before predicting (default), or skip it "
+        "and list it in predict.report.json",
+    )
+    p.add_argument(
+        "--categories",
+        help="a COCO file whose category ids the results use (by "
+        "name; default: 1..K in the detector's class order)",
+    )
 
     from boxcaseg.data.prepare import BOX_FORMATS, BOX_SOURCE_KEYS
 
-    p = add("masks-from-boxes", cmd_masks_from_boxes, "turn a box file into a COCO instances "
-            "file with masks (the Stage 2 model or GrabCut, then Stage 4's merge)")
-    p.add_argument("--format", required=True, choices=BOX_FORMATS,
-                   help="the box file's format, with its keys as in config.yaml's data.splits")
+    p = add(
+        "masks-from-boxes",
+        cmd_masks_from_boxes,
+        "turn a box file into a COCO instances "
+        "file with masks (the Stage 2 model or GrabCut, then Stage 4's merge)",
+    )
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=BOX_FORMATS,
+        help="the box file's format, with its keys as in config.yaml's data.splits",
+    )
     for key in BOX_SOURCE_KEYS:
         p.add_argument(f"--{key.replace('_', '-')}", help=f"the format's `{key}`")
     p.add_argument("--checkpoint", help="segmentation/final.pth of a run (the Stage 2 model)")
     p.add_argument("--grabcut", action="store_true", help="GrabCut instead of a Stage 2 model")
     p.add_argument("--out", required=True, help="the COCO instances file to write")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
-    p.add_argument("--drop-threshold", type=float, default=0.5,
-                   help="proxy_kept: confidence above this (Stage 4's merge.drop_threshold)")
+    p.add_argument(
+        "--drop-threshold",
+        type=float,
+        default=0.5,
+        help="proxy_kept: confidence above this (Stage 4's merge.drop_threshold)",
+    )
     p.add_argument("--device", help="cpu, cuda, ... (default: the GPU when there is one)")
     p.add_argument("--batch-size", type=int, default=16, help="box crops per forward pass")
 

@@ -60,15 +60,18 @@ def sample_training_window(
     return clip_window(cx - half_w, cy - half_h, cx + half_w, cy + half_h, width, height)
 
 
-def crop_resize(image: np.ndarray, window: Window, size: int, *, nearest: bool = False) -> np.ndarray:
+def crop_resize(
+    image: np.ndarray, window: Window, size: int, *, nearest: bool = False
+) -> np.ndarray:
     """The window's pixels resized to ``size x size`` (bilinear, or nearest for labels)."""
     x0, y0, x1, y1 = window
     patch = image[y0:y1, x0:x1]
     if patch.shape[0] == size and patch.shape[1] == size:
         return patch.copy()
     interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    out = cv2.resize(patch.astype(np.uint8) if patch.dtype == bool else patch, (size, size),
-                     interpolation=interp)
+    out = cv2.resize(
+        patch.astype(np.uint8) if patch.dtype == bool else patch, (size, size), interpolation=interp
+    )
     return out.astype(bool) if patch.dtype == bool else out
 
 
@@ -100,8 +103,9 @@ def resize_to_window(crop_map: np.ndarray, window: Window, *, nearest: bool = Fa
     return src.astype(bool) if crop_map.dtype == bool else src
 
 
-def paste_into_image(crop_map: np.ndarray, window: Window, height: int, width: int,
-                     *, nearest: bool = False) -> np.ndarray:
+def paste_into_image(
+    crop_map: np.ndarray, window: Window, height: int, width: int, *, nearest: bool = False
+) -> np.ndarray:
     """Inverse of :func:`crop_resize`: resize a crop-sized map back to its window and place it
     into a zero image of ``(height, width)``. Float maps are resized bilinearly by default."""
     x0, y0, x1, y1 = window

@@ -20,9 +20,11 @@ def dataset_fields(coco_file: str | Path) -> dict[str, Any]:
     from boxcaseg.data.coco import category_names, image_root, load_json
 
     coco = load_json(coco_file)
-    return {"ann_file": str(Path(coco_file).resolve()),
-            "data_prefix": {"img": str(image_root(coco)) + "/"},
-            "metainfo": {"classes": tuple(category_names(coco))}}
+    return {
+        "ann_file": str(Path(coco_file).resolve()),
+        "data_prefix": {"img": str(image_root(coco)) + "/"},
+        "metainfo": {"classes": tuple(category_names(coco))},
+    }
 
 
 def _set_num_classes(model_cfg: Any, num_classes: int) -> None:
@@ -36,32 +38,49 @@ def _set_num_classes(model_cfg: Any, num_classes: int) -> None:
                 h["num_classes"] = num_classes
 
 
-def train_detection(config: str, work_dir: str | Path, *, train_ann: str,
-                    drop_threshold: float | None = None, cfg_options: dict[str, Any] | None = None,
-                    launcher: str = "none", resume: bool = True,
-                    amp: bool | str | None = None) -> Any:
+def train_detection(
+    config: str,
+    work_dir: str | Path,
+    *,
+    train_ann: str,
+    drop_threshold: float | None = None,
+    cfg_options: dict[str, Any] | None = None,
+    launcher: str = "none",
+    resume: bool = True,
+    amp: bool | str | None = None,
+) -> Any:
     """Stage 5: train Mask R-CNN on a COCO file with masks (proxy, true or box masks)."""
     cfg = load_config(config, cfg_options)
     fields = dataset_fields(train_ann)
     cfg.train_dataloader.dataset.update(fields)
     _set_num_classes(cfg.model, len(fields["metainfo"]["classes"]))
     backbone = cfg.model.backbone
-    if backbone_from_scratch(cfg.model) and (backbone.get("frozen_stages", -1) >= 0
-                                             or backbone.get("norm_eval", False)):
+    if backbone_from_scratch(cfg.model) and (
+        backbone.get("frozen_stages", -1) >= 0 or backbone.get("norm_eval", False)
+    ):
         # mmdet's configs freeze the stem + layer1 and fix BN statistics: right for an
         # ImageNet-initialised backbone, fatal for a random one
         backbone.update(frozen_stages=-1, norm_eval=False)
         if os.environ.get("RANK", "0") == "0":
-            print("[boxcaseg] detection backbone from scratch (no detection.pretrained): "
-                  "frozen_stages=-1 and norm_eval=False (all stages and BN statistics train)",
-                  flush=True)
+            print(
+                "[boxcaseg] detection backbone from scratch (no detection.pretrained): "
+                "frozen_stages=-1 and norm_eval=False (all stages and BN statistics train)",
+                flush=True,
+            )
     if drop_threshold is not None:
         cfg.model.roi_head.mask_head["drop_threshold"] = drop_threshold
     return run_training(cfg, work_dir, launcher=launcher, resume=resume, amp=amp)
 
 
-def predict_detection(config: str, checkpoint: str, gt_file: str, out_dir: str | Path, *,
-                      cfg_options: dict[str, Any] | None = None, launcher: str = "none") -> dict[str, str]:
+def predict_detection(
+    config: str,
+    checkpoint: str,
+    gt_file: str,
+    out_dir: str | Path,
+    *,
+    cfg_options: dict[str, Any] | None = None,
+    launcher: str = "none",
+) -> dict[str, str]:
     """Run a trained Mask R-CNN over ``gt_file``'s images; write COCO results files
     ``<out_dir>/predictions.{bbox,segm}.json`` and return their paths."""
     from mmengine.runner import Runner
@@ -76,8 +95,9 @@ def predict_detection(config: str, checkpoint: str, gt_file: str, out_dir: str |
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = out_dir / "predictions"
-    cfg.test_evaluator.update(ann_file=fields["ann_file"], format_only=True,
-                              outfile_prefix=str(prefix))
+    cfg.test_evaluator.update(
+        ann_file=fields["ann_file"], format_only=True, outfile_prefix=str(prefix)
+    )
     cfg.work_dir = str(out_dir / "test_logs")
     cfg.load_from = str(checkpoint)
     cfg.resume = False
@@ -87,8 +107,9 @@ def predict_detection(config: str, checkpoint: str, gt_file: str, out_dir: str |
     return {"bbox": f"{prefix}.bbox.json", "segm": f"{prefix}.segm.json"}
 
 
-def iter_detector_masks_in_true_boxes(model: Any, cfg: Any, gt_coco: dict[str, Any],
-                                      image_dir: str | Path) -> Any:
+def iter_detector_masks_in_true_boxes(
+    model: Any, cfg: Any, gt_coco: dict[str, Any], image_dir: str | Path
+) -> Any:
     """The masks a Mask R-CNN's mask head predicts for the TRUE boxes of ``gt_coco`` (each box
     given as a detection of its true class, score 1): ``(image_id, ann_ids, masks)`` per image,
     masks at the image's full size, as :func:`boxcaseg.quality.instance_ious` takes them.
@@ -98,9 +119,9 @@ def iter_detector_masks_in_true_boxes(model: Any, cfg: Any, gt_coco: dict[str, A
     (mask AP near 0 for every variant) while the mask heads already differ."""
     import torch
     from mmengine.dataset import Compose
+    from mmengine.structures import InstanceData
 
     from boxcaseg.data.coco import annotations_by_image
-    from mmengine.structures import InstanceData
 
     pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
     # the dataset's label order: the categories in file order (mmdet's CocoDataset, whose
@@ -112,28 +133,40 @@ def iter_detector_masks_in_true_boxes(model: Any, cfg: Any, gt_coco: dict[str, A
         anns = by_image.get(image["id"])
         if not anns:
             continue
-        data = pipeline(dict(img_path=str(Path(image_dir) / image["file_name"]), img_id=image["id"]))
+        data = pipeline(
+            dict(img_path=str(Path(image_dir) / image["file_name"]), img_id=image["id"])
+        )
         with torch.no_grad():
-            batch = model.data_preprocessor(dict(inputs=[data["inputs"]],
-                                                 data_samples=[data["data_samples"]]), False)
+            batch = model.data_preprocessor(
+                dict(inputs=[data["inputs"]], data_samples=[data["data_samples"]]), False
+            )
             features = model.extract_feat(batch["inputs"])
             meta = batch["data_samples"][0].metainfo
             # true boxes (x, y, w, h in the file's pixels) -> x1 y1 x2 y2 in the resized input,
             # where the RoIs live; rescale=True pastes the masks back at the file's size
             scale_x, scale_y = meta["scale_factor"]
-            boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)],
-                                 dtype=torch.float32)
+            boxes = torch.tensor(
+                [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)],
+                dtype=torch.float32,
+            )
             boxes = boxes * boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])
-            given = InstanceData(bboxes=boxes.to(device), scores=torch.ones(len(anns), device=device),
-                                 labels=torch.tensor([label_of[a["category_id"]] for a in anns],
-                                                     device=device))
+            given = InstanceData(
+                bboxes=boxes.to(device),
+                scores=torch.ones(len(anns), device=device),
+                labels=torch.tensor([label_of[a["category_id"]] for a in anns], device=device),
+            )
             result = model.roi_head.predict_mask(features, [meta], [given], rescale=True)[0]
         yield image["id"], [a["id"] for a in anns], result.masks.cpu().numpy().astype(bool)
 
 
-def grade_detector_in_true_boxes(config: str, checkpoint: str, gt_file: str, *,
-                                 cfg_options: dict[str, Any] | None = None,
-                                 device: str | None = None) -> dict[str, Any] | None:
+def grade_detector_in_true_boxes(
+    config: str,
+    checkpoint: str,
+    gt_file: str,
+    *,
+    cfg_options: dict[str, Any] | None = None,
+    device: str | None = None,
+) -> dict[str, Any] | None:
     """mIoU* of a Mask R-CNN's mask head inside the true boxes of ``gt_file``, next to the
     box-as-mask baseline (:func:`boxcaseg.quality.miou_star_report`); None for a detector
     without a RoI mask head (BoxInst predicts its masks from the detection, not from a box)."""
@@ -146,13 +179,15 @@ def grade_detector_in_true_boxes(config: str, checkpoint: str, gt_file: str, *,
         return None
     model = load_detector(cfg, checkpoint, gt_file, device=device)
     gt_coco = load_json(gt_file)
-    masks = iter_detector_masks_in_true_boxes(model, cfg, gt_coco,
-                                              dataset_fields(gt_file)["data_prefix"]["img"])
+    masks = iter_detector_masks_in_true_boxes(
+        model, cfg, gt_coco, dataset_fields(gt_file)["data_prefix"]["img"]
+    )
     return miou_star_report(gt_coco, instance_ious(gt_coco, masks))
 
 
-def load_detector(cfg: Any, checkpoint: str | Path, gt_file: str | Path, *,
-                  device: str | None = None) -> Any:
+def load_detector(
+    cfg: Any, checkpoint: str | Path, gt_file: str | Path, *, device: str | None = None
+) -> Any:
     """A trained detector in eval mode on ``device`` (default: the GPU when there is one), its
     heads sized for the classes of ``gt_file`` as `predict_detection` sizes them."""
     import torch

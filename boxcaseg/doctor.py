@@ -94,7 +94,7 @@ def check_mmcv_ops_cuda() -> str:
 def run_doctor() -> DoctorReport:
     report = DoctorReport()
     report.add("python", f"{platform.python_version()} ({sys.executable})")
-    for module, dist in PACKAGES.items():
+    for dist in PACKAGES.values():
         ver = _version(dist)
         report.add(dist, ver or "MISSING")
         if ver is None:
@@ -106,7 +106,11 @@ def run_doctor() -> DoctorReport:
             importlib.import_module(module)
         except Exception as err:  # noqa: BLE001 - the message is the diagnosis
             report.problems.append(f"`import {module}` fails: {err}")
-    from boxcaseg.mm.backbones import PACKAGED_WEIGHTS, PackagedWeightsMissing, packaged_weights_path
+    from boxcaseg.mm.backbones import (
+        PACKAGED_WEIGHTS,
+        PackagedWeightsMissing,
+        packaged_weights_path,
+    )
 
     for name in PACKAGED_WEIGHTS:  # ImageNet weights from the registry: `pretrained: <name>`
         try:

@@ -28,8 +28,10 @@ def resolve_config(config: str) -> str:
     packaged = CONFIG_DIR / config
     if packaged.is_file():
         return str(packaged)
-    raise FileNotFoundError(f"config {config} not found (neither a file nor one of "
-                            f"{sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob('*.py') if '_base_' not in p.parts and p.name != '__init__.py')})")
+    raise FileNotFoundError(
+        f"config {config} not found (neither a file nor one of "
+        f"{sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob('*.py') if '_base_' not in p.parts and p.name != '__init__.py')})"
+    )
 
 
 def sync_schedule_end(cfg: Any, configured_max_iters: int | None) -> None:
@@ -70,8 +72,9 @@ def use_iteration_loop(cfg: Any, max_iters: int) -> None:
     cfg.train_dataloader.sampler = dict(type="InfiniteSampler", shuffle=True)
     checkpoint = cfg.default_hooks.get("checkpoint")
     if checkpoint is not None:
-        checkpoint.update(by_epoch=False,
-                          interval=max(1, round(checkpoint.get("interval", 1) * per_epoch)))
+        checkpoint.update(
+            by_epoch=False, interval=max(1, round(checkpoint.get("interval", 1) * per_epoch))
+        )
     cfg.log_processor = dict(cfg.get("log_processor") or {}, by_epoch=False)
     if cfg.default_hooks.get("logger") is not None:
         cfg.default_hooks.logger["log_metric_by_epoch"] = False
@@ -125,21 +128,29 @@ def resume_checkpoint(work_dir: str | Path) -> Path | None:
     if not marker.is_file():
         return None
     named = work_dir / Path(marker.read_text().strip()).name
-    saved = sorted((p for p in work_dir.glob("*.pth") if p.name.startswith(("iter_", "epoch_"))),
-                   key=_checkpoint_order, reverse=True)
-    candidates = [named] + [p for p in saved if p != named and _checkpoint_order(p) < _checkpoint_order(named)]
+    saved = sorted(
+        (p for p in work_dir.glob("*.pth") if p.name.startswith(("iter_", "epoch_"))),
+        key=_checkpoint_order,
+        reverse=True,
+    )
+    candidates = [named] + [
+        p for p in saved if p != named and _checkpoint_order(p) < _checkpoint_order(named)
+    ]
     rejected = []
     for path in candidates:
         problem = "missing" if not path.is_file() else checkpoint_problem(path)
         if problem is None:
             if rejected:
-                print(f"[boxcaseg] WARNING: {'; '.join(rejected)}: resuming from {path} instead",
-                      flush=True)
+                print(
+                    f"[boxcaseg] WARNING: {'; '.join(rejected)}: resuming from {path} instead",
+                    flush=True,
+                )
             return path
         rejected.append(f"checkpoint {path} is unusable ({problem})")
     raise CheckpointError(
         f"{work_dir}: no usable checkpoint to resume from: {'; '.join(rejected)}. Move the work "
-        f"dir aside (or delete it) to train from the start")
+        f"dir aside (or delete it) to train from the start"
+    )
 
 
 def claim_work_dir(cfg: Any, work_dir: Path) -> None:
@@ -154,11 +165,16 @@ def claim_work_dir(cfg: Any, work_dir: Path) -> None:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"rank 0 did not claim {work_dir} within a minute")
-    if has_checkpoint(work_dir) and (not marker.is_file() or marker.read_text().strip() != fingerprint):
+    if has_checkpoint(work_dir) and (
+        not marker.is_file() or marker.read_text().strip() != fingerprint
+    ):
         archive = work_dir.with_name(f"{work_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
         work_dir.rename(archive)
-        print(f"[boxcaseg] {work_dir} holds checkpoints of another config: moved to {archive}; "
-              "training starts afresh", flush=True)
+        print(
+            f"[boxcaseg] {work_dir} holds checkpoints of another config: moved to {archive}; "
+            "training starts afresh",
+            flush=True,
+        )
     work_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(fingerprint + "\n")
 
@@ -207,19 +223,22 @@ def apply_global_batch(cfg: Any, world_size: int) -> str | None:
     cfg.auto_scale_lr = dict(enable=True, base_batch_size=int(global_batch))
     real = per_process * world_size
     lr = cfg.optim_wrapper.optimizer.get("lr")
-    line = (f"[boxcaseg] batch: global {global_batch} over {world_size} process(es) = "
-            f"{per_process} per process")
+    line = (
+        f"[boxcaseg] batch: global {global_batch} over {world_size} process(es) = "
+        f"{per_process} per process"
+    )
     if real != global_batch:
-        line += (f"; {global_batch} does not divide, so the real global batch is {real} and the "
-                 f"lr follows it linearly: {lr} x {real}/{global_batch} = {lr * real / global_batch:g}")
+        line += (
+            f"; {global_batch} does not divide, so the real global batch is {real} and the "
+            f"lr follows it linearly: {lr} x {real}/{global_batch} = {lr * real / global_batch:g}"
+        )
     else:
         line += f"; lr {lr} (stated for global batch {global_batch}, unchanged)"
     sampler = cfg.train_dataloader.get("batch_sampler") or {}
     box = sampler.get("box_per_batch")
     if box is not None:
         shares = [box // world_size + (1 if r < box % world_size else 0) for r in range(world_size)]
-        line += (f"; box samples per global batch {box} (per process {shares}), salient "
-                 f"{real - box}")
+        line += f"; box samples per global batch {box} (per process {shares}), salient {real - box}"
     return line
 
 
@@ -227,8 +246,12 @@ def sync_bn_to_bn(node: Any) -> Any:
     """Every ``SyncBN`` norm config under ``node`` turned into ``BN`` (for processes that
     cannot synchronise BN: torch's SyncBatchNorm runs on GPUs only)."""
     if isinstance(node, dict):
-        return type(node)({k: ("BN" if k == "type" and v == "SyncBN" else sync_bn_to_bn(v))
-                           for k, v in node.items()})
+        return type(node)(
+            {
+                k: ("BN" if k == "type" and v == "SyncBN" else sync_bn_to_bn(v))
+                for k, v in node.items()
+            }
+        )
     if isinstance(node, (list, tuple)):
         return type(node)(sync_bn_to_bn(v) for v in node)
     return node
@@ -250,12 +273,17 @@ def setup_distributed(cfg: Any, launcher: str) -> str | None:
         dist.init_process_group(backend="gloo")
     cfg.env_cfg = dict(cfg.get("env_cfg") or {})
     cfg.env_cfg["dist_cfg"] = dict(cfg.env_cfg.get("dist_cfg") or {}, backend="gloo")
-    cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None,
-                                 broadcast_buffers=False,
-                                 find_unused_parameters=cfg.get("find_unused_parameters", False))
+    cfg.model_wrapper_cfg = dict(
+        type="MMDistributedDataParallel",
+        device_ids=None,
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get("find_unused_parameters", False),
+    )
     cfg.model = sync_bn_to_bn(cfg.model)
-    return (f"[boxcaseg] {dist.get_world_size()} CPU processes (no GPU): gloo process group, DDP "
-            "without device ids, SyncBN reverted to BN")
+    return (
+        f"[boxcaseg] {dist.get_world_size()} CPU processes (no GPU): gloo process group, DDP "
+        "without device ids, SyncBN reverted to BN"
+    )
 
 
 def apply_precision(cfg: Any, amp: bool | str | None) -> str | None:
@@ -293,26 +321,38 @@ def config_changes(cfg: Any) -> str:
 
     written = Config.fromfile(cfg.filename).pretty_text.splitlines()
     running = cfg.pretty_text.splitlines()
-    return "\n".join(difflib.unified_diff(written, running, "as written", "as run", n=1,
-                                          lineterm="")) + "\n"
+    return (
+        "\n".join(difflib.unified_diff(written, running, "as written", "as run", n=1, lineterm=""))
+        + "\n"
+    )
 
 
-def run_training(cfg: Any, work_dir: str | Path, *, launcher: str = "none",
-                 resume: bool = True, amp: bool | str | None = None) -> Any:
+def run_training(
+    cfg: Any,
+    work_dir: str | Path,
+    *,
+    launcher: str = "none",
+    resume: bool = True,
+    amp: bool | str | None = None,
+) -> Any:
     """Build an mmengine Runner and train. ``resume``: continue from the last checkpoint in
     ``work_dir`` when there is one (an interrupted job picks up where it stopped; the sampler
     skips what was trained, no batch is loaded twice). ``launcher`` 'pytorch' under torchrun:
     one process per GPU, or CPU processes with gloo where there is no GPU."""
-    import boxcaseg.mm  # noqa: F401  (the resumable loop, the checked pretrained loader)
     from mmengine.runner import Runner
+
+    import boxcaseg.mm  # noqa: F401  (the resumable loop, the checked pretrained loader)
 
     patch_mmengine_checkpoint_loading()
     work_dir = Path(work_dir).resolve()
     claim_work_dir(cfg, work_dir)  # before the per-process batch: resuming on more GPUs is fine
     if cfg.train_cfg.get("type") == "IterBasedTrainLoop":
         cfg.train_cfg["type"] = "ResumableIterBasedTrainLoop"
-    lines = [setup_distributed(cfg, launcher), apply_global_batch(cfg, launch_world_size(launcher)),
-             apply_precision(cfg, amp)]
+    lines = [
+        setup_distributed(cfg, launcher),
+        apply_global_batch(cfg, launch_world_size(launcher)),
+        apply_precision(cfg, amp),
+    ]
     for line in lines:
         if line and os.environ.get("RANK", "0") == "0":
             print(line, flush=True)
@@ -325,8 +365,11 @@ def run_training(cfg: Any, work_dir: str | Path, *, launcher: str = "none",
     if os.environ.get("RANK", "0") == "0":
         changes = config_changes(cfg)
         (work_dir / "config_changes.diff").write_text(changes)
-        print(f"[boxcaseg] what this run changes in {cfg.filename} (config.yaml's section, the "
-              "data files, start-up settings; also in config_changes.diff):\n" + changes, flush=True)
+        print(
+            f"[boxcaseg] what this run changes in {cfg.filename} (config.yaml's section, the "
+            "data files, start-up settings; also in config_changes.diff):\n" + changes,
+            flush=True,
+        )
     runner = Runner.from_cfg(cfg)
     runner.train()
     return runner

@@ -63,8 +63,14 @@ def _colour(k: int) -> np.ndarray:
     return rng.uniform(60, 255, 3)
 
 
-def proxy_overlays(proxy: Coco, out_png: str | Path, *, gt: Coco | None = None,
-                   n_images: int = 12, drop_threshold: float = 0.95) -> None:
+def proxy_overlays(
+    proxy: Coco,
+    out_png: str | Path,
+    *,
+    gt: Coco | None = None,
+    n_images: int = 12,
+    drop_threshold: float = 0.95,
+) -> None:
     """A grid: per image, the image with its boxes, the proxy masks (kept: coloured, dropped:
     red with the confidence), and the true masks when known."""
     from boxcaseg.data.images import load_rgb
@@ -79,8 +85,9 @@ def proxy_overlays(proxy: Coco, out_png: str | Path, *, gt: Coco | None = None,
     wanted = {a["id"] for anns in shown.values() for a in anns}
     gt_anns = {a["id"]: a for a in (gt or {}).get("annotations", []) if a["id"] in wanted}
     cols = 3 if gt else 2
-    fig, axes = plt.subplots(max(1, len(images)), cols, figsize=(3 * cols, 3 * max(1, len(images))),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        max(1, len(images)), cols, figsize=(3 * cols, 3 * max(1, len(images))), squeeze=False
+    )
     for row, img in enumerate(images):
         rgb = load_rgb(image_path(proxy, img)).astype(np.float64)
         anns = shown[img["id"]]
@@ -94,10 +101,18 @@ def proxy_overlays(proxy: Coco, out_png: str | Path, *, gt: Coco | None = None,
             mask = segmentation_to_mask(ann["segmentation"], h, w)
             proxy_vis[mask] = 0.45 * proxy_vis[mask] + 0.55 * colour
             for ax in axes[row]:
-                ax.add_patch(plt.Rectangle((x - 0.5, y - 0.5), bw, bh, fill=False, lw=1,
-                                           ec=colour / 255))
-            axes[row, 1].text(x, y, f"{ann.get('confidence', 1.0):.2f}", fontsize=6,
-                              color="white", backgroundcolor=(0, 0, 0, 0.5), va="bottom")
+                ax.add_patch(
+                    plt.Rectangle((x - 0.5, y - 0.5), bw, bh, fill=False, lw=1, ec=colour / 255)
+                )
+            axes[row, 1].text(
+                x,
+                y,
+                f"{ann.get('confidence', 1.0):.2f}",
+                fontsize=6,
+                color="white",
+                backgroundcolor=(0, 0, 0, 0.5),
+                va="bottom",
+            )
             if gt and ann["id"] in gt_anns:
                 tmask = segmentation_to_mask(gt_anns[ann["id"]]["segmentation"], h, w)
                 truth_vis[tmask] = 0.45 * truth_vis[tmask] + 0.55 * _colour(k)
@@ -106,7 +121,11 @@ def proxy_overlays(proxy: Coco, out_png: str | Path, *, gt: Coco | None = None,
             axes[row, 2].imshow(truth_vis.astype(np.uint8))
         for ax in axes[row]:
             ax.set_axis_off()
-    titles = ["image + boxes", f"proxy masks (red: dropped, conf <= {drop_threshold})", "true masks"]
+    titles = [
+        "image + boxes",
+        f"proxy masks (red: dropped, conf <= {drop_threshold})",
+        "true masks",
+    ]
     for c in range(cols):
         axes[0, c].set_title(titles[c], fontsize=8)
     fig.tight_layout()
@@ -123,13 +142,19 @@ def dataset_summary(summary: dict[str, Any], out_png: str | Path) -> None:
     width = 0.8 / max(1, len(splits))
     for i, (name, s) in enumerate(splits.items()):
         counts = [s.get("per_category", {}).get(c, 0) for c in classes]
-        ax.bar(np.arange(len(classes)) + i * width, counts, width,
-               label=f"{name}: {s['images']} images, {s['annotations']} boxes")
+        ax.bar(
+            np.arange(len(classes)) + i * width,
+            counts,
+            width,
+            label=f"{name}: {s['images']} images, {s['annotations']} boxes",
+        )
     ax.set_xticks(np.arange(len(classes)) + width * (len(splits) - 1) / 2)
     ax.set_xticklabels(classes, rotation=60 if len(classes) > 8 else 0, fontsize=7, ha="right")
     ax.set_ylabel("instances")
     salient = summary.get("salient") or {}
-    ax.set_title(f"box-supervised instances per class; salient set: {salient.get('pairs', 0)} pairs")
+    ax.set_title(
+        f"box-supervised instances per class; salient set: {salient.get('pairs', 0)} pairs"
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
@@ -144,8 +169,9 @@ def format_cell(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
-def results_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], out_png: str | Path,
-                  title: str) -> None:
+def results_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], out_png: str | Path, title: str
+) -> None:
     """A table as a picture (numbers rounded to 2 decimals, None shown as '-')."""
     plt = _plt()
 

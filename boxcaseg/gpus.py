@@ -34,8 +34,9 @@ def scheduler_chose() -> bool:
     return "CUDA_VISIBLE_DEVICES" in os.environ or "SLURM_JOB_ID" in os.environ
 
 
-def acquire(count: int, total: int, lock_dir: Path = LOCK_DIR, poll_s: float = 1.0
-            ) -> tuple[list[int], list[int]]:
+def acquire(
+    count: int, total: int, lock_dir: Path = LOCK_DIR, poll_s: float = 1.0
+) -> tuple[list[int], list[int]]:
     """Lock ``count`` of the ``total`` cards: (card indices, open lock file descriptors)."""
     if count > total:
         raise SystemExit(f"boxcaseg.gpus: {count} GPUs asked for, this machine has {total}")

@@ -21,7 +21,9 @@ from boxcaseg.masks import Box
 @dataclass(frozen=True)
 class GrabCutSpec:
     iterations: int = 5  # graph-cut / GMM re-estimation rounds
-    margin: float = 0.5  # context around the box (fraction of its size per side) for the background model
+    margin: float = (
+        0.5  # context around the box (fraction of its size per side) for the background model
+    )
     max_side: int = 320  # the context window is downscaled to at most this (cost is per pixel)
     seed: int = 0  # OpenCV's RNG (GMM initialisation by k-means)
 
@@ -42,9 +44,11 @@ def grabcut_mask(image: np.ndarray, box: Box, spec: GrabCutSpec = GrabCutSpec())
     context = np.ascontiguousarray(image[cy0:cy1, cx0:cx1, :3])
     scale = min(1.0, spec.max_side / max(context.shape[:2]))
     if scale < 1.0:
-        context = cv2.resize(context, (max(1, round(context.shape[1] * scale)),
-                                       max(1, round(context.shape[0] * scale))),
-                             interpolation=cv2.INTER_AREA)
+        context = cv2.resize(
+            context,
+            (max(1, round(context.shape[1] * scale)), max(1, round(context.shape[0] * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
     ch, cw = context.shape[:2]
     rx0, ry0 = int((x0 - cx0) * scale), int((y0 - cy0) * scale)
     rx1 = min(cw, max(rx0 + 2, int(round((x1 - cx0) * scale))))
@@ -55,15 +59,23 @@ def grabcut_mask(image: np.ndarray, box: Box, spec: GrabCutSpec = GrabCutSpec())
     labels = np.zeros((ch, cw), np.uint8)
     cv2.setRNGSeed(spec.seed)
     try:
-        cv2.grabCut(context, labels, (rx0, ry0, rx1 - rx0, ry1 - ry0), np.zeros((1, 65)),
-                    np.zeros((1, 65)), spec.iterations, cv2.GC_INIT_WITH_RECT)
+        cv2.grabCut(
+            context,
+            labels,
+            (rx0, ry0, rx1 - rx0, ry1 - ry0),
+            np.zeros((1, 65)),
+            np.zeros((1, 65)),
+            spec.iterations,
+            cv2.GC_INIT_WITH_RECT,
+        )
     except cv2.error:
         out[y0:y1, x0:x1] = True
         return out
     fg = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
     if scale < 1.0:
-        fg = cv2.resize(fg.astype(np.uint8), (cx1 - cx0, cy1 - cy0),
-                        interpolation=cv2.INTER_NEAREST).astype(bool)
+        fg = cv2.resize(
+            fg.astype(np.uint8), (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_NEAREST
+        ).astype(bool)
     out[cy0:cy1, cx0:cx1] = fg
     out[:, :x0] = out[:, x1:] = False  # nothing outside the box
     out[:y0] = out[y1:] = False

@@ -85,13 +85,18 @@ def salient_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 # --- colour-affinity pairwise term (BoxInst style; an option beside the paper's plain term) ---
 
+
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) RGB in [0, 255] -> CIE Lab (D65), as skimage's ``rgb2lab``."""
     c = (rgb / 255.0).clamp(0.0, 1.0)
     linear = torch.where(c > 0.04045, ((c + 0.055) / 1.055).pow(2.4), c / 12.92)
-    matrix = linear.new_tensor([[0.412453, 0.357580, 0.180423],
-                                [0.212671, 0.715160, 0.072169],
-                                [0.019334, 0.119193, 0.950227]])
+    matrix = linear.new_tensor(
+        [
+            [0.412453, 0.357580, 0.180423],
+            [0.212671, 0.715160, 0.072169],
+            [0.019334, 0.119193, 0.950227],
+        ]
+    )
     xyz = torch.einsum("ij,njhw->nihw", matrix, linear)
     xyz = xyz / xyz.new_tensor([0.95047, 1.0, 1.08883])[None, :, None, None]
     f = torch.where(xyz > 0.008856, xyz.clamp(min=1e-12).pow(1.0 / 3.0), 7.787 * xyz + 16.0 / 116.0)
@@ -102,8 +107,12 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def _neighbour_offsets(dilation: int) -> list[tuple[int, int]]:
-    return [(dy * dilation, dx * dilation) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
-            if (dy, dx) != (0, 0)]
+    return [
+        (dy * dilation, dx * dilation)
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+        if (dy, dx) != (0, 0)
+    ]
 
 
 def _shifted(x: torch.Tensor, dy: int, dx: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,8 +138,13 @@ def colour_similarity(lab: torch.Tensor, dilation: int = 2, theta: float = 2.0) 
     return torch.stack(sims, dim=1)
 
 
-def colour_pairwise_loss(logits: torch.Tensor, similarity: torch.Tensor, region: torch.Tensor,
-                         threshold: float = 0.3, dilation: int = 2) -> torch.Tensor:
+def colour_pairwise_loss(
+    logits: torch.Tensor,
+    similarity: torch.Tensor,
+    region: torch.Tensor,
+    threshold: float = 0.3,
+    dilation: int = 2,
+) -> torch.Tensor:
     """BoxInst's pairwise term: for every pixel i inside ``region`` (the box) and each of its
     8 neighbours j whose colour similarity is at least ``threshold``, the negative log
     probability that i and j take the same label, P = p_i p_j + (1 - p_i)(1 - p_j), averaged

@@ -88,8 +88,12 @@ def paired_box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of box ``a[i]`` with box ``b[i]`` for (K, 4) xywh arrays; 0 where a box is empty."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    ix = np.clip(np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    iy = np.clip(np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    ix = np.clip(
+        np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None
+    )
+    iy = np.clip(
+        np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None
+    )
     inter = ix * iy
     union = a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
@@ -101,10 +105,16 @@ def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
     ix = np.clip(
         np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
-        - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+        - np.maximum(a[:, None, 0], b[None, :, 0]),
+        0,
+        None,
+    )
     iy = np.clip(
         np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
-        - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+        - np.maximum(a[:, None, 1], b[None, :, 1]),
+        0,
+        None,
+    )
     inter = ix * iy
     union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None, :] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
@@ -126,6 +136,7 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 # runs or of the window, never that of the full frame. The RLE strings they give are
 # pycocotools' own, character for character (the string itself is written by pycocotools).
 
+
 def _compressed_bytes(rle: dict[str, Any]) -> bytes | None:
     counts = rle["counts"]
     if isinstance(counts, str):
@@ -142,8 +153,12 @@ def rle_counts_many(rles: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]
     columns of the whole image. All compressed strings are decoded in one vectorised pass."""
     raw = [_compressed_bytes(rle) for rle in rles]
     if any(r is None for r in raw):  # uncompressed ones: decode the rest per RLE
-        parts = [np.asarray(rle["counts"], dtype=np.int64) if r is None
-                 else rle_counts_many([{"counts": r}])[0] for rle, r in zip(rles, raw)]
+        parts = [
+            np.asarray(rle["counts"], dtype=np.int64)
+            if r is None
+            else rle_counts_many([{"counts": r}])[0]
+            for rle, r in zip(rles, raw)
+        ]
         offsets = np.concatenate(([0], np.cumsum([len(p) for p in parts]))).astype(np.int64)
         return (np.concatenate(parts) if parts else np.zeros(0, np.int64)), offsets
     char_offsets = np.concatenate(([0], np.cumsum([len(r) for r in raw]))).astype(np.int64)
@@ -206,8 +221,9 @@ def counts_to_strings(counts: np.ndarray, offsets: np.ndarray) -> list[str]:
 
 def counts_to_rle(counts: np.ndarray, height: int, width: int) -> dict[str, Any]:
     """A JSON-ready compressed RLE (what :func:`rle_encode` writes) from run lengths."""
-    rle = mask_utils.frPyObjects({"counts": np.asarray(counts, dtype=np.uint32),
-                                  "size": [height, width]}, height, width)
+    rle = mask_utils.frPyObjects(
+        {"counts": np.asarray(counts, dtype=np.uint32), "size": [height, width]}, height, width
+    )
     rle["counts"] = rle["counts"].decode("ascii")
     return rle
 
@@ -224,8 +240,9 @@ def runs_to_counts(starts: np.ndarray, ends: np.ndarray, height: int, width: int
     return counts
 
 
-def runs_to_boxes(starts: np.ndarray, ends: np.ndarray, owner: np.ndarray, k: int,
-                  height: int | np.ndarray) -> np.ndarray:
+def runs_to_boxes(
+    starts: np.ndarray, ends: np.ndarray, owner: np.ndarray, k: int, height: int | np.ndarray
+) -> np.ndarray:
     """Tight ``[x, y, w, h]`` boxes (as :func:`masks_to_boxes`: zeros for an empty mask) of
     ``k`` masks given as flat runs of ones ``[starts[i], ends[i])`` of mask ``owner[i]``, in
     images of ``height`` (one, or one per run)."""
@@ -251,8 +268,9 @@ def runs_to_boxes(starts: np.ndarray, ends: np.ndarray, owner: np.ndarray, k: in
     return boxes
 
 
-def window_to_counts(mask: np.ndarray, window: tuple[int, int, int, int], height: int,
-                     width: int) -> np.ndarray:
+def window_to_counts(
+    mask: np.ndarray, window: tuple[int, int, int, int], height: int, width: int
+) -> np.ndarray:
     """Run lengths of the whole (height, width) image's mask that is ``mask`` inside
     ``window = (x0, y0, x1, y1)`` and zero outside: pycocotools' runs for that mask."""
     x0, y0, x1, y1 = window
@@ -271,8 +289,9 @@ def window_to_counts(mask: np.ndarray, window: tuple[int, int, int, int], height
     return runs_to_counts(pos[0::2], pos[1::2], height, width)
 
 
-def rle_encode_window(mask: np.ndarray, window: tuple[int, int, int, int], height: int,
-                      width: int) -> dict[str, Any]:
+def rle_encode_window(
+    mask: np.ndarray, window: tuple[int, int, int, int], height: int, width: int
+) -> dict[str, Any]:
     """:func:`rle_encode` of the (height, width) mask that is ``mask`` inside ``window`` and
     zero elsewhere, without building that mask; the same string."""
     return counts_to_rle(window_to_counts(mask, window, height, width), height, width)
@@ -293,18 +312,23 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
     image: what :func:`segmentation_to_mask` decodes, for pycocotools' RLE operations."""
     if isinstance(segmentation, list):
         if not segmentation:
-            return {"size": [height, width], "counts": counts_to_rle([height * width], height,
-                                                                     width)["counts"].encode()}
+            return {
+                "size": [height, width],
+                "counts": counts_to_rle([height * width], height, width)["counts"].encode(),
+            }
         return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
     if isinstance(segmentation, dict):
         if list(segmentation["size"]) != [height, width]:
-            raise ValueError(f"RLE of size {tuple(segmentation['size'])} in an image of size "
-                             f"{(height, width)}")
+            raise ValueError(
+                f"RLE of size {tuple(segmentation['size'])} in an image of size {(height, width)}"
+            )
         if isinstance(segmentation["counts"], list):
             return mask_utils.frPyObjects(segmentation, height, width)
         counts = segmentation["counts"]
-        return {"size": [height, width],
-                "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+        return {
+            "size": [height, width],
+            "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+        }
     raise TypeError(f"unknown segmentation type {type(segmentation).__name__}")
 
 

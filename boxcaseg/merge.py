@@ -20,8 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from boxcaseg.masks import (counts_to_strings, masks_to_boxes, paired_box_iou, rle_counts_many,
-                            runs_to_boxes)
+from boxcaseg.masks import (
+    counts_to_strings,
+    masks_to_boxes,
+    paired_box_iou,
+    rle_counts_many,
+    runs_to_boxes,
+)
 
 
 def paint_order(boxes: np.ndarray) -> np.ndarray:
@@ -79,19 +84,26 @@ class RleMergeResult:
     kept: np.ndarray  # (K,) bool, confidence > threshold
 
 
-def merge_and_score_rles(rles: list, gt_boxes: np.ndarray, height: int, width: int,
-                         drop_threshold: float) -> RleMergeResult:
+def merge_and_score_rles(
+    rles: list, gt_boxes: np.ndarray, height: int, width: int, drop_threshold: float
+) -> RleMergeResult:
     """:func:`merge_and_score` on one image's RLE masks (pycocotools form: ``str``, ``bytes`` or
     list counts, of size (height, width)), equal to it pixel for pixel and in confidence,
     without decoding a pixel: see :func:`merge_and_score_many`."""
     k = len(rles)
-    return merge_and_score_many(rles, gt_boxes, np.zeros(k, dtype=np.int64), [height], [width],
-                                drop_threshold)
+    return merge_and_score_many(
+        rles, gt_boxes, np.zeros(k, dtype=np.int64), [height], [width], drop_threshold
+    )
 
 
-def merge_and_score_many(rles: list, gt_boxes: np.ndarray, image: np.ndarray,
-                         heights: Sequence[int], widths: Sequence[int],
-                         drop_threshold: float) -> RleMergeResult:
+def merge_and_score_many(
+    rles: list,
+    gt_boxes: np.ndarray,
+    image: np.ndarray,
+    heights: Sequence[int],
+    widths: Sequence[int],
+    drop_threshold: float,
+) -> RleMergeResult:
     """:func:`merge_and_score` of many images at once, on RLE: instance ``i`` (mask ``rles[i]``,
     true box ``gt_boxes[i]``) lies in image ``image[i]`` of size ``(heights[j], widths[j])``.
     Each image is merged on its own, exactly as :func:`merge_and_score` merges it (same masks,
@@ -113,13 +125,19 @@ def merge_and_score_many(rles: list, gt_boxes: np.ndarray, image: np.ndarray,
     if k == 0:
         return RleMergeResult(rles=[], confidence=np.zeros(0), kept=np.zeros(0, dtype=bool))
     sizes_given = np.array([rle["size"] for rle in rles], dtype=np.int64).reshape(k, 2)
-    wrong = np.flatnonzero((sizes_given[:, 0] != heights[image]) | (sizes_given[:, 1] != widths[image]))
+    wrong = np.flatnonzero(
+        (sizes_given[:, 0] != heights[image]) | (sizes_given[:, 1] != widths[image])
+    )
     if wrong.size:
         i = int(wrong[0])
-        raise ValueError(f"RLE of size {tuple(rles[i]['size'])} in an image of size "
-                         f"{(int(heights[image[i]]), int(widths[image[i]]))}")
+        raise ValueError(
+            f"RLE of size {tuple(rles[i]['size'])} in an image of size "
+            f"{(int(heights[image[i]]), int(widths[image[i]]))}"
+        )
     n_pixels = (heights * widths)[image]  # per instance
-    base = np.concatenate(([0], np.cumsum(heights * widths)))[image]  # its image's place on the line
+    base = np.concatenate(([0], np.cumsum(heights * widths)))[
+        image
+    ]  # its image's place on the line
 
     # runs of ones of every mask: [start, end) on its image's line, then on the common line
     counts, offsets = rle_counts_many(rles)
@@ -132,7 +150,11 @@ def merge_and_score_many(rles: list, gt_boxes: np.ndarray, image: np.ndarray,
     ends = np.minimum(run_end[ones], n_pixels[owner])
     starts = np.minimum(run_end[ones] - counts[ones], n_pixels[owner])
     keep = ends > starts  # empty runs (non-canonical RLEs) change nothing
-    owner, starts, ends = owner[keep], starts[keep] + base[owner[keep]], ends[keep] + base[owner[keep]]
+    owner, starts, ends = (
+        owner[keep],
+        starts[keep] + base[owner[keep]],
+        ends[keep] + base[owner[keep]],
+    )
 
     # painting rank within each image: descending box area, ties in input order (paint_order)
     area = gt_boxes[:, 2] * gt_boxes[:, 3]
@@ -144,7 +166,9 @@ def merge_and_score_many(rles: list, gt_boxes: np.ndarray, image: np.ndarray,
     block_owner = block_start = block_end = np.zeros(0, dtype=np.int64)
     if len(starts):
         cuts = np.sort(np.concatenate([starts, ends]))
-        cuts = cuts[np.concatenate(([True], cuts[1:] != cuts[:-1]))]  # segment j: [cuts[j], cuts[j+1])
+        cuts = cuts[
+            np.concatenate(([True], cuts[1:] != cuts[:-1]))
+        ]  # segment j: [cuts[j], cuts[j+1])
         first_seg = np.searchsorted(cuts, starts)
         n_seg = np.searchsorted(cuts, ends) - first_seg  # segments each run covers (>= 1)
         seg = np.repeat(first_seg - np.cumsum(n_seg) + n_seg, n_seg) + np.arange(int(n_seg.sum()))

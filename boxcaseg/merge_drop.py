@@ -20,14 +20,17 @@ from boxcaseg.data.coco import Coco, annotations_by_image, load_json, save_json
 from boxcaseg.masks import box_rle, rle_iou, segmentation_to_rle
 from boxcaseg.merge import merge_and_score_many
 
-
 MERGE_CHUNK = 1_000  # instances merged in one batch: few numpy calls per instance, small
 # temporaries (at 20k per batch the run arrays of noisy masks took a GB)
 
 
-def merge_proxy_file(raw: Coco, drop_threshold: float,
-                     description: str = "proxy masks (BoxCaseg Stage 4: merged, scored)", *,
-                     inplace: bool = False) -> Coco:
+def merge_proxy_file(
+    raw: Coco,
+    drop_threshold: float,
+    description: str = "proxy masks (BoxCaseg Stage 4: merged, scored)",
+    *,
+    inplace: bool = False,
+) -> Coco:
     """Stage 4 over a whole file: merge per image, score, flag; returns the new COCO dict.
 
     ``raw`` is left as it is: the result holds new annotation dicts (sharing the unchanged
@@ -47,9 +50,13 @@ def merge_proxy_file(raw: Coco, drop_threshold: float,
             [segmentation_to_rle(a["segmentation"], *sizes[j]) for a, j in batch],
             np.array([a["bbox"] for a, _ in batch], dtype=np.float64).reshape(-1, 4),
             np.array([j for _, j in batch], dtype=np.int64),
-            [h for h, _ in sizes], [w for _, w in sizes], drop_threshold)
-        for (ann, _), rle, conf, kept in zip(batch, result.rles, result.confidence.tolist(),
-                                              result.kept.tolist()):
+            [h for h, _ in sizes],
+            [w for _, w in sizes],
+            drop_threshold,
+        )
+        for (ann, _), rle, conf, kept in zip(
+            batch, result.rles, result.confidence.tolist(), result.kept.tolist()
+        ):
             # `area` stays the box's (Stage 1): mmdet's CocoDataset skips area <= 0, and an
             # instance whose merged mask is empty must still train the RPN, box and class heads
             ann["segmentation"] = rle
@@ -122,18 +129,26 @@ def proxy_quality(proxy: Coco, gt: Coco, drop_threshold: float) -> dict[str, Any
     }
 
 
-def run_merge(raw_json: str | Coco, out_json: str, drop_threshold: float, *,
-              gt_json: str | None = None, quality_json: str | None = None,
-              description: str | None = None, overlays_png: str | None = None,
-              overlay_images: int = 12) -> dict[str, Any]:
+def run_merge(
+    raw_json: str | Coco,
+    out_json: str,
+    drop_threshold: float,
+    *,
+    gt_json: str | None = None,
+    quality_json: str | None = None,
+    description: str | None = None,
+    overlays_png: str | None = None,
+    overlay_images: int = 12,
+) -> dict[str, Any]:
     """Stage 4 on files: merge + score + flag ``raw_json`` (a path, or the dict itself), write
     it, and grade it against the true masks when there are any; with ``overlays_png``, draw the
     first ``overlay_images`` images' masks from what is in memory (nothing is read twice).
     A dict passed in is left as it is; a file read here is merged in place (one copy)."""
     from_file = isinstance(raw_json, (str, Path))
     raw = load_json(raw_json) if from_file else raw_json
-    merged = merge_proxy_file(raw, drop_threshold, *([description] if description else []),
-                              inplace=from_file)
+    merged = merge_proxy_file(
+        raw, drop_threshold, *([description] if description else []), inplace=from_file
+    )
     del raw
     save_json(merged, out_json)
     summary: dict[str, Any] = {
@@ -148,8 +163,9 @@ def run_merge(raw_json: str | Coco, out_json: str, drop_threshold: float, *,
     if overlays_png:
         from boxcaseg.figures import proxy_overlays
 
-        proxy_overlays(merged, overlays_png, gt=gt, n_images=overlay_images,
-                       drop_threshold=drop_threshold)
+        proxy_overlays(
+            merged, overlays_png, gt=gt, n_images=overlay_images, drop_threshold=drop_threshold
+        )
     return summary
 
 
@@ -157,9 +173,19 @@ def merge_table_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """The report's Stage 4 table from :func:`run_merge`'s summary: the proxy masks (kept and
     dropped) and the box-as-mask baseline against the true masks, when there are any."""
     quality = summary.get("quality") or {}
-    return [{"masks": "proxy (BoxCaseg)", "mIoU*": quality.get("proxy", {}).get("miou_star"),
-             "mean IoU": quality.get("proxy", {}).get("mean_instance_iou"),
-             "kept IoU": quality.get("mean_iou_kept"), "dropped IoU": quality.get("mean_iou_dropped"),
-             "kept": summary["kept"], "instances": summary["instances"]},
-            {"masks": "box as mask", "mIoU*": quality.get("box_as_mask", {}).get("miou_star"),
-             "mean IoU": quality.get("box_as_mask", {}).get("mean_instance_iou")}]
+    return [
+        {
+            "masks": "proxy (BoxCaseg)",
+            "mIoU*": quality.get("proxy", {}).get("miou_star"),
+            "mean IoU": quality.get("proxy", {}).get("mean_instance_iou"),
+            "kept IoU": quality.get("mean_iou_kept"),
+            "dropped IoU": quality.get("mean_iou_dropped"),
+            "kept": summary["kept"],
+            "instances": summary["instances"],
+        },
+        {
+            "masks": "box as mask",
+            "mIoU*": quality.get("box_as_mask", {}).get("miou_star"),
+            "mean IoU": quality.get("box_as_mask", {}).get("mean_instance_iou"),
+        },
+    ]

@@ -13,8 +13,9 @@ import numpy as np
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
-def miou_star(ious: Sequence[float], category_ids: Sequence[int],
-              names: dict[int, str] | None = None) -> dict[str, Any]:
+def miou_star(
+    ious: Sequence[float], category_ids: Sequence[int], names: dict[int, str] | None = None
+) -> dict[str, Any]:
     """mIoU*: IoU per instance, mean per class, then mean over the classes present."""
     per_class: dict[int, list[float]] = defaultdict(list)
     for iou, cat in zip(ious, category_ids, strict=True):
@@ -28,16 +29,23 @@ def miou_star(ious: Sequence[float], category_ids: Sequence[int],
     }
 
 
-def confidence_bins(confidence: np.ndarray, ious: np.ndarray, box_ious: np.ndarray | None = None,
-                    edges: Sequence[float] = (0.0, 0.5, 0.8, 0.9, 0.95, 1.0 + 1e-9)) -> list[dict[str, Any]]:
+def confidence_bins(
+    confidence: np.ndarray,
+    ious: np.ndarray,
+    box_ious: np.ndarray | None = None,
+    edges: Sequence[float] = (0.0, 0.5, 0.8, 0.9, 0.95, 1.0 + 1e-9),
+) -> list[dict[str, Any]]:
     """Mean IoU vs truth of proxy masks grouped by their drop-score bin (and of the same
     instances' boxes filled as masks, when ``box_ious`` is given)."""
     rows = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         sel = (confidence >= lo) & (confidence < hi)
-        row = {"bin": f"[{lo:.2f}, {min(hi, 1.0):.2f}]" if hi > 1 else f"[{lo:.2f}, {hi:.2f})",
-               "lower": float(lo), "instances": int(sel.sum()),
-               "mean_iou": float(ious[sel].mean()) if sel.any() else None}
+        row = {
+            "bin": f"[{lo:.2f}, {min(hi, 1.0):.2f}]" if hi > 1 else f"[{lo:.2f}, {hi:.2f})",
+            "lower": float(lo),
+            "instances": int(sel.sum()),
+            "mean_iou": float(ious[sel].mean()) if sel.any() else None,
+        }
         if box_ious is not None:
             row["mean_box_iou"] = float(box_ious[sel].mean()) if sel.any() else None
         rows.append(row)
@@ -59,7 +67,9 @@ def suggest_drop_threshold(bins: list[dict[str, Any]]) -> float | None:
     return suggestion
 
 
-def coco_evaluate(gt_json: str, results: str | list[dict[str, Any]], iou_type: str) -> dict[str, float]:
+def coco_evaluate(
+    gt_json: str, results: str | list[dict[str, Any]], iou_type: str
+) -> dict[str, float]:
     """pycocotools COCOeval on a results file (or list); returns AP, AP50, AP75, APs/m/l in %.
 
     Returns zeros (not an exception) when there are no detections at all, which happens with a
@@ -84,5 +94,7 @@ def coco_evaluate(gt_json: str, results: str | list[dict[str, Any]], iou_type: s
         ev.accumulate()
         ev.summarize()
     # stats are -1 where a size range has no ground truth; report them as None
-    return {name: (round(float(v) * 100, 2) if v >= 0 else None)
-            for name, v in zip(COCO_STAT_NAMES, ev.stats[:6])}
+    return {
+        name: (round(float(v) * 100, 2) if v >= 0 else None)
+        for name, v in zip(COCO_STAT_NAMES, ev.stats[:6])
+    }

@@ -34,8 +34,11 @@ def cpu_has_avx2() -> bool:
 
 def pin_cpu_numerics() -> dict[str, str]:
     """Set the pinning variables (where unset) and return the ones in effect."""
-    if os.environ.get("BOXCASEG_NATIVE_CPU") == "1" or platform.machine() not in ("x86_64", "AMD64") \
-            or not cpu_has_avx2():
+    if (
+        os.environ.get("BOXCASEG_NATIVE_CPU") == "1"
+        or platform.machine() not in ("x86_64", "AMD64")
+        or not cpu_has_avx2()
+    ):
         return {}
     for key, value in PINNED.items():
         os.environ.setdefault(key, value)

@@ -67,7 +67,7 @@ class ImageCrops:
     windows: list[Window]
     crops: torch.Tensor  # (K, S, S, 3) uint8, BGR like mmcv's loader
 
-    def pin_memory(self) -> "ImageCrops":  # the DataLoader's pin_memory calls this
+    def pin_memory(self) -> ImageCrops:  # the DataLoader's pin_memory calls this
         self.crops = self.crops.pin_memory()
         return self
 
@@ -75,14 +75,17 @@ class ImageCrops:
 class _ImageCropDataset(torch.utils.data.Dataset):
     """One item per image: its exact-box crops (read and cropped in a worker)."""
 
-    def __init__(self, coco: dict[str, Any], input_size: int,
-                 images: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, coco: dict[str, Any], input_size: int, images: list[dict[str, Any]] | None = None
+    ) -> None:
         from boxcaseg.data.coco import annotations_by_image, image_path
 
         self.input_size = input_size
         anns = annotations_by_image(coco["annotations"], skip_crowd=True)
-        self.items = [(img, str(image_path(coco, img)), anns.get(img["id"], []))
-                      for img in (coco["images"] if images is None else images)]
+        self.items = [
+            (img, str(image_path(coco, img)), anns.get(img["id"], []))
+            for img in (coco["images"] if images is None else images)
+        ]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -99,7 +102,9 @@ class _ImageCropDataset(torch.utils.data.Dataset):
             crops = np.stack([crop_resize(image, win, self.input_size) for win in windows])
         else:
             crops = np.zeros((0, self.input_size, self.input_size, 3), np.uint8)
-        return ImageCrops(img["id"], h, w, [a["id"] for a in anns], windows, torch.from_numpy(crops))
+        return ImageCrops(
+            img["id"], h, w, [a["id"] for a in anns], windows, torch.from_numpy(crops)
+        )
 
 
 class _BatchStager:
@@ -110,19 +115,24 @@ class _BatchStager:
 
     def __init__(self, device: torch.device, batch_size: int, size: int) -> None:
         self.device = device
-        self.pinned = (torch.empty((batch_size, size, size, 3), dtype=torch.uint8).pin_memory()
-                       if device.type == "cuda" else None)
+        self.pinned = (
+            torch.empty((batch_size, size, size, 3), dtype=torch.uint8).pin_memory()
+            if device.type == "cuda"
+            else None
+        )
 
     def to_device(self, crops: list[torch.Tensor]) -> torch.Tensor:
         if self.pinned is None:
             return torch.stack(crops).to(self.device)
-        batch = self.pinned[:len(crops)]
+        batch = self.pinned[: len(crops)]
         torch.stack(crops, out=batch)
         return batch.to(self.device, non_blocking=True)
 
 
 @torch.no_grad()
-def predict_batch(model: torch.nn.Module, crops: torch.Tensor, precision: str = "fp32") -> np.ndarray:
+def predict_batch(
+    model: torch.nn.Module, crops: torch.Tensor, precision: str = "fp32"
+) -> np.ndarray:
     """(K, S, S, 3) uint8 crops (on any device) -> (K, S, S) float32 min-max normalised
     salient probabilities. ``precision`` fp16 / bf16 runs the forward under autocast (the
     normalisation stays in float32)."""
@@ -130,31 +140,44 @@ def predict_batch(model: torch.nn.Module, crops: torch.Tensor, precision: str = 
     inputs = list(crops.permute(0, 3, 1, 2))
     data = model.data_preprocessor({"inputs": inputs}, training=False)
     device_type = data["inputs"].device.type
-    with torch.autocast(device_type=device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+    with torch.autocast(
+        device_type=device_type, dtype=dtype or torch.float32, enabled=dtype is not None
+    ):
         logits = model.salient_logits(data["inputs"])
     probs = logits.float().sigmoid()[:, 0]
     return minmax_normalize(probs).cpu().numpy()
 
 
-def paste_masks(item: ImageCrops, probs: list[np.ndarray], threshold: float,
-                windows: bool = False) -> Any:
+def paste_masks(
+    item: ImageCrops, probs: list[np.ndarray], threshold: float, windows: bool = False
+) -> Any:
     """One image's crop probabilities back into its frame: (K, H, W) bool masks, or with
     ``windows`` a list of (window, mask inside the window) pairs."""
     if windows:
-        return [(win, resize_to_window(probs[j], win) > threshold)
-                for j, win in enumerate(item.windows)]
+        return [
+            (win, resize_to_window(probs[j], win) > threshold) for j, win in enumerate(item.windows)
+        ]
     masks = np.zeros((len(item.ann_ids), item.height, item.width), dtype=bool)
     for j, window in enumerate(item.windows):
         masks[j] = paste_into_image(probs[j], window, item.height, item.width) > threshold
     return masks
 
 
-def iter_proxy_masks(model: torch.nn.Module, coco: dict[str, Any], *, input_size: int = 320,
-                     batch_size: int = 16, threshold: float = 0.5, num_workers: int = 0,
-                     progress: bool = True, precision: str = "fp32", post_workers: int = 0,
-                     images: list[dict[str, Any]] | None = None, windows: bool = False,
-                     postprocess: Callable[[int, list[int], np.ndarray], Any] | None = None
-                     ) -> Iterator[Any]:
+def iter_proxy_masks(
+    model: torch.nn.Module,
+    coco: dict[str, Any],
+    *,
+    input_size: int = 320,
+    batch_size: int = 16,
+    threshold: float = 0.5,
+    num_workers: int = 0,
+    progress: bool = True,
+    precision: str = "fp32",
+    post_workers: int = 0,
+    images: list[dict[str, Any]] | None = None,
+    windows: bool = False,
+    postprocess: Callable[[int, list[int], np.ndarray], Any] | None = None,
+) -> Iterator[Any]:
     """Yield ``(image_id, ann_ids, masks)`` per image, masks a (K, H, W) bool stack in the
     image frame, in the image order of ``coco`` (or of ``images``, a shard of it). Instances
     of several images share batches.
@@ -174,12 +197,18 @@ def iter_proxy_masks(model: torch.nn.Module, coco: dict[str, Any], *, input_size
     device = next(model.parameters()).device
     batch_size = effective_batch_size(batch_size, input_size, device)
     dataset = _ImageCropDataset(coco, input_size, images)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
-                                         num_workers=num_workers, pin_memory=device.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
     stager = _BatchStager(device, batch_size, input_size)
     n_instances = sum(len(anns) for _, _, anns in dataset.items)
-    bar = tqdm(total=n_instances, unit="inst", desc="proxy masks", disable=not progress,
-               mininterval=2.0)
+    bar = tqdm(
+        total=n_instances, unit="inst", desc="proxy masks", disable=not progress, mininterval=2.0
+    )
     pending: deque[ImageCrops] = deque()  # images not yet handed to post-processing, in order
     waiting: list[torch.Tensor] = []  # crops not yet predicted (the tail of pending's crops)
     predicted: list[np.ndarray] = []  # probabilities of the head of pending's crops
@@ -229,15 +258,27 @@ def iter_proxy_masks(model: torch.nn.Module, coco: dict[str, Any], *, input_size
         bar.close()
 
 
-def grade_in_true_boxes(model: torch.nn.Module, gt_coco: dict[str, Any], *, input_size: int,
-                        batch_size: int = 16, threshold: float | None = None) -> dict[str, Any]:
+def grade_in_true_boxes(
+    model: torch.nn.Module,
+    gt_coco: dict[str, Any],
+    *,
+    input_size: int,
+    batch_size: int = 16,
+    threshold: float | None = None,
+) -> dict[str, Any]:
     """mIoU* of the model's masks predicted inside the true boxes of ``gt_coco`` (this
     module's Stage 3 inference, at the model's own ``test_cfg.threshold`` unless ``threshold``
     is given), next to the box-as-mask baseline: :func:`boxcaseg.quality.miou_star_report`."""
     if threshold is None:
         threshold = model.test_cfg["threshold"]
-    predictions = iter_proxy_masks(model, gt_coco, input_size=input_size, batch_size=batch_size,
-                                   threshold=threshold, progress=False)
+    predictions = iter_proxy_masks(
+        model,
+        gt_coco,
+        input_size=input_size,
+        batch_size=batch_size,
+        threshold=threshold,
+        progress=False,
+    )
     return miou_star_report(gt_coco, instance_ious(gt_coco, predictions))
 
 
@@ -249,12 +290,21 @@ def proxy_part_path(out_json: str | Path, index: int, count: int) -> Path:
     return out_json.with_name(f"{out_json.stem}.part{index}-of-{count}.json")
 
 
-def run_proxy_inference(checkpoint: str, boxes_json: str, out_json: str, *,
-                        input_size: int | None = None, batch_size: int = 16,
-                        threshold: float | None = None, num_workers: int = 2,
-                        device: str | None = None, config: str | None = None,
-                        precision: str = "fp32", post_workers: int = 1,
-                        shard: tuple[int, int] | None = None) -> dict[str, Any]:
+def run_proxy_inference(
+    checkpoint: str,
+    boxes_json: str,
+    out_json: str,
+    *,
+    input_size: int | None = None,
+    batch_size: int = 16,
+    threshold: float | None = None,
+    num_workers: int = 2,
+    device: str | None = None,
+    config: str | None = None,
+    precision: str = "fp32",
+    post_workers: int = 1,
+    shard: tuple[int, int] | None = None,
+) -> dict[str, Any]:
     """Stage 3 over a file. The model is the checkpoint's own (built from the config stored
     in it); ``input_size`` and ``threshold`` None = that config's ``infer_size`` and
     ``model.test_cfg.threshold`` (what its mIoU* used); its ``test_cfg.flip`` holds too.
@@ -272,11 +322,18 @@ def run_proxy_inference(checkpoint: str, boxes_json: str, out_json: str, *,
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
     model = load_segmentor(checkpoint, device, config=config)
     summary = proxy_masks_file(
-        model, boxes_json, proxy_part_path(out_json, *shard) if world > 1 else out_json,
-        input_size=input_size or int(model.cfg.get("infer_size", 320)), batch_size=batch_size,
+        model,
+        boxes_json,
+        proxy_part_path(out_json, *shard) if world > 1 else out_json,
+        input_size=input_size or int(model.cfg.get("infer_size", 320)),
+        batch_size=batch_size,
         threshold=model.test_cfg["threshold"] if threshold is None else threshold,
-        num_workers=num_workers, checkpoint=str(checkpoint), precision=precision,
-        post_workers=post_workers, shard=shard)
+        num_workers=num_workers,
+        checkpoint=str(checkpoint),
+        precision=precision,
+        post_workers=post_workers,
+        shard=shard,
+    )
     if world > 1:  # every rank wrote its part; rank 0 joins them
         import torch.distributed as dist
 
@@ -292,11 +349,21 @@ def run_proxy_inference(checkpoint: str, boxes_json: str, out_json: str, *,
     return summary
 
 
-def proxy_masks_file(model: Any, boxes_json: str | Path, out_json: str | Path, *,
-                     input_size: int, batch_size: int = 16, threshold: float = 0.5,
-                     num_workers: int = 2, checkpoint: str = "", precision: str = "fp32",
-                     post_workers: int = 1, shard: tuple[int, int] | None = None,
-                     progress: bool = True) -> dict[str, Any]:
+def proxy_masks_file(
+    model: Any,
+    boxes_json: str | Path,
+    out_json: str | Path,
+    *,
+    input_size: int,
+    batch_size: int = 16,
+    threshold: float = 0.5,
+    num_workers: int = 2,
+    checkpoint: str = "",
+    precision: str = "fp32",
+    post_workers: int = 1,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Stage 3's file step with a built model: every box's proxy mask as RLE, encoded from its
     box window (no image-sized mask per instance, in ``post_workers`` threads), written into
     the box file as loaded (no copy of it). With ``shard``, only that shard's images, as a
@@ -306,26 +373,48 @@ def proxy_masks_file(model: Any, boxes_json: str | Path, out_json: str | Path, *
 
     def encode(image_id: int, ann_ids: list[int], window_masks: Any) -> list[tuple[int, Any]]:
         h, w = images[image_id]["height"], images[image_id]["width"]
-        return [(ann_id, rle_encode_window(mask, window, h, w))
-                for ann_id, (window, mask) in zip(ann_ids, window_masks)]
+        return [
+            (ann_id, rle_encode_window(mask, window, h, w))
+            for ann_id, (window, mask) in zip(ann_ids, window_masks)
+        ]
 
     masks_by_ann: dict[int, dict[str, Any]] = {}
     for encoded in iter_proxy_masks(
-            model, coco, input_size=input_size, batch_size=batch_size, threshold=threshold,
-            num_workers=num_workers, progress=progress, precision=precision,
-            post_workers=post_workers, windows=True, postprocess=encode,
-            images=shard_of(coco["images"], *shard) if shard else None):
+        model,
+        coco,
+        input_size=input_size,
+        batch_size=batch_size,
+        threshold=threshold,
+        num_workers=num_workers,
+        progress=progress,
+        precision=precision,
+        post_workers=post_workers,
+        windows=True,
+        postprocess=encode,
+        images=shard_of(coco["images"], *shard) if shard else None,
+    ):
         masks_by_ann.update(encoded)
-    settings = {"checkpoint": checkpoint, "input_size": input_size, "threshold": threshold,
-                "flip": bool(getattr(model, "test_cfg", {}).get("flip")), "head": "salient",
-                "precision": precision}
+    settings = {
+        "checkpoint": checkpoint,
+        "input_size": input_size,
+        "threshold": threshold,
+        "flip": bool(getattr(model, "test_cfg", {}).get("flip")),
+        "head": "salient",
+        "precision": precision,
+    }
     summary = {"instances": len(masks_by_ann), "device": str(next(model.parameters()).device)}
     if shard is None:
         save_json(proxy_file(coco, masks_by_ann, settings), out_json)
         return {**summary, "images": len(coco["images"])}
-    save_json({"shard": list(shard), "settings": settings,
-               "masks": {str(k): v for k, v in masks_by_ann.items()}}, out_json)
-    return {**summary, "images": len(coco["images"][shard[0]::shard[1]]), "shard": list(shard)}
+    save_json(
+        {
+            "shard": list(shard),
+            "settings": settings,
+            "masks": {str(k): v for k, v in masks_by_ann.items()},
+        },
+        out_json,
+    )
+    return {**summary, "images": len(coco["images"][shard[0] :: shard[1]]), "shard": list(shard)}
 
 
 def torch_cuda_available() -> bool:
@@ -344,8 +433,9 @@ def proxy_file(boxes: Coco, masks_by_ann: dict[int, Any], settings: dict[str, An
     return boxes
 
 
-def gather_proxy_parts(boxes_json: str | Path, parts: list[str | Path], out_json: str | Path
-                       ) -> dict[str, Any]:
+def gather_proxy_parts(
+    boxes_json: str | Path, parts: list[str | Path], out_json: str | Path
+) -> dict[str, Any]:
     """Join the part files of a sharded Stage 3 into the file an unsharded run writes (the
     same bytes). Every non-crowd box must have its mask in exactly one part."""
     from boxcaseg.data.report import DataError
@@ -360,9 +450,13 @@ def gather_proxy_parts(boxes_json: str | Path, parts: list[str | Path], out_json
             if int(key) in masks:
                 raise DataError(f"{path}: annotation {key} is in two shards")
             masks[int(key)] = rle
-    missing = [a["id"] for a in boxes["annotations"] if not a.get("iscrowd", 0) and a["id"] not in masks]
+    missing = [
+        a["id"] for a in boxes["annotations"] if not a.get("iscrowd", 0) and a["id"] not in masks
+    ]
     if missing:
-        raise DataError(f"{boxes_json}: {len(missing)} boxes have no proxy mask in the parts "
-                        f"{[str(p) for p in parts]} (first: {missing[:5]})")
+        raise DataError(
+            f"{boxes_json}: {len(missing)} boxes have no proxy mask in the parts "
+            f"{[str(p) for p in parts]} (first: {missing[:5]})"
+        )
     save_json(proxy_file(boxes, masks, settings or {}), out_json)
     return {"instances": len(masks), "parts": len(parts)}

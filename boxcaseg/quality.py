@@ -12,8 +12,9 @@ from boxcaseg.masks import box_to_mask, mask_iou, segmentation_to_mask
 from boxcaseg.metrics import miou_star
 
 
-def instance_ious(gt_coco: dict[str, Any],
-                  predictions: Iterable[tuple[int, list[int], np.ndarray]]) -> dict[str, np.ndarray]:
+def instance_ious(
+    gt_coco: dict[str, Any], predictions: Iterable[tuple[int, list[int], np.ndarray]]
+) -> dict[str, np.ndarray]:
     """IoU vs the true mask of every predicted instance, and of its box-as-mask baseline.
 
     ``predictions`` yields ``(image_id, ann_ids, masks)`` as :func:`boxcaseg.proxy.iter_proxy_masks`
@@ -28,15 +29,27 @@ def instance_ious(gt_coco: dict[str, Any],
         for ann_id, mask in zip(ann_ids, masks):
             ann = anns[ann_id]
             truth = segmentation_to_mask(ann["segmentation"], h, w)
-            rows.append((ann_id, ann["category_id"], mask_iou(mask, truth),
-                         mask_iou(box_to_mask(ann["bbox"], h, w), truth)))
+            rows.append(
+                (
+                    ann_id,
+                    ann["category_id"],
+                    mask_iou(mask, truth),
+                    mask_iou(box_to_mask(ann["bbox"], h, w), truth),
+                )
+            )
     arr = np.array(rows, dtype=np.float64).reshape(-1, 4)
-    return {"ann_id": arr[:, 0].astype(np.int64), "category_id": arr[:, 1].astype(np.int64),
-            "iou": arr[:, 2], "box_iou": arr[:, 3]}
+    return {
+        "ann_id": arr[:, 0].astype(np.int64),
+        "category_id": arr[:, 1].astype(np.int64),
+        "iou": arr[:, 2],
+        "box_iou": arr[:, 3],
+    }
 
 
 def miou_star_report(gt_coco: dict[str, Any], ious: dict[str, np.ndarray]) -> dict[str, Any]:
     """mIoU* of the predictions and of the box-as-mask baseline, per class and overall."""
     names = {c["id"]: c["name"] for c in gt_coco["categories"]}
-    return {"model": miou_star(ious["iou"], ious["category_id"], names),
-            "box_as_mask": miou_star(ious["box_iou"], ious["category_id"], names)}
+    return {
+        "model": miou_star(ious["iou"], ious["category_id"], names),
+        "box_as_mask": miou_star(ious["box_iou"], ious["category_id"], names),
+    }

@@ -11,10 +11,18 @@ from typing import Any
 from boxcaseg.engine import load_config, run_training
 
 
-def train_segmentation(config: str, work_dir: str | Path, *, train_ann: str,
-                       salient_file: str | None, val_gt: str | None = None,
-                       cfg_options: dict[str, Any] | None = None, launcher: str = "none",
-                       resume: bool = True, amp: bool | str | None = None) -> Any:
+def train_segmentation(
+    config: str,
+    work_dir: str | Path,
+    *,
+    train_ann: str,
+    salient_file: str | None,
+    val_gt: str | None = None,
+    cfg_options: dict[str, Any] | None = None,
+    launcher: str = "none",
+    resume: bool = True,
+    amp: bool | str | None = None,
+) -> Any:
     """Stage 2: train the class-agnostic model on Stage 1's box file + salient index."""
     cfg = load_config(config, cfg_options)
     dataset = cfg.train_dataloader.dataset

@@ -48,8 +48,9 @@ def detection_options(section: dict[str, Any]) -> dict[str, Any]:
     _set(opts, "global_batch_size", section.get("batch_size"))  # all GPUs together
     _set(opts, "optim_wrapper.optimizer.lr", section.get("lr"))
     if section.get("pretrained"):  # _delete_: the shipped configs have init_cfg=None there
-        opts["model.backbone.init_cfg"] = dict(_delete_=True, type="CheckedPretrained",
-                                               checkpoint=section["pretrained"])
+        opts["model.backbone.init_cfg"] = dict(
+            _delete_=True, type="CheckedPretrained", checkpoint=section["pretrained"]
+        )
     _workers(opts, section.get("num_workers"))
     _set(opts, "randomness.seed", section.get("seed"))
     opts.update(section.get("cfg_options") or {})
@@ -63,14 +64,16 @@ def salient_sources(salient: dict[str, Any] | list[dict[str, Any]] | None) -> li
     return [salient] if isinstance(salient, dict) else list(salient)
 
 
-def generated_data_config(generated_dir: str | Path,
-                          extra_salient: dict[str, Any] | list[dict[str, Any]] | None = None
-                          ) -> dict[str, Any]:
+def generated_data_config(
+    generated_dir: str | Path, extra_salient: dict[str, Any] | list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The ``data`` section (splits + salient) that imports a generated dataset (the demo, or
     sets derived from one dataset), read from the ``manifest.json`` its generator wrote; the
     config's own salient sources (``extra_salient``) come after the generated one."""
     from boxcaseg.data.coco import load_json
 
     manifest = load_json(Path(generated_dir) / "manifest.json")
-    return {"splits": manifest["splits"],
-            "salient": [manifest["salient"], *salient_sources(extra_salient)]}
+    return {
+        "splits": manifest["splits"],
+        "salient": [manifest["salient"], *salient_sources(extra_salient)],
+    }

@@ -47,8 +47,9 @@ def section(name, exclude=()):
     return json.dumps({k: v for k, v in config[name].items() if k not in exclude}, sort_keys=True)
 
 
-RESOURCE_SCHEMA = yaml.safe_load(Path(workflow.basedir, "schemas/config.schema.yaml").read_text(
-    ))["properties"]["resources"]["properties"]
+RESOURCE_SCHEMA = yaml.safe_load(Path(workflow.basedir, "schemas/config.schema.yaml").read_text())[
+    "properties"
+]["resources"]["properties"]
 
 
 def rule_resources(rule_name):
@@ -84,11 +85,15 @@ def launch(rule_name):
     gpus = int(spec.get("gpu", 0) or 0)
     procs = processes(rule_name)
     env = f"OMP_NUM_THREADS={max(1, int(spec.get('threads', 1)) // procs)}"
-    prefix = f"{env} CUDA_VISIBLE_DEVICES=" if gpus == 0 else f"{env} python -m boxcaseg.gpus {gpus}"
+    prefix = (
+        f"{env} CUDA_VISIBLE_DEVICES=" if gpus == 0 else f"{env} python -m boxcaseg.gpus {gpus}"
+    )
     if procs == 1:
         return f"{prefix} python -m boxcaseg.cli"
-    return (f"{prefix} python -m torch.distributed.run --standalone --nproc_per_node={procs} "
-            "-m boxcaseg.cli")
+    return (
+        f"{prefix} python -m torch.distributed.run --standalone --nproc_per_node={procs} "
+        "-m boxcaseg.cli"
+    )
 
 
 def launcher_flag(rule_name):
@@ -154,9 +159,13 @@ def grabcut_inputs(wildcards):
 
 
 def final_targets():
-    targets = [out("data/dataset_summary.png"), out("proxy/proxy_masks.json"),
-               out("proxy/quality.json"), out("proxy/overlays.png"),
-               out("segmentation/loss_curve.png")]
+    targets = [
+        out("data/dataset_summary.png"),
+        out("proxy/proxy_masks.json"),
+        out("proxy/quality.json"),
+        out("proxy/overlays.png"),
+        out("segmentation/loss_curve.png"),
+    ]
     if "grabcut" in VARIANTS:
         targets.append(out("proxy/grabcut_quality.json"))
     targets += expand(out("detection/{variant}/final.pth"), variant=VARIANTS)
@@ -180,11 +189,16 @@ if config["predict"].get("images"):
     if not _folder.is_dir():
         raise WorkflowError(f"predict.images: {_folder} is not a folder")
     if PREDICT_VARIANT not in VARIANTS:
-        raise WorkflowError(f"predict.variant: {PREDICT_VARIANT} is not one of detection.variants {VARIANTS}")
-    PREDICT_IMAGES = sorted(str(p) for p in _folder.iterdir()
-                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        raise WorkflowError(
+            f"predict.variant: {PREDICT_VARIANT} is not one of detection.variants {VARIANTS}"
+        )
+    PREDICT_IMAGES = sorted(
+        str(p) for p in _folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
     if not PREDICT_IMAGES:
-        raise WorkflowError(f"predict.images: no image file in {_folder} ({', '.join(IMAGE_SUFFIXES)})")
+        raise WorkflowError(
+            f"predict.images: no image file in {_folder} ({', '.join(IMAGE_SUFFIXES)})"
+        )
 
 
 # The files (or folders: a change of their entries reruns the import) that hold a split's
@@ -193,8 +207,11 @@ ANNOTATION_KEYS = ("annotations", "labels", "masks", "classes", "root")
 
 
 def annotation_paths(source):
-    return [source[k] for k in ANNOTATION_KEYS
-            if isinstance(source.get(k), str) and os.path.exists(source[k])]
+    return [
+        source[k]
+        for k in ANNOTATION_KEYS
+        if isinstance(source.get(k), str) and os.path.exists(source[k])
+    ]
 
 
 def prepare_inputs(wildcards):
@@ -208,8 +225,11 @@ def derive_inputs(wildcards):
 
 
 def prepare_outputs():
-    files = {"train": out("data/train.boxes.json"), "salient": out("data/salient.json"),
-             "summary": out("data/summary.json")}
+    files = {
+        "train": out("data/train.boxes.json"),
+        "salient": out("data/salient.json"),
+        "summary": out("data/summary.json"),
+    }
     if HAS_VAL:
         files.update(val_boxes=out("data/val.boxes.json"), val_gt=out("data/val.gt.json"))
     if "full" in VARIANTS:
@@ -218,8 +238,11 @@ def prepare_outputs():
 
 
 def segmentation_inputs(wildcards):
-    files = {"train": out("data/train.boxes.json"), "salient": out("data/salient.json"),
-             "model_config": model_config_file(config["segmentation"]["config"])}
+    files = {
+        "train": out("data/train.boxes.json"),
+        "salient": out("data/salient.json"),
+        "model_config": model_config_file(config["segmentation"]["config"]),
+    }
     if HAS_VAL:
         files["val"] = out("data/val.gt.json")
     return files

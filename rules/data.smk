@@ -5,19 +5,19 @@
 rule demo_dataset:
     output:
         directory(f"resources/{RUN}/demo"),
-    params:
-        section=section("demo"),
-        launch=launch("demo_dataset"),
-    threads: resource("demo_dataset", "threads", 1)
-    resources:
-        mem_mb=resource("demo_dataset", "mem_mb"),
-        runtime=resource("demo_dataset", "runtime"),
-    conda:
-        "../envs/data.yaml"
     log:
         log_file("demo_dataset"),
     benchmark:
         bench_file("demo_dataset")
+    conda:
+        "../envs/data.yaml"
+    threads: resource("demo_dataset", "threads", 1)
+    resources:
+        mem_mb=resource("demo_dataset", "mem_mb"),
+        runtime=resource("demo_dataset", "runtime"),
+    params:
+        section=section("demo"),
+        launch=launch("demo_dataset"),
     shell:
         "{params.launch} demo-data --section {params.section:q} --out-dir {output} > {log} 2>&1"
 
@@ -27,22 +27,26 @@ rule derive_dataset:
         derive_inputs,
     output:
         directory(f"resources/{RUN}/derived"),
-    params:
-        # data.categories: images of those classes stay in the box splits
-        section=json.dumps({**config["data"].get("derive", {}),
-                            "keep_categories": config["data"].get("categories") or []},
-                           sort_keys=True),
-        launch=launch("derive_dataset"),
-    threads: resource("derive_dataset", "threads", 1)
-    resources:
-        mem_mb=resource("derive_dataset", "mem_mb"),
-        runtime=resource("derive_dataset", "runtime"),
-    conda:
-        "../envs/data.yaml"
     log:
         log_file("derive_dataset"),
     benchmark:
         bench_file("derive_dataset")
+    conda:
+        "../envs/data.yaml"
+    threads: resource("derive_dataset", "threads", 1)
+    resources:
+        mem_mb=resource("derive_dataset", "mem_mb"),
+        runtime=resource("derive_dataset", "runtime"),
+    params:
+        # data.categories: images of those classes stay in the box splits
+        section=json.dumps(
+            {
+                **config["data"].get("derive", {}),
+                "keep_categories": config["data"].get("categories") or [],
+            },
+            sort_keys=True,
+        ),
+        launch=launch("derive_dataset"),
     shell:
         "{params.launch} derive --section {params.section:q} --out-dir {output} > {log} 2>&1"
 
@@ -52,24 +56,25 @@ rule prepare_data:
         prepare_inputs,
     output:
         **prepare_outputs(),
-        figure=report(out("data/dataset_summary.png"), caption="../report/dataset.rst",
-                      category="1. Data"),
+        figure=report(
+            out("data/dataset_summary.png"), caption="../report/dataset.rst", category="1. Data"
+        ),
+    log:
+        log_file("prepare_data"),
+    benchmark:
+        bench_file("prepare_data")
+    conda:
+        "../envs/data.yaml"
+    threads: resource("prepare_data", "threads", 1)
+    resources:
+        mem_mb=resource("prepare_data", "mem_mb"),
+        runtime=resource("prepare_data", "runtime"),
     params:
         section=section("data"),
         generated=f"--generated {GENERATED_DIR}" if GENERATED_DIR else "",
         masks="--require-train-masks" if "full" in VARIANTS else "",
         out_dir=lambda wc, output: os.path.dirname(output.train),
         launch=launch("prepare_data"),
-    threads: resource("prepare_data", "threads", 1)
-    resources:
-        mem_mb=resource("prepare_data", "mem_mb"),
-        runtime=resource("prepare_data", "runtime"),
-    conda:
-        "../envs/data.yaml"
-    log:
-        log_file("prepare_data"),
-    benchmark:
-        bench_file("prepare_data")
     shell:
         "{params.launch} prepare --section {params.section:q} --out-dir {params.out_dir} "
         "{params.generated} {params.masks} --figure {output.figure} > {log} 2>&1"

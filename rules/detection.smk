@@ -11,18 +11,21 @@ rule train_detection:
         model_config=variant_model_config,
     output:
         checkpoint=out("detection/{variant}/final.pth"),
-        curve=report(out("detection/{variant}/loss_curve.png"), caption="../report/det_loss.rst",
-                     category="4. Mask R-CNN", subcategory="{variant}"),
-    params:
-        section=detection_section,
-        # only the weak variant depends on merge.drop_threshold
-        drop=variant_drop_option,
-        work_dir=lambda wc: out(f"detection/{wc.variant}/work"),
-        launch=launch("train_detection"),
-        launcher=launcher_flag("train_detection"),
+        curve=report(
+            out("detection/{variant}/loss_curve.png"),
+            caption="../report/det_loss.rst",
+            category="4. Mask R-CNN",
+            subcategory="{variant}",
+        ),
+    log:
+        log_file("train_detection_{variant}"),
+    benchmark:
+        bench_file("train_detection_{variant}")
     wildcard_constraints:
         variant="|".join(VARIANT_FILES),
     priority: variant_priority
+    conda:
+        "../envs/openmmlab.yaml"
     threads: resource("train_detection", "threads", 1)
     resources:
         mem_mb=resource("train_detection", "mem_mb"),
@@ -30,12 +33,13 @@ rule train_detection:
         gpu=resource("train_detection", "gpu", 0),
         gpu_model=resource("train_detection", "gpu_model"),
         cpus_per_gpu=resource("train_detection", "cpus_per_gpu"),
-    conda:
-        "../envs/openmmlab.yaml"
-    log:
-        log_file("train_detection_{variant}"),
-    benchmark:
-        bench_file("train_detection_{variant}")
+    params:
+        section=detection_section,
+        # only the weak variant depends on merge.drop_threshold
+        drop=variant_drop_option,
+        work_dir=lambda wc: out(f"detection/{wc.variant}/work"),
+        launch=launch("train_detection"),
+        launcher=launcher_flag("train_detection"),
     shell:
         "{params.launch} train-det --section {params.section:q} --config {input.model_config} "
         "--train {input.train} {params.drop} --work-dir {params.work_dir} "
@@ -50,14 +54,15 @@ rule evaluate_detection:
         model_config=variant_model_config,
     output:
         metrics=out("detection/{variant}/metrics.json"),
-    params:
-        section=detection_section,
-        out_dir=lambda wc: out(f"detection/{wc.variant}/val"),
-        launch=launch("evaluate_detection"),
-        launcher=launcher_flag("evaluate_detection"),
+    log:
+        log_file("evaluate_detection_{variant}"),
+    benchmark:
+        bench_file("evaluate_detection_{variant}")
     wildcard_constraints:
         variant="|".join(VARIANT_FILES),
     priority: variant_priority
+    conda:
+        "../envs/openmmlab.yaml"
     threads: resource("evaluate_detection", "threads", 1)
     resources:
         mem_mb=resource("evaluate_detection", "mem_mb"),
@@ -65,12 +70,11 @@ rule evaluate_detection:
         gpu=resource("evaluate_detection", "gpu", 0),
         gpu_model=resource("evaluate_detection", "gpu_model"),
         cpus_per_gpu=resource("evaluate_detection", "cpus_per_gpu"),
-    conda:
-        "../envs/openmmlab.yaml"
-    log:
-        log_file("evaluate_detection_{variant}"),
-    benchmark:
-        bench_file("evaluate_detection_{variant}")
+    params:
+        section=detection_section,
+        out_dir=lambda wc: out(f"detection/{wc.variant}/val"),
+        launch=launch("evaluate_detection"),
+        launcher=launcher_flag("evaluate_detection"),
     shell:
         "{params.launch} eval-det --section {params.section:q} --config {input.model_config} "
         "--checkpoint {input.checkpoint} --gt {input.gt} --out-dir {params.out_dir} "
@@ -83,12 +87,16 @@ rule predict_images:
         categories=out("data/train.boxes.json"),
         images=PREDICT_IMAGES,
     output:
-        results=report(directory(out("predict")), patterns=["overlays/{name}"],
-                       caption="../report/predict.rst", category="5. New photos"),
-    params:
-        section=section("predict", exclude=("images",)),
-        folder=config["predict"].get("images"),
-        launch=launch("predict_images"),
+        results=report(
+            directory(out("predict")),
+            patterns=["overlays/{name}"],
+            caption="../report/predict.rst",
+            category="5. New photos",
+        ),
+    log:
+        log_file("predict_images"),
+    conda:
+        "../envs/openmmlab.yaml"
     threads: resource("predict_images", "threads", 1)
     resources:
         mem_mb=resource("predict_images", "mem_mb"),
@@ -96,10 +104,10 @@ rule predict_images:
         gpu=resource("predict_images", "gpu", 0),
         gpu_model=resource("predict_images", "gpu_model"),
         cpus_per_gpu=resource("predict_images", "cpus_per_gpu"),
-    conda:
-        "../envs/openmmlab.yaml"
-    log:
-        log_file("predict_images"),
+    params:
+        section=section("predict", exclude=("images",)),
+        folder=config["predict"].get("images"),
+        launch=launch("predict_images"),
     shell:
         "{params.launch} predict {params.folder:q} --section {params.section:q} "
         "--checkpoint {input.checkpoint} --categories {input.categories} "

@@ -17,13 +17,15 @@ rule proxy_masks:
         boxes=out("data/train.boxes.json"),
     output:
         temp(PROXY_PART) if SHARDED else out("proxy/proxy_raw.json"),
-    params:
-        section=section("proxy", exclude=("shards",)),
-        shard=(lambda wc: f"--shard {wc.shard} --shards {PROXY_SHARDS}") if SHARDED else "",
-        launch=launch("proxy_masks"),
+    log:
+        log_file("proxy_masks_{shard}" if SHARDED else "proxy_masks"),
+    benchmark:
+        bench_file("proxy_masks_{shard}" if SHARDED else "proxy_masks")
     wildcard_constraints:
         shard=r"\d+",
     priority: CRITICAL_PATH
+    conda:
+        "../envs/openmmlab.yaml"
     threads: resource("proxy_masks", "threads", 1)
     resources:
         mem_mb=resource("proxy_masks", "mem_mb"),
@@ -31,12 +33,10 @@ rule proxy_masks:
         gpu=resource("proxy_masks", "gpu", 0),
         gpu_model=resource("proxy_masks", "gpu_model"),
         cpus_per_gpu=resource("proxy_masks", "cpus_per_gpu"),
-    conda:
-        "../envs/openmmlab.yaml"
-    log:
-        log_file("proxy_masks_{shard}" if SHARDED else "proxy_masks"),
-    benchmark:
-        bench_file("proxy_masks_{shard}" if SHARDED else "proxy_masks")
+    params:
+        section=section("proxy", exclude=("shards",)),
+        shard=(lambda wc: f"--shard {wc.shard} --shards {PROXY_SHARDS}") if SHARDED else "",
+        launch=launch("proxy_masks"),
     shell:
         "{params.launch} proxy --section {params.section:q} --checkpoint {input.checkpoint} "
         "--boxes {input.boxes} {params.shard} --out {output} > {log} 2>&1"
@@ -50,17 +50,17 @@ if SHARDED:
             parts=expand(PROXY_PART, shard=range(PROXY_SHARDS)),
         output:
             out("proxy/proxy_raw.json"),
-        params:
-            launch=launch("gather_proxy_masks"),
+        log:
+            log_file("gather_proxy_masks"),
         priority: CRITICAL_PATH
+        conda:
+            "../envs/data.yaml"
         threads: resource("gather_proxy_masks", "threads", 1)
         resources:
             mem_mb=resource("gather_proxy_masks", "mem_mb"),
             runtime=resource("gather_proxy_masks", "runtime"),
-        conda:
-            "../envs/data.yaml"
-        log:
-            log_file("gather_proxy_masks"),
+        params:
+            launch=launch("gather_proxy_masks"),
         shell:
             "{params.launch} gather-proxy --boxes {input.boxes} --parts {input.parts} "
             "--out {output} > {log} 2>&1"
@@ -72,25 +72,29 @@ rule merge_drop:
     output:
         masks=out("proxy/proxy_masks.json"),
         quality=out("proxy/quality.json"),
-        overlays=report(out("proxy/overlays.png"), caption="../report/overlays.rst",
-                        category="3. Proxy masks"),
-        table=report(out("proxy/quality_table.png"), caption="../report/quality.rst",
-                     category="3. Proxy masks"),
-    params:
-        section=section("merge"),
-        gt=lambda wc, input: f"--gt {input.gt}" if "gt" in input.keys() else "",
-        launch=launch("merge_drop"),
-    priority: CRITICAL_PATH
-    threads: resource("merge_drop", "threads", 1)
-    resources:
-        mem_mb=resource("merge_drop", "mem_mb"),
-        runtime=resource("merge_drop", "runtime"),
-    conda:
-        "../envs/data.yaml"
+        overlays=report(
+            out("proxy/overlays.png"), caption="../report/overlays.rst", category="3. Proxy masks"
+        ),
+        table=report(
+            out("proxy/quality_table.png"),
+            caption="../report/quality.rst",
+            category="3. Proxy masks",
+        ),
     log:
         log_file("merge_drop"),
     benchmark:
         bench_file("merge_drop")
+    priority: CRITICAL_PATH
+    conda:
+        "../envs/data.yaml"
+    threads: resource("merge_drop", "threads", 1)
+    resources:
+        mem_mb=resource("merge_drop", "mem_mb"),
+        runtime=resource("merge_drop", "runtime"),
+    params:
+        section=section("merge"),
+        gt=lambda wc, input: f"--gt {input.gt}" if "gt" in input.keys() else "",
+        launch=launch("merge_drop"),
     shell:
         "{params.launch} merge --section {params.section:q} --raw {input.raw} {params.gt} "
         "--out {output.masks} --quality-out {output.quality} --overlays-out {output.overlays} "
@@ -102,16 +106,16 @@ rule box_masks:
         out("data/train.boxes.json"),
     output:
         out("data/train.boxmask.json"),
-    params:
-        launch=launch("box_masks"),
+    log:
+        log_file("box_masks"),
+    conda:
+        "../envs/data.yaml"
     threads: resource("box_masks", "threads", 1)
     resources:
         mem_mb=resource("box_masks", "mem_mb"),
         runtime=resource("box_masks", "runtime"),
-    conda:
-        "../envs/data.yaml"
-    log:
-        log_file("box_masks"),
+    params:
+        launch=launch("box_masks"),
     shell:
         "{params.launch} box-masks --boxes {input} --out {output} > {log} 2>&1"
 
@@ -122,20 +126,20 @@ rule grabcut_masks:
     output:
         masks=out("proxy/grabcut_masks.json"),
         quality=out("proxy/grabcut_quality.json"),
-    params:
-        section=section("grabcut"),
-        gt=lambda wc, input: f"--gt {input.gt}" if "gt" in input.keys() else "",
-        launch=launch("grabcut_masks"),
-    threads: resource("grabcut_masks", "threads", 1)
-    resources:
-        mem_mb=resource("grabcut_masks", "mem_mb"),
-        runtime=resource("grabcut_masks", "runtime"),
-    conda:
-        "../envs/data.yaml"
     log:
         log_file("grabcut_masks"),
     benchmark:
         bench_file("grabcut_masks")
+    conda:
+        "../envs/data.yaml"
+    threads: resource("grabcut_masks", "threads", 1)
+    resources:
+        mem_mb=resource("grabcut_masks", "mem_mb"),
+        runtime=resource("grabcut_masks", "runtime"),
+    params:
+        section=section("grabcut"),
+        gt=lambda wc, input: f"--gt {input.gt}" if "gt" in input.keys() else "",
+        launch=launch("grabcut_masks"),
     shell:
         "{params.launch} grabcut --section {params.section:q} --boxes {input.boxes} {params.gt} "
         "--out {output.masks} --quality-out {output.quality} --threads {threads} > {log} 2>&1"

@@ -9,15 +9,18 @@ rule train_segmentation:
     output:
         checkpoint=out("segmentation/final.pth"),
         metrics=out("segmentation/miou_star.json"),
-        curve=report(out("segmentation/loss_curve.png"), caption="../report/seg_loss.rst",
-                     category="2. Segmentation model"),
-    params:
-        section=section("segmentation"),
-        val=lambda wc, input: f"--val {input.val}" if "val" in input.keys() else "",
-        work_dir=out("segmentation/work"),
-        launch=launch("train_segmentation"),
-        launcher=launcher_flag("train_segmentation"),
+        curve=report(
+            out("segmentation/loss_curve.png"),
+            caption="../report/seg_loss.rst",
+            category="2. Segmentation model",
+        ),
+    log:
+        log_file("train_segmentation"),
+    benchmark:
+        bench_file("train_segmentation")
     priority: CRITICAL_PATH
+    conda:
+        "../envs/openmmlab.yaml"
     threads: resource("train_segmentation", "threads", 1)
     resources:
         mem_mb=resource("train_segmentation", "mem_mb"),
@@ -25,12 +28,12 @@ rule train_segmentation:
         gpu=resource("train_segmentation", "gpu", 0),
         gpu_model=resource("train_segmentation", "gpu_model"),
         cpus_per_gpu=resource("train_segmentation", "cpus_per_gpu"),
-    conda:
-        "../envs/openmmlab.yaml"
-    log:
-        log_file("train_segmentation"),
-    benchmark:
-        bench_file("train_segmentation")
+    params:
+        section=section("segmentation"),
+        val=lambda wc, input: f"--val {input.val}" if "val" in input.keys() else "",
+        work_dir=out("segmentation/work"),
+        launch=launch("train_segmentation"),
+        launcher=launcher_flag("train_segmentation"),
     shell:
         "{params.launch} train-seg --section {params.section:q} --config {input.model_config} "
         "--train {input.train} --salient {input.salient} {params.val} "

@@ -9,21 +9,21 @@ rule summary:
     output:
         json=out("summary/results.json"),
         md=out("summary/results.md"),
-        png=report(out("summary/ap_table.png"), caption="../report/ap_table.rst",
-                   category="5. Results"),
-    params:
-        metrics=" ".join(
-            f"{v}={out(f'detection/{v}/metrics.json')}" for v in VARIANTS),
-        quality=" ".join(f"{name}={path}" for name, path in quality_files().items()),
-        launch=launch("summary"),
+        png=report(
+            out("summary/ap_table.png"), caption="../report/ap_table.rst", category="5. Results"
+        ),
+    log:
+        log_file("summary"),
+    conda:
+        "../envs/data.yaml"
     threads: resource("summary", "threads", 1)
     resources:
         mem_mb=resource("summary", "mem_mb"),
         runtime=resource("summary", "runtime"),
-    conda:
-        "../envs/data.yaml"
-    log:
-        log_file("summary"),
+    params:
+        metrics=" ".join(f"{v}={out(f'detection/{v}/metrics.json')}" for v in VARIANTS),
+        quality=" ".join(f"{name}={path}" for name, path in quality_files().items()),
+        launch=launch("summary"),
     shell:
         "{params.launch} summarize --metrics {params.metrics} --seg-metrics {input.seg} "
         "--quality {params.quality} --out-json {output.json} --out-md {output.md} "

@@ -24,7 +24,7 @@ def _paint(ax, rgb: np.ndarray, items: list[tuple[list[float], dict, str]]) -> N
     plt = _plt()
     shown = rgb.astype(np.float64)
     h, w = rgb.shape[:2]
-    for k, (box, segmentation, _) in enumerate(items):
+    for k, (_, segmentation, _) in enumerate(items):
         mask = segmentation_to_mask(segmentation, h, w)
         shown[mask] = 0.45 * shown[mask] + 0.55 * _colour(k)
     ax.imshow(shown.astype(np.uint8))
@@ -32,8 +32,9 @@ def _paint(ax, rgb: np.ndarray, items: list[tuple[list[float], dict, str]]) -> N
         x, y, bw, bh = box
         ax.add_patch(plt.Rectangle((x, y), bw, bh, fill=False, lw=1.2, ec=_colour(k) / 255))
         if label:
-            ax.text(x, y, label, fontsize=7, color="white", backgroundcolor=(0, 0, 0, 0.5),
-                    va="bottom")
+            ax.text(
+                x, y, label, fontsize=7, color="white", backgroundcolor=(0, 0, 0, 0.5), va="bottom"
+            )
     ax.set_axis_off()
 
 
@@ -49,6 +50,7 @@ def main() -> None:
     by_image: dict[int, list] = {}
     for ann in masks["annotations"]:
         by_image.setdefault(ann["image_id"], []).append(ann)
+
     # a photo with 2-5 whole objects, none tiny or filling the frame: the one whose boxes cover
     # most of it (ties: the first)
     def covered(img: dict) -> float:
@@ -67,15 +69,24 @@ def main() -> None:
 
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    _paint(axes[0], load_rgb(image_path(masks, image)),
-           [(a["bbox"], a["segmentation"], f"{a['confidence']:.2f}") for a in by_image[image["id"]]])
+    _paint(
+        axes[0],
+        load_rgb(image_path(masks, image)),
+        [(a["bbox"], a["segmentation"], f"{a['confidence']:.2f}") for a in by_image[image["id"]]],
+    )
     axes[0].set_title("masks-from-boxes: a box file's boxes as masks (confidence)", fontsize=9)
     names = {c["id"]: c["name"] for c in listed["categories"]}
-    _paint(axes[1], load_rgb(shot["file_name"]),
-           [(d["bbox"], d["segmentation"], f"{names[d['category_id']]} {d['score']:.2f}")
-            for d in detections.get(shot["id"], [])])
-    axes[1].set_title(f"predict: the weak detector on a val photo (score >= {args.score})",
-                      fontsize=9)
+    _paint(
+        axes[1],
+        load_rgb(shot["file_name"]),
+        [
+            (d["bbox"], d["segmentation"], f"{names[d['category_id']]} {d['score']:.2f}")
+            for d in detections.get(shot["id"], [])
+        ],
+    )
+    axes[1].set_title(
+        f"predict: the weak detector on a val photo (score >= {args.score})", fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(args.out, dpi=80)
     plt.close(fig)

@@ -30,13 +30,20 @@ def test_images_from_folders_lists_and_coco_files(tmp_path):
     listed.write_text("# mine\nb/x.png\n\n")
     _image(tmp_path / "b/x.png")
     _image(tmp_path / "c/y.png")
-    coco = {"info": {"image_root": str(tmp_path / "c")}, "images": [{"id": 7, "file_name": "y.png"}],
-            "categories": [{"id": 3, "name": "cat"}]}
+    coco = {
+        "info": {"image_root": str(tmp_path / "c")},
+        "images": [{"id": 7, "file_name": "y.png"}],
+        "categories": [{"id": 3, "name": "cat"}],
+    }
     (tmp_path / "val.json").write_text(json.dumps(coco))
     images = image_list([tmp_path / "a", listed, tmp_path / "val.json"])
     # the COCO file keeps its ids; the rest are numbered after them, in the order given
     assert [(Path(i["file_name"]).name, i["id"]) for i in images["images"]] == [
-        ("1.jpg", 8), ("2.png", 9), ("x.png", 10), ("y.png", 7)]
+        ("1.jpg", 8),
+        ("2.png", 9),
+        ("x.png", 10),
+        ("y.png", 7),
+    ]
     assert images["categories"] == [{"id": 3, "name": "cat"}]
     with pytest.raises(DataError, match="listed twice"):
         image_list([tmp_path / "a", tmp_path / "a/1.jpg"])
@@ -63,16 +70,28 @@ def test_predict_refuses_before_writing_anything(tmp_path):
     names the file, no traceback, nothing written (no model is loaded for either)."""
     _image(tmp_path / "photos/good.png")
     (tmp_path / "photos/bad.jpg").write_bytes(b"nope")
-    cli = [sys.executable, "-m", "boxcaseg.cli", "predict", str(tmp_path / "photos"),
-           "--checkpoint", str(tmp_path / "absent.pth")]
-    stop = subprocess.run([*cli, "--out-dir", str(tmp_path / "out")], capture_output=True, text=True)
+    cli = [
+        sys.executable,
+        "-m",
+        "boxcaseg.cli",
+        "predict",
+        str(tmp_path / "photos"),
+        "--checkpoint",
+        str(tmp_path / "absent.pth"),
+    ]
+    stop = subprocess.run(
+        [*cli, "--out-dir", str(tmp_path / "out")], capture_output=True, text=True
+    )
     assert stop.returncode == 2 and "bad.jpg: corrupt or unreadable image" in stop.stderr
     assert "Traceback" not in stop.stderr and not (tmp_path / "out").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]  # no partial folder either
     (tmp_path / "used").mkdir()
     (tmp_path / "used/predictions.segm.json").write_text("[]")
-    used = subprocess.run([*cli, "--out-dir", str(tmp_path / "used"), "--on-error", "skip"],
-                          capture_output=True, text=True)
+    used = subprocess.run(
+        [*cli, "--out-dir", str(tmp_path / "used"), "--on-error", "skip"],
+        capture_output=True,
+        text=True,
+    )
     assert used.returncode == 2 and "exists and is not empty" in used.stderr
     assert (tmp_path / "used/predictions.segm.json").read_text() == "[]"
 

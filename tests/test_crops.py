@@ -3,8 +3,15 @@
 import numpy as np
 import pytest
 
-from boxcaseg.crops import (CropJitter, box_label_in_window, box_window, clip_window, crop_resize,
-                            paste_into_image, sample_training_window)
+from boxcaseg.crops import (
+    CropJitter,
+    box_label_in_window,
+    box_window,
+    clip_window,
+    crop_resize,
+    paste_into_image,
+    sample_training_window,
+)
 
 
 def test_training_windows_follow_the_jitter_ranges_and_stay_inside():
@@ -46,15 +53,20 @@ def test_crop_then_paste_back_is_exact_at_native_and_integer_scales():
     for size_factor in (1, 2, 3):  # the crop at 20x15 px: exact for nearest at integer scales
         w, h = window[2] - window[0], window[3] - window[1]
         if size_factor == 1:
-            crop = mask[window[1]:window[3], window[0]:window[2]]
+            crop = mask[window[1] : window[3], window[0] : window[2]]
         else:
             import cv2
-            crop = cv2.resize(mask[window[1]:window[3], window[0]:window[2]].astype(np.uint8),
-                              (w * size_factor, h * size_factor),
-                              interpolation=cv2.INTER_NEAREST).astype(bool)
+
+            crop = cv2.resize(
+                mask[window[1] : window[3], window[0] : window[2]].astype(np.uint8),
+                (w * size_factor, h * size_factor),
+                interpolation=cv2.INTER_NEAREST,
+            ).astype(bool)
         back = paste_into_image(crop, window, 40, 60)
         expected = np.zeros_like(mask)
-        expected[window[1]:window[3], window[0]:window[2]] = mask[window[1]:window[3], window[0]:window[2]]
+        expected[window[1] : window[3], window[0] : window[2]] = mask[
+            window[1] : window[3], window[0] : window[2]
+        ]
         assert np.array_equal(back, expected)
 
 

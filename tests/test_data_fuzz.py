@@ -41,17 +41,37 @@ DELETE = object()  # a mutation that removes the field
 LONG = "x" * 5000
 
 # What each kind of field is mutated into.
-NUMBER = {"type": "abc", "bool": True, "nan": NAN, "inf": INF, "negative": -5,
-          "missing": DELETE, "empty": "", "huge": 1e300}
+NUMBER = {
+    "type": "abc",
+    "bool": True,
+    "nan": NAN,
+    "inf": INF,
+    "negative": -5,
+    "missing": DELETE,
+    "empty": "",
+    "huge": 1e300,
+}
 INTEGER = {**NUMBER, "huge": 10**30, "fraction": 1.5}
 STRING = {"type": 5, "list": ["a"], "nan": NAN, "missing": DELETE, "empty": "", "huge": LONG}
 LIST = {"type": "abc", "number": 7, "nan": NAN, "missing": DELETE, "empty": [], "huge": 1e300}
 OBJECT = {"type": "abc", "list": [1], "missing": DELETE, "empty": {}}
-TEXT_NUMBER = {"type": "abc", "nan": "nan", "inf": "inf", "negative": "-3", "missing": DELETE,
-               "empty": "", "huge": "1e30"}  # numbers in XML and text label files
+TEXT_NUMBER = {
+    "type": "abc",
+    "nan": "nan",
+    "inf": "inf",
+    "negative": "-3",
+    "missing": DELETE,
+    "empty": "",
+    "huge": "1e30",
+}  # numbers in XML and text label files
 TEXT_NAME = {"type": "17", "nan": "nan", "missing": DELETE, "empty": "", "huge": LONG}
-WHOLE_JSON = {"truncated": b'{"images": [', "not an object": b"[]", "empty": b"",
-              "not utf-8": b"\xff\xfe\x00{", "nested": b"[" * 100000 + b"]" * 100000}
+WHOLE_JSON = {
+    "truncated": b'{"images": [',
+    "not an object": b"[]",
+    "empty": b"",
+    "not utf-8": b"\xff\xfe\x00{",
+    "nested": b"[" * 100000 + b"]" * 100000,
+}
 
 
 def write_image(path: Path, width: int, height: int, value: int = 120) -> None:
@@ -88,15 +108,21 @@ def set_field(data: Any, path: tuple, value: Any) -> Any:
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 class Harness:
     """One valid dataset, a good earlier output, and the checks of one mutation at a time."""
 
-    def __init__(self, tmp: Path, capsys: pytest.CaptureFixture, split: dict[str, Any],
-                 salient: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        capsys: pytest.CaptureFixture,
+        split: dict[str, Any],
+        salient: dict[str, Any],
+    ) -> None:
         self.capsys = capsys
         self.cfg = {"splits": {"train": split}, "salient": salient}
         self.out = tmp / "prepared"
@@ -137,8 +163,15 @@ class Harness:
         if problems:
             self.failures.append(f"{case}: {', '.join(problems)}\n      {err.strip()[:400]}")
 
-    def check(self, case: str, outcome: str, named: str, mutate: Callable[[], Any],
-              restore: Callable[[], Any], cfg: dict[str, Any] | None = None) -> None:
+    def check(
+        self,
+        case: str,
+        outcome: str,
+        named: str,
+        mutate: Callable[[], Any],
+        restore: Callable[[], Any],
+        cfg: dict[str, Any] | None = None,
+    ) -> None:
         """Apply one mutation, check its outcome, undo it."""
         cfg = cfg or self.cfg
         self.checked += 1
@@ -149,28 +182,41 @@ class Harness:
                 return
             rc, err = self.run(cfg)
             if rc != 0:
-                self.failures.append(f"{case}: expected {outcome}, got exit {rc}\n      "
-                                     f"{err.strip()[:400]}")
+                self.failures.append(
+                    f"{case}: expected {outcome}, got exit {rc}\n      {err.strip()[:400]}"
+                )
                 return
             if outcome == "warn":
                 report = json.loads((self.out / "train.report.json").read_text())
                 if not any(named in w["file"] for w in report["warnings"]):
-                    self.failures.append(f"{case}: no warning naming {named[:80]!r}: "
-                                         f"{report['warnings']}")
+                    self.failures.append(
+                        f"{case}: no warning naming {named[:80]!r}: {report['warnings']}"
+                    )
             self.restore_output()
             if outcome == "warn":  # under --strict the warning is an error
                 self.expect_error(f"{case} (strict)", named, {**cfg, "strict": True})
         finally:
             restore()
 
-    def file_mutation(self, case: str, outcome: str, path: Path, data: bytes,
-                      named: str | None = None) -> None:
+    def file_mutation(
+        self, case: str, outcome: str, path: Path, data: bytes, named: str | None = None
+    ) -> None:
         original = path.read_bytes()
-        self.check(case, outcome, named or str(path), lambda: path.write_bytes(data),
-                   lambda: path.write_bytes(original))
+        self.check(
+            case,
+            outcome,
+            named or str(path),
+            lambda: path.write_bytes(data),
+            lambda: path.write_bytes(original),
+        )
 
-    def json_fields(self, path: Path, data: Any, fields: list[tuple[tuple, dict, dict]],
-                    named: str | None = None) -> None:
+    def json_fields(
+        self,
+        path: Path,
+        data: Any,
+        fields: list[tuple[tuple, dict, dict]],
+        named: str | None = None,
+    ) -> None:
         """Every mutation of every ``(field path, mutations, outcomes)``; outcome default
         error; an outcome may be ``("error", "text the message must name")``."""
         for field, mutations, outcomes in fields:
@@ -180,19 +226,28 @@ class Harness:
                 if isinstance(outcome, tuple):
                     outcome, who = outcome
                 text = json.dumps(set_field(data, field, value)).encode()
-                self.file_mutation(f"{path.name} {'.'.join(map(str, field))} = {kind}", outcome,
-                                   path, text, who)
+                self.file_mutation(
+                    f"{path.name} {'.'.join(map(str, field))} = {kind}", outcome, path, text, who
+                )
 
     def config_mutation(self, case: str, key: str, value: Any, named: str) -> None:
         split = set_field(self.cfg["splits"]["train"], (key,), value)
-        self.check(case, "error", named, lambda: None, lambda: None,
-                   cfg={**self.cfg, "splits": {"train": split}})
+        self.check(
+            case,
+            "error",
+            named,
+            lambda: None,
+            lambda: None,
+            cfg={**self.cfg, "splits": {"train": split}},
+        )
 
     def assert_all_held(self, minimum: int) -> None:
         print("CHECKED", self.checked)
         assert self.checked >= minimum
-        assert not self.failures, (f"{len(self.failures)} of {self.checked} mutations "
-                                   "misbehaved:\n  - " + "\n  - ".join(self.failures))
+        assert not self.failures, (
+            f"{len(self.failures)} of {self.checked} mutations "
+            "misbehaved:\n  - " + "\n  - ".join(self.failures)
+        )
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +262,7 @@ def salient(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 # --- the valid inputs --------------------------------------------------------------------------
 
+
 def coco_input(root: Path) -> tuple[dict[str, Any], Path, dict[str, Any]]:
     """Two 20x16 images: a polygon instance, an RLE instance and an uncompressed-RLE crowd."""
     write_image(root / "images" / "a.png", 20, 16)
@@ -215,16 +271,38 @@ def coco_input(root: Path) -> tuple[dict[str, Any], Path, dict[str, Any]]:
     rle_mask[5:9, 10:15] = True
     coco = {
         "info": {"description": "fuzz"},
-        "images": [{"id": 1, "file_name": "a.png", "width": 20, "height": 16},
-                   {"id": 2, "file_name": "b.png", "width": 20, "height": 16}],
+        "images": [
+            {"id": 1, "file_name": "a.png", "width": 20, "height": 16},
+            {"id": 2, "file_name": "b.png", "width": 20, "height": 16},
+        ],
         "annotations": [
-            {"id": 10, "image_id": 1, "category_id": 1, "bbox": [2, 2, 8, 6], "area": 48,
-             "iscrowd": 0, "segmentation": [[2, 2, 10, 2, 10, 8, 2, 8]]},
-            {"id": 11, "image_id": 2, "category_id": 2, "bbox": [10, 5, 5, 4], "area": 20,
-             "iscrowd": 0, "segmentation": rle_encode(rle_mask)},
-            {"id": 12, "image_id": 2, "category_id": 1, "bbox": [0, 0, 4, 4], "area": 16,
-             "iscrowd": 1,
-             "segmentation": {"size": [16, 20], "counts": [0, 4, 12, 4, 12, 4, 12, 4, 268]}},
+            {
+                "id": 10,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [2, 2, 8, 6],
+                "area": 48,
+                "iscrowd": 0,
+                "segmentation": [[2, 2, 10, 2, 10, 8, 2, 8]],
+            },
+            {
+                "id": 11,
+                "image_id": 2,
+                "category_id": 2,
+                "bbox": [10, 5, 5, 4],
+                "area": 20,
+                "iscrowd": 0,
+                "segmentation": rle_encode(rle_mask),
+            },
+            {
+                "id": 12,
+                "image_id": 2,
+                "category_id": 1,
+                "bbox": [0, 0, 4, 4],
+                "area": 16,
+                "iscrowd": 1,
+                "segmentation": {"size": [16, 20], "counts": [0, 4, 12, 4, 12, 4, 12, 4, 268]},
+            },
         ],
         "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
     }
@@ -237,12 +315,21 @@ VOC_XML = {
     "filename": "img1.jpg",
     "size": {"width": "12", "height": "10", "depth": "3"},
     "object": [
-        {"name": "dog", "difficult": "0",
-         "bndbox": {"xmin": "2", "ymin": "3", "xmax": "6", "ymax": "8"}},
-        {"name": "cat", "difficult": "0",
-         "bndbox": {"xmin": "7", "ymin": "5", "xmax": "11", "ymax": "9"}},
-        {"name": "person", "difficult": "1",
-         "bndbox": {"xmin": "8", "ymin": "1", "xmax": "12", "ymax": "4"}},
+        {
+            "name": "dog",
+            "difficult": "0",
+            "bndbox": {"xmin": "2", "ymin": "3", "xmax": "6", "ymax": "8"},
+        },
+        {
+            "name": "cat",
+            "difficult": "0",
+            "bndbox": {"xmin": "7", "ymin": "5", "xmax": "11", "ymax": "9"},
+        },
+        {
+            "name": "person",
+            "difficult": "1",
+            "bndbox": {"xmin": "8", "ymin": "1", "xmax": "12", "ymax": "4"},
+        },
     ],
 }
 
@@ -282,27 +369,47 @@ def yolo_input(root: Path) -> tuple[dict[str, Any], Path]:
     (root / "labels").mkdir()
     label = root / "labels" / "x.txt"
     label.write_text("\n".join(YOLO_LINES) + "\n")
-    return {"format": "yolo_seg", "images": str(root / "images"),
-            "labels": str(root / "labels"), "names": ["a", "b"]}, label
+    return {
+        "format": "yolo_seg",
+        "images": str(root / "images"),
+        "labels": str(root / "labels"),
+        "names": ["a", "b"],
+    }, label
 
 
 def labelme_doc(shapes: list[dict[str, Any]], stem: str) -> dict[str, Any]:
-    return {"version": "5.4.1", "flags": {}, "shapes": shapes,
-            "imagePath": f"../images/{stem}.png", "imageData": None,
-            "imageHeight": 16, "imageWidth": 20}
+    return {
+        "version": "5.4.1",
+        "flags": {},
+        "shapes": shapes,
+        "imagePath": f"../images/{stem}.png",
+        "imageData": None,
+        "imageHeight": 16,
+        "imageWidth": 20,
+    }
 
 
-def lm_shape(label: str, points: list, shape_type: str = "polygon", group_id: Any = None
-             ) -> dict[str, Any]:
-    return {"label": label, "points": points, "group_id": group_id, "shape_type": shape_type,
-            "flags": {}, "description": ""}
+def lm_shape(
+    label: str, points: list, shape_type: str = "polygon", group_id: Any = None
+) -> dict[str, Any]:
+    return {
+        "label": label,
+        "points": points,
+        "group_id": group_id,
+        "shape_type": shape_type,
+        "flags": {},
+        "description": "",
+    }
 
 
-LABELME_A = labelme_doc([
-    {**lm_shape("dog", [[2, 2], [10, 2], [10, 8], [2, 8]]), "difficult": False},
-    lm_shape("cat", [[12, 1], [18, 6]], "rectangle", group_id=1),
-    lm_shape("cat", [[12, 1], [18, 1], [18, 6], [12, 6]], group_id=1),
-], "a")
+LABELME_A = labelme_doc(
+    [
+        {**lm_shape("dog", [[2, 2], [10, 2], [10, 8], [2, 8]]), "difficult": False},
+        lm_shape("cat", [[12, 1], [18, 6]], "rectangle", group_id=1),
+        lm_shape("cat", [[12, 1], [18, 1], [18, 6], [12, 6]], group_id=1),
+    ],
+    "a",
+)
 LABELME_B = labelme_doc([lm_shape("dog", [[1, 1], [8, 1], [8, 9], [1, 9]])], "b")
 
 
@@ -312,8 +419,11 @@ def labelme_input(root: Path) -> tuple[dict[str, Any], Path]:
     (root / "ann").mkdir()
     (root / "ann" / "a.json").write_text(json.dumps(LABELME_A))
     (root / "ann" / "b.json").write_text(json.dumps(LABELME_B))
-    return {"format": "labelme", "root": str(root / "ann"), "names": ["dog", "cat"]}, \
-        root / "ann" / "a.json"
+    return {
+        "format": "labelme",
+        "root": str(root / "ann"),
+        "names": ["dog", "cat"],
+    }, root / "ann" / "a.json"
 
 
 SIDE = {"a": {"3": "dog", "7": "cat"}, "b": {"1": "dog"}}
@@ -336,9 +446,18 @@ def instance_png_input(root: Path) -> tuple[dict[str, Any], Path, Path]:
     write_map(root / "masks" / "b_mask.png", b)
     side = root / "classes.json"
     side.write_text(json.dumps(SIDE))
-    return {"format": "instance_png", "images": str(root / "images"),
-            "masks": str(root / "masks"), "mask_suffix": "_mask", "classes": str(side),
-            "names": ["dog", "cat"]}, root / "masks" / "a_mask.png", side
+    return (
+        {
+            "format": "instance_png",
+            "images": str(root / "images"),
+            "masks": str(root / "masks"),
+            "mask_suffix": "_mask",
+            "classes": str(side),
+            "names": ["dog", "cat"],
+        },
+        root / "masks" / "a_mask.png",
+        side,
+    )
 
 
 # --- the mutations, format by format -------------------------------------------------------------
@@ -403,9 +522,16 @@ VOC_FIELDS = [
     (("object", 0, "bndbox", "ymin"), TEXT_NUMBER, {"negative": "warn", "huge": "warn"}),
     (("object", 0, "difficult"), TEXT_NUMBER, {"missing": "ok", "empty": "ok"}),  # = 0
     # no <filename>: <stem>.jpg; a file name that is not there names the image and the XML
-    (("filename",), {"missing": DELETE, "empty": "", "huge": LONG, "other": "nope.jpg"},
-     {"missing": "ok", "empty": "ok", "huge": ("error", "img1.xml"),
-      "other": ("error", "img1.xml")}),
+    (
+        ("filename",),
+        {"missing": DELETE, "empty": "", "huge": LONG, "other": "nope.jpg"},
+        {
+            "missing": "ok",
+            "empty": "ok",
+            "huge": ("error", "img1.xml"),
+            "other": ("error", "img1.xml"),
+        },
+    ),
 ]
 
 
@@ -416,19 +542,28 @@ def test_fuzz_voc(tmp_path, capsys, salient):
         for kind, value in mutations.items():
             outcome = outcomes.get(kind, "error")
             outcome, named = outcome if isinstance(outcome, tuple) else (outcome, str(xml))
-            harness.file_mutation(f"img1.xml {'/'.join(map(str, field))} = {kind}", outcome,
-                                  xml, xml_with(field, value), named)
-    for case, data in {"truncated": b"<annotation><size>", "empty": b"",
-                       "not utf-8": b"\xff\xfe<a>"}.items():
+            harness.file_mutation(
+                f"img1.xml {'/'.join(map(str, field))} = {kind}",
+                outcome,
+                xml,
+                xml_with(field, value),
+                named,
+            )
+    for case, data in {
+        "truncated": b"<annotation><size>",
+        "empty": b"",
+        "not utf-8": b"\xff\xfe<a>",
+    }.items():
         harness.file_mutation(f"img1.xml {case}", "error", xml, data)
     objects = np.asarray(Image.open(png))
     for case, data, outcome in [
-            ("wrong size", png_bytes(np.zeros((5, 5), np.uint8)), "error"),
-            ("colour", png_bytes(np.dstack([objects, objects * 2, objects])), "error"),
-            ("gray + alpha", png_bytes(objects, "LA"), "error"),
-            ("corrupt", b"\x89PNG\r\n\x1a\n garbage", "error"),
-            ("empty", png_bytes(np.zeros_like(objects)), "warn"),  # objects without pixels
-            ("16-bit", png_bytes(objects.astype(np.uint16)), "ok")]:
+        ("wrong size", png_bytes(np.zeros((5, 5), np.uint8)), "error"),
+        ("colour", png_bytes(np.dstack([objects, objects * 2, objects])), "error"),
+        ("gray + alpha", png_bytes(objects, "LA"), "error"),
+        ("corrupt", b"\x89PNG\r\n\x1a\n garbage", "error"),
+        ("empty", png_bytes(np.zeros_like(objects)), "warn"),  # objects without pixels
+        ("16-bit", png_bytes(objects.astype(np.uint16)), "ok"),
+    ]:
         harness.file_mutation(f"img1.png {case}", outcome, png, data)
     harness.assert_all_held(minimum=60)
 
@@ -437,10 +572,12 @@ def test_fuzz_yolo_seg(tmp_path, capsys, salient):
     split, label = yolo_input(tmp_path)
     harness = Harness(tmp_path, capsys, split, salient)
     tokens = YOLO_LINES[0].split()
-    for index, what, outcomes in [(0, "class", {}),
-                                  # x1 = -0.5 or 1e30: normalised coordinates clipped to [0, 1]
-                                  (1, "x1", {"negative": "warn", "huge": "warn"}),
-                                  (8, "y4", {"negative": "warn", "huge": "warn"})]:
+    for index, what, outcomes in [
+        (0, "class", {}),
+        # x1 = -0.5 or 1e30: normalised coordinates clipped to [0, 1]
+        (1, "x1", {"negative": "warn", "huge": "warn"}),
+        (8, "y4", {"negative": "warn", "huge": "warn"}),
+    ]:
         for kind, value in {**TEXT_NUMBER, "negative": "-0.5" if index else "-1"}.items():
             changed = [t for t in tokens]
             if value is DELETE:
@@ -448,12 +585,19 @@ def test_fuzz_yolo_seg(tmp_path, capsys, salient):
             else:
                 changed[index] = value
             text = "\n".join([" ".join(changed), YOLO_LINES[1]]) + "\n"
-            harness.file_mutation(f"x.txt {what} = {kind}", outcomes.get(kind, "error"), label,
-                                  text.encode())
+            harness.file_mutation(
+                f"x.txt {what} = {kind}", outcomes.get(kind, "error"), label, text.encode()
+            )
     harness.file_mutation("x.txt not utf-8", "error", label, b"\xff\xfe0 0.1")
     harness.file_mutation("x.txt too few points", "error", label, b"0 0.1 0.1 0.2 0.2\n")
-    for kind, value in {"missing": DELETE, "empty": [], "type": 5, "duplicates": ["a", "a"],
-                        "blank": ["a", " "], "no file": "nowhere/names.txt"}.items():
+    for kind, value in {
+        "missing": DELETE,
+        "empty": [],
+        "type": 5,
+        "duplicates": ["a", "a"],
+        "blank": ["a", " "],
+        "no file": "nowhere/names.txt",
+    }.items():
         harness.config_mutation(f"names = {kind}", "names", value, "names")
     harness.assert_all_held(minimum=28)
 
@@ -471,8 +615,11 @@ LABELME_FIELDS = [
     # an unknown shape type is dropped with a warning; none at all means polygon
     (("shapes", 0, "shape_type"), STRING, {"missing": "ok", "empty": "warn", "huge": "warn"}),
     (("shapes", 0, "group_id"), INTEGER, {"negative": "ok", "missing": "ok", "huge": "ok"}),
-    (("shapes", 0, "difficult"), {"type": "yes", "nan": NAN, "negative": -1, "huge": 10**30,
-                                  "missing": DELETE}, {"missing": "ok"}),
+    (
+        ("shapes", 0, "difficult"),
+        {"type": "yes", "nan": NAN, "negative": -1, "huge": 10**30, "missing": DELETE},
+        {"missing": "ok"},
+    ),
     (("shapes", 1, "points"), {"three": [[12, 1], [18, 6], [3, 3]], "one": [[12, 1]]}, {}),
     # the rectangle's corner at y = -5: its group's box partly outside, clipped
     (("shapes", 1, "points", 1, 1), NUMBER, {"negative": "warn"}),
@@ -494,17 +641,23 @@ def test_fuzz_instance_png(tmp_path, capsys, salient):
     harness = Harness(tmp_path, capsys, split, salient)
     ids = instance_ids()
     for case, data, outcome in [
-            ("wrong size", png_bytes(np.zeros((5, 5), np.uint8)), "error"),
-            ("colour", png_bytes(np.dstack([ids, ids // 2, ids])), "error"),
-            ("gray + alpha", png_bytes(ids, "LA"), "error"),
-            ("corrupt", b"\x89PNG\r\n\x1a\n garbage", "error"),
-            ("truncated", png_bytes(ids)[:40], "error"),
-            # no instance left: the side file's classes for a.png name instances not there
-            ("empty", png_bytes(np.zeros_like(ids)), "warn"),
-            # in a 16-bit map 255 is an instance, and the side file gives it no class
-            ("16-bit", png_bytes(ids.astype(np.uint16)), "error")]:
-        harness.file_mutation(f"a_mask.png {case}", outcome, mask, data, named=str(
-            side if case in ("empty", "16-bit") else mask))
+        ("wrong size", png_bytes(np.zeros((5, 5), np.uint8)), "error"),
+        ("colour", png_bytes(np.dstack([ids, ids // 2, ids])), "error"),
+        ("gray + alpha", png_bytes(ids, "LA"), "error"),
+        ("corrupt", b"\x89PNG\r\n\x1a\n garbage", "error"),
+        ("truncated", png_bytes(ids)[:40], "error"),
+        # no instance left: the side file's classes for a.png name instances not there
+        ("empty", png_bytes(np.zeros_like(ids)), "warn"),
+        # in a 16-bit map 255 is an instance, and the side file gives it no class
+        ("16-bit", png_bytes(ids.astype(np.uint16)), "error"),
+    ]:
+        harness.file_mutation(
+            f"a_mask.png {case}",
+            outcome,
+            mask,
+            data,
+            named=str(side if case in ("empty", "16-bit") else mask),
+        )
     side_fields = [
         (("a", "3"), STRING, {}),
         (("a",), OBJECT, {}),
@@ -513,14 +666,19 @@ def test_fuzz_instance_png(tmp_path, capsys, salient):
     harness.json_fields(side, SIDE, side_fields)
     for key in ("abc", "-3", "0", "1e30", ""):
         renamed = {"a": {key: "dog", "7": "cat"}, "b": {"1": "dog"}}
-        harness.file_mutation(f"classes.json instance id {key!r}", "error", side,
-                              json.dumps(renamed).encode())
+        harness.file_mutation(
+            f"classes.json instance id {key!r}", "error", side, json.dumps(renamed).encode()
+        )
     for case, data in WHOLE_JSON.items():
         harness.file_mutation(f"classes.json {case}", "error", side, data)
-    for kind, value, named in [("mask_suffix", 5, "mask_suffix"), ("classes", 5, "classes"),
-                               ("classes", "nowhere/classes.json", "nowhere/classes.json"),
-                               ("names", [], "names"), ("masks", "", "masks"),
-                               ("images", None, "images")]:
+    for kind, value, named in [
+        ("mask_suffix", 5, "mask_suffix"),
+        ("classes", 5, "classes"),
+        ("classes", "nowhere/classes.json", "nowhere/classes.json"),
+        ("names", [], "names"),
+        ("masks", "", "masks"),
+        ("images", None, "images"),
+    ]:
         harness.config_mutation(f"{kind} = {value!r}", kind, value, named)
     harness.assert_all_held(minimum=35)
 
@@ -542,21 +700,29 @@ def test_fuzz_voc_without_xml(tmp_path, capsys, salient):
     unknown = classes.copy()
     unknown[1:4, 1:5] = 9
     for case, path, data in [
-            ("instance over two classes", class_png, png_bytes(spans)),
-            ("class value beyond names", class_png, png_bytes(unknown)),
-            ("instance over background", class_png, png_bytes(np.zeros_like(classes))),
-            ("class map of another size", class_png, png_bytes(np.zeros((4, 4), np.uint8))),
-            ("corrupt instance map", object_png, b"garbage"),
-            ("colour class map", class_png, png_bytes(np.dstack([classes, classes * 3, classes])))]:
+        ("instance over two classes", class_png, png_bytes(spans)),
+        ("class value beyond names", class_png, png_bytes(unknown)),
+        ("instance over background", class_png, png_bytes(np.zeros_like(classes))),
+        ("class map of another size", class_png, png_bytes(np.zeros((4, 4), np.uint8))),
+        ("corrupt instance map", object_png, b"garbage"),
+        ("colour class map", class_png, png_bytes(np.dstack([classes, classes * 3, classes]))),
+    ]:
         harness.file_mutation(case, "error", path, data, named=str(path))
-    harness.file_mutation("class_names.txt empty", "error", root / "class_names.txt", b"",
-                          named="class_names.txt")
-    harness.file_mutation("class_names.txt duplicates", "error", root / "class_names.txt",
-                          b"_background_\nperson\nperson\n", named="class_names.txt")
+    harness.file_mutation(
+        "class_names.txt empty", "error", root / "class_names.txt", b"", named="class_names.txt"
+    )
+    harness.file_mutation(
+        "class_names.txt duplicates",
+        "error",
+        root / "class_names.txt",
+        b"_background_\nperson\nperson\n",
+        named="class_names.txt",
+    )
     harness.assert_all_held(minimum=8)
 
 
 # --- end to end: real processes ------------------------------------------------------------------
+
 
 def test_fuzz_real_processes_exit_2_without_traceback(tmp_path, salient):
     """One broken input per format through `python -m boxcaseg.cli prepare`, in parallel."""
@@ -577,8 +743,12 @@ def test_fuzz_real_processes_exit_2_without_traceback(tmp_path, salient):
     mask.write_bytes(png_bytes(np.zeros((3, 3), np.uint8)))
     cases.append(("instance_png", split, mask))
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+        ),
+    }
     running = []
     for fmt, split, named in cases:
         out = tmp_path / f"out_{fmt}"
@@ -586,9 +756,22 @@ def test_fuzz_real_processes_exit_2_without_traceback(tmp_path, salient):
         (out / "train.boxes.json").write_text('{"earlier": "output"}')
         section = json.dumps({"splits": {"train": split}, "salient": salient})
         proc = subprocess.Popen(
-            [sys.executable, "-m", "boxcaseg.cli", "prepare", "--section", section,
-             "--out-dir", str(out)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "boxcaseg.cli",
+                "prepare",
+                "--section",
+                section,
+                "--out-dir",
+                str(out),
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         running.append((fmt, named, out, proc))
     for fmt, named, out, proc in running:
         stdout, stderr = proc.communicate(timeout=120)

@@ -29,15 +29,38 @@ def coco_dataset(tmp_path: Path, **changes) -> tuple[Path, Path]:
     rle_mask = np.zeros((16, 20), bool)
     rle_mask[5:9, 10:15] = True
     coco = {
-        "images": [{"id": 1, "file_name": "a.png", "width": 20, "height": 16},
-                   {"id": 2, "file_name": "b.png", "width": 20, "height": 16}],
+        "images": [
+            {"id": 1, "file_name": "a.png", "width": 20, "height": 16},
+            {"id": 2, "file_name": "b.png", "width": 20, "height": 16},
+        ],
         "annotations": [
-            {"id": 10, "image_id": 1, "category_id": 1, "bbox": [2, 2, 8, 6], "area": 48,
-             "iscrowd": 0, "segmentation": [[2, 2, 10, 2, 10, 8, 2, 8]]},
-            {"id": 11, "image_id": 2, "category_id": 2, "bbox": [10, 5, 5, 4], "area": 20,
-             "iscrowd": 0, "segmentation": rle_encode(rle_mask)},
-            {"id": 12, "image_id": 2, "category_id": 1, "bbox": [0, 0, 4, 4], "area": 16,
-             "iscrowd": 1, "segmentation": {"size": [16, 20], "counts": [0, 4, 12, 4, 12, 4, 12, 4, 268]}},
+            {
+                "id": 10,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [2, 2, 8, 6],
+                "area": 48,
+                "iscrowd": 0,
+                "segmentation": [[2, 2, 10, 2, 10, 8, 2, 8]],
+            },
+            {
+                "id": 11,
+                "image_id": 2,
+                "category_id": 2,
+                "bbox": [10, 5, 5, 4],
+                "area": 20,
+                "iscrowd": 0,
+                "segmentation": rle_encode(rle_mask),
+            },
+            {
+                "id": 12,
+                "image_id": 2,
+                "category_id": 1,
+                "bbox": [0, 0, 4, 4],
+                "area": 16,
+                "iscrowd": 1,
+                "segmentation": {"size": [16, 20], "counts": [0, 4, 12, 4, 12, 4, 12, 4, 268]},
+            },
         ],
         "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
     }
@@ -54,6 +77,7 @@ def coco_dataset(tmp_path: Path, **changes) -> tuple[Path, Path]:
 
 
 # --- importers, pixel for pixel --------------------------------------------------------------
+
 
 def test_coco_import_keeps_boxes_masks_and_crowds(tmp_path):
     ann_file, images = coco_dataset(tmp_path)
@@ -209,6 +233,7 @@ def test_strict_turns_salient_warnings_into_errors(tmp_path):
 
 # --- validation cases, each with its message ----------------------------------------------------
 
+
 def errors_of(tmp_path, strict=False, **changes) -> str:
     ann_file, images = coco_dataset(tmp_path, **changes)
     _, report = import_coco(ann_file, images, strict=strict)
@@ -233,7 +258,8 @@ def test_corrupt_image(tmp_path):
 def test_truncated_image_is_caught_by_full_decode(tmp_path):
     ann_file, images = coco_dataset(tmp_path)
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 20, 3), np.uint8)).save(
-        images / "a.jpg", quality=95)
+        images / "a.jpg", quality=95
+    )
     data = (images / "a.jpg").read_bytes()
     (images / "a.png").write_bytes(data[: len(data) // 2])
     _, report = import_coco(ann_file, images, decode_images=True)
@@ -248,7 +274,10 @@ def test_image_size_mismatch(tmp_path):
 
 def test_box_fully_outside_is_an_error(tmp_path):
     text = errors_of(tmp_path, **{"annotations.0.bbox": [25, 2, 4, 4]})
-    assert "[annotation 10 of image 1]: box [25.0, 2.0, 4.0, 4.0] lies fully outside the 20x16 image" in text
+    assert (
+        "[annotation 10 of image 1]: box [25.0, 2.0, 4.0, 4.0] lies fully outside the 20x16 image"
+        in text
+    )
 
 
 def test_box_partly_outside_is_clipped_with_a_warning(tmp_path):
@@ -258,7 +287,9 @@ def test_box_partly_outside_is_clipped_with_a_warning(tmp_path):
     assert coco["annotations"][0]["bbox"] == [0.0, 10.0, 6.0, 6.0]
     (warning,) = report.warnings
     assert warning.action == "clipped" and "partly outside the 20x16 image" in warning.problem
-    assert "strict" in errors_of(tmp_path / "s", strict=True, **{"annotations.0.bbox": [-2, 10, 8, 10]})
+    assert "strict" in errors_of(
+        tmp_path / "s", strict=True, **{"annotations.0.bbox": [-2, 10, 8, 10]}
+    )
 
 
 def test_zero_area_box_is_dropped_with_a_warning(tmp_path):
@@ -296,11 +327,16 @@ def test_corrupt_json_names_the_file(tmp_path):
 
 # --- the stage's outputs ----------------------------------------------------------------------
 
+
 def test_prepare_writes_box_only_train_file_and_keeps_outputs_on_error(tmp_path):
     ann_file, images = coco_dataset(tmp_path)
     root = duts_folder(tmp_path)
-    cfg = {"splits": {"train": {"format": "coco", "annotations": str(ann_file), "images": str(images)}},
-           "salient": {"format": "duts", "root": str(root)}}
+    cfg = {
+        "splits": {
+            "train": {"format": "coco", "annotations": str(ann_file), "images": str(images)}
+        },
+        "salient": {"format": "duts", "root": str(root)},
+    }
     out = tmp_path / "prepared"
     summary = prepare_dataset(cfg, out)
     assert summary["splits"]["train"]["has_masks"]
@@ -325,18 +361,40 @@ def test_derived_salient_set_is_disjoint_from_the_box_splits(tmp_path):
         imgs.append({"id": k + 1, "file_name": f"im{k}.png", "width": 40, "height": 30})
         big = np.zeros((30, 40), bool)
         big[5:25, 10:30] = True  # 400 px
-        anns.append({"id": 10 * k + 1, "image_id": k + 1, "category_id": 1, "bbox": [10, 5, 20, 20],
-                     "area": 400.0, "iscrowd": 0, "segmentation": rle_encode(big)})
+        anns.append(
+            {
+                "id": 10 * k + 1,
+                "image_id": k + 1,
+                "category_id": 1,
+                "bbox": [10, 5, 20, 20],
+                "area": 400.0,
+                "iscrowd": 0,
+                "segmentation": rle_encode(big),
+            }
+        )
         if k % 2:  # odd images: a second object as large -> no dominant object
             other = np.zeros((30, 40), bool)
             other[0:20, 0:20] = True
-            anns.append({"id": 10 * k + 2, "image_id": k + 1, "category_id": 1,
-                         "bbox": [0, 0, 20, 20], "area": 400.0, "iscrowd": 0,
-                         "segmentation": rle_encode(other)})
-    coco = {"info": {"image_root": str(images)}, "images": imgs, "annotations": anns,
-            "categories": [{"id": 1, "name": "thing"}]}
-    manifest = derive_sets(coco, tmp_path / "out", DeriveSpec(val_fraction=0.5, salient_images=2,
-                                                             margin=0.0))
+            anns.append(
+                {
+                    "id": 10 * k + 2,
+                    "image_id": k + 1,
+                    "category_id": 1,
+                    "bbox": [0, 0, 20, 20],
+                    "area": 400.0,
+                    "iscrowd": 0,
+                    "segmentation": rle_encode(other),
+                }
+            )
+    coco = {
+        "info": {"image_root": str(images)},
+        "images": imgs,
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "thing"}],
+    }
+    manifest = derive_sets(
+        coco, tmp_path / "out", DeriveSpec(val_fraction=0.5, salient_images=2, margin=0.0)
+    )
     train = load_json(manifest["splits"]["train"]["annotations"])
     val = load_json(manifest["splits"]["val"]["annotations"])
     salient_stems = {p.stem for p in (tmp_path / "out/salient/DUTS-TR-Image").iterdir()}
@@ -352,6 +410,7 @@ def test_derived_salient_set_is_disjoint_from_the_box_splits(tmp_path):
 
 
 # --- instance-id PNG folders ----------------------------------------------------------------------
+
 
 def write_map(path: Path, values: np.ndarray, palette: bool = False) -> Path:
     """A label map as PNG: gray (8 or 16 bit), or palette-indexed as VOC and labelme2voc
@@ -392,8 +451,11 @@ def test_instance_png_one_class_boxes_from_masks(tmp_path):
     assert coco["categories"] == [{"id": 1, "name": "cell"}]
     by_image = {i["file_name"]: i["id"] for i in coco["images"]}
     anns = [(a["image_id"], a["bbox"], a["area"]) for a in coco["annotations"]]
-    assert anns == [(by_image["a.png"], [2, 1, 3, 4], 12.0), (by_image["a.png"], [4, 6, 5, 2], 10.0),
-                    (by_image["b.jpg"], [0, 0, 12, 10], 8.0)]
+    assert anns == [
+        (by_image["a.png"], [2, 1, 3, 4], 12.0),
+        (by_image["a.png"], [4, 6, 5, 2], 10.0),
+        (by_image["b.jpg"], [0, 0, 12, 10], 8.0),
+    ]
     first = segmentation_to_mask(coco["annotations"][0]["segmentation"], 10, 12)
     expected = np.zeros((10, 12), bool)
     expected[1:5, 2:5] = True
@@ -427,13 +489,19 @@ def test_instance_png_side_file_json_and_csv(tmp_path):
     assert [a["category_id"] for a in coco["annotations"]] == [2, 1, 2]
     csv_file = tmp_path / "classes.csv"
     csv_file.write_text("image,instance,class\na,3,dog\na,7,cat\nb,1,dog\n")
-    coco, report = import_instance_png(images, masks, mask_suffix="_mask", classes=str(csv_file),
-                                       class_names=["dog", "cat", "bird"])
+    coco, report = import_instance_png(
+        images,
+        masks,
+        mask_suffix="_mask",
+        classes=str(csv_file),
+        class_names=["dog", "cat", "bird"],
+    )
     report.raise_if_errors()
     assert [a["category_id"] for a in coco["annotations"]] == [1, 2, 1]
     csv_file.write_text("image,instance,class\na,3,dog\nb,1,dragon\n")
-    _, report = import_instance_png(images, masks, mask_suffix="_mask", classes=str(csv_file),
-                                    class_names=["dog", "cat"])
+    _, report = import_instance_png(
+        images, masks, mask_suffix="_mask", classes=str(csv_file), class_names=["dog", "cat"]
+    )
     with pytest.raises(DataError) as err:
         report.raise_if_errors()
     text = str(err.value)
@@ -453,17 +521,30 @@ def test_instance_png_class_pngs_and_16_bit_ids(tmp_path):
     cls[0:2, 0:2] = 2
     cls[2:4, 3:6] = 1
     write_map(tmp_path / "class" / "x.png", cls)
-    coco, report = import_instance_png(tmp_path / "images", tmp_path / "masks",
-                                       classes=str(tmp_path / "class"), class_names=["a", "b"])
+    coco, report = import_instance_png(
+        tmp_path / "images",
+        tmp_path / "masks",
+        classes=str(tmp_path / "class"),
+        class_names=["a", "b"],
+    )
     report.raise_if_errors()
     assert [(a["category_id"], a["bbox"]) for a in coco["annotations"]] == [
-        (2, [0, 0, 2, 2]), (1, [3, 2, 3, 2])]
+        (2, [0, 0, 2, 2]),
+        (1, [3, 2, 3, 2]),
+    ]
     cls[3, 5] = 2  # instance 1000 now spans two classes
     write_map(tmp_path / "class" / "x.png", cls)
-    _, report = import_instance_png(tmp_path / "images", tmp_path / "masks",
-                                    classes=str(tmp_path / "class"), class_names=["a", "b"])
-    with pytest.raises(DataError, match=r"x.png \[x instance 1000\]: this instance spans several "
-                       r"classes \[1, 2\]"):
+    _, report = import_instance_png(
+        tmp_path / "images",
+        tmp_path / "masks",
+        classes=str(tmp_path / "class"),
+        class_names=["a", "b"],
+    )
+    with pytest.raises(
+        DataError,
+        match=r"x.png \[x instance 1000\]: this instance spans several "
+        r"classes \[1, 2\]",
+    ):
         report.raise_if_errors()
 
 
@@ -500,19 +581,42 @@ def test_instance_png_binary_255_mask_warns_that_255_is_void(tmp_path):
 
 # --- LabelMe -----------------------------------------------------------------------------------
 
-def labelme_file(folder: Path, stem: str, shapes: list, width: int = 20, height: int = 16,
-                 image_path: str | None = None) -> Path:
+
+def labelme_file(
+    folder: Path,
+    stem: str,
+    shapes: list,
+    width: int = 20,
+    height: int = 16,
+    image_path: str | None = None,
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{stem}.json"
-    path.write_text(json.dumps({"version": "5.4.1", "flags": {}, "shapes": shapes,
-                                "imagePath": image_path or f"../images/{stem}.png",
-                                "imageData": None, "imageHeight": height, "imageWidth": width}))
+    path.write_text(
+        json.dumps(
+            {
+                "version": "5.4.1",
+                "flags": {},
+                "shapes": shapes,
+                "imagePath": image_path or f"../images/{stem}.png",
+                "imageData": None,
+                "imageHeight": height,
+                "imageWidth": width,
+            }
+        )
+    )
     return path
 
 
 def shape(label, points, shape_type="polygon", group_id=None, **extra):
-    return {"label": label, "points": points, "group_id": group_id, "shape_type": shape_type,
-            "flags": {}, **extra}
+    return {
+        "label": label,
+        "points": points,
+        "group_id": group_id,
+        "shape_type": shape_type,
+        "flags": {},
+        **extra,
+    }
 
 
 def test_labelme_polygons_groups_and_rectangles(tmp_path):
@@ -520,13 +624,17 @@ def test_labelme_polygons_groups_and_rectangles(tmp_path):
 
     write_image(tmp_path / "images" / "a.png", 20, 16)
     write_image(tmp_path / "images" / "b.png", 20, 16)
-    labelme_file(tmp_path / "ann", "a", [
-        shape("dog", [[2, 2], [10, 2], [10, 8], [2, 8]]),
-        # two parts of one occluded cat, joined by group_id
-        shape("cat", [[12, 1], [16, 1], [16, 4], [12, 4]], group_id=1),
-        shape("cat", [[12, 10], [18, 10], [18, 14], [12, 14]], group_id=1),
-        shape("cat", [[1, 12], [3, 12]], shape_type="line"),
-    ])
+    labelme_file(
+        tmp_path / "ann",
+        "a",
+        [
+            shape("dog", [[2, 2], [10, 2], [10, 8], [2, 8]]),
+            # two parts of one occluded cat, joined by group_id
+            shape("cat", [[12, 1], [16, 1], [16, 4], [12, 4]], group_id=1),
+            shape("cat", [[12, 10], [18, 10], [18, 14], [12, 14]], group_id=1),
+            shape("cat", [[1, 12], [3, 12]], shape_type="line"),
+        ],
+    )
     labelme_file(tmp_path / "ann", "b", [shape("dog", [[9, 7], [3, 2]], shape_type="rectangle")])
     coco, report = import_labelme(tmp_path / "ann", ["dog", "cat"])
     report.raise_if_errors()
@@ -537,7 +645,11 @@ def test_labelme_polygons_groups_and_rectangles(tmp_path):
     assert np.array_equal(segmentation_to_mask(dog["segmentation"], 16, 20), expected)
     assert cat["category_id"] == 2 and cat["bbox"] == [12, 1, 6, 13]
     cat_mask = segmentation_to_mask(cat["segmentation"], 16, 20)
-    assert cat_mask.sum() == 4 * 3 + 6 * 4 and cat_mask[1:4, 12:16].all() and cat_mask[10:14, 12:18].all()
+    assert (
+        cat_mask.sum() == 4 * 3 + 6 * 4
+        and cat_mask[1:4, 12:16].all()
+        and cat_mask[10:14, 12:18].all()
+    )
     assert box_only["bbox"] == [3, 2, 6, 5] and "segmentation" not in box_only
     assert coco["images"][0]["file_name"] == "../images/a.png"
     assert [(w.item, w.action) for w in report.warnings] == [("shape 3", "dropped")]
@@ -549,8 +661,14 @@ def test_labelme_rectangle_only_folder_is_box_supervision(tmp_path):
     from boxcaseg.data.labelme import import_labelme
 
     write_image(tmp_path / "images" / "a.png", 20, 16)
-    labelme_file(tmp_path / "ann", "a", [shape("car", [[1, 1], [5, 6]], shape_type="rectangle"),
-                                         shape("bus", [[6, 6], [19, 15]], shape_type="rectangle")])
+    labelme_file(
+        tmp_path / "ann",
+        "a",
+        [
+            shape("car", [[1, 1], [5, 6]], shape_type="rectangle"),
+            shape("bus", [[6, 6], [19, 15]], shape_type="rectangle"),
+        ],
+    )
     coco, report = import_labelme(tmp_path / "ann")
     report.raise_if_errors()
     assert [c["name"] for c in coco["categories"]] == ["bus", "car"]  # sorted labels found
@@ -563,12 +681,16 @@ def test_labelme_problems_name_the_json_and_the_shape(tmp_path):
 
     write_image(tmp_path / "images" / "a.png", 20, 16)
     write_image(tmp_path / "images" / "b.png", 20, 16)
-    labelme_file(tmp_path / "ann", "a", [
-        shape("dog", [[2, 2], [10, 2]]),
-        shape("dog", [[2, 2], [10, float("nan")], [4, 4]]),
-        shape("dog", [[1, 1], [2, 2], [3, 1]], group_id=4),
-        shape("cat", [[5, 5], [6, 6], [7, 5]], group_id=4),
-    ])
+    labelme_file(
+        tmp_path / "ann",
+        "a",
+        [
+            shape("dog", [[2, 2], [10, 2]]),
+            shape("dog", [[2, 2], [10, float("nan")], [4, 4]]),
+            shape("dog", [[1, 1], [2, 2], [3, 1]], group_id=4),
+            shape("cat", [[5, 5], [6, 6], [7, 5]], group_id=4),
+        ],
+    )
     labelme_file(tmp_path / "ann", "b", [shape("dog", [[1, 1], [4, 4]], "rectangle")], width=30)
     _, report = import_labelme(tmp_path / "ann", ["dog", "cat"])
     with pytest.raises(DataError) as err:
@@ -577,10 +699,13 @@ def test_labelme_problems_name_the_json_and_the_shape(tmp_path):
     assert "a.json [shape 0]: a polygon needs at least 3 points, got 2" in text
     assert "a.json [shape 1]: point 1 must hold two finite numbers, got [10, nan]" in text
     assert "a.json [group_id 4]: joins shapes of different labels ['cat', 'dog']" in text
-    assert "b.json [imagePath of b.json]: annotation says 30x16 but ../images/b.png is 20x16" in text
+    assert (
+        "b.json [imagePath of b.json]: annotation says 30x16 but ../images/b.png is 20x16" in text
+    )
 
 
 # --- VOC without XML (labelme2voc) ------------------------------------------------------------
+
 
 def test_voc_without_xml_reads_instances_and_classes_from_pngs(tmp_path):
     root = tmp_path / "voc"
@@ -606,23 +731,31 @@ def test_voc_without_xml_reads_instances_and_classes_from_pngs(tmp_path):
     assert [c["name"] for c in coco["categories"]] == ["person", "bottle"]
     assert [i["file_name"] for i in coco["images"]] == ["p2.jpg"]
     assert [(a["category_id"], a["bbox"]) for a in coco["annotations"]] == [
-        (2, [1, 1, 4, 3]), (1, [6, 5, 2, 4])]
+        (2, [1, 1, 4, 3]),
+        (1, [6, 5, 2, 4]),
+    ]
     assert has_masks(coco)
     coco, _ = import_voc(root)  # no split: every instance PNG
     assert len(coco["images"]) == 2
     classes[1, 1] = 1  # instance 1 now spans two classes
     write_map(root / "SegmentationClass" / "p1.png", classes, palette=True)
     _, report = import_voc(root)
-    with pytest.raises(DataError, match=r"SegmentationClass/p1.png \[p1 instance 1\]: this "
-                       r"instance spans several classes"):
+    with pytest.raises(
+        DataError,
+        match=r"SegmentationClass/p1.png \[p1 instance 1\]: this "
+        r"instance spans several classes",
+    ):
         report.raise_if_errors()
 
 
 def test_voc_errors_name_the_xml_file(tmp_path):
     root = voc_folder(tmp_path)
     xml = root / "Annotations" / "img1.xml"
-    xml.write_text(xml.read_text().replace("<xmin>2</xmin>", "<xmin>two</xmin>")
-                   .replace("<width>12</width>", "<width>nan</width>"))
+    xml.write_text(
+        xml.read_text()
+        .replace("<xmin>2</xmin>", "<xmin>two</xmin>")
+        .replace("<width>12</width>", "<width>nan</width>")
+    )
     _, report = import_voc(root, "train")
     with pytest.raises(DataError) as err:
         report.raise_if_errors()
@@ -636,7 +769,10 @@ def test_prepare_refuses_a_val_split_without_masks_before_writing(tmp_path):
     labelme_file(tmp_path / "ann", "a", [shape("car", [[1, 1], [5, 6]], shape_type="rectangle")])
     salient = duts_folder(tmp_path)
     split = {"format": "labelme", "root": str(tmp_path / "ann")}
-    cfg = {"splits": {"train": split, "val": split}, "salient": {"format": "duts", "root": str(salient)}}
+    cfg = {
+        "splits": {"train": split, "val": split},
+        "salient": {"format": "duts", "root": str(salient)},
+    }
     out = tmp_path / "prepared"
     with pytest.raises(DataError, match="the val split has no masks"):
         prepare_dataset(cfg, out, require_masks=("val",))
@@ -649,9 +785,17 @@ def test_save_json_streams_long_lists_as_json_dump_writes_them(tmp_path, monkeyp
     import boxcaseg.data.coco as coco_module
 
     monkeypatch.setattr(coco_module, "_JSON_CHUNK", 3)  # long = more than 3 items here
-    objs = [{"info": {"x": [1, 2, 3, 4, 5]}, "images": [{"id": i} for i in range(10)],
-             "annotations": [], "categories": [{"id": 1, "name": "caf\u00e9"}] * 4},
-            [1, 2, 3, 4, 5], {1: "non-str key"}, {}]
+    objs = [
+        {
+            "info": {"x": [1, 2, 3, 4, 5]},
+            "images": [{"id": i} for i in range(10)],
+            "annotations": [],
+            "categories": [{"id": 1, "name": "caf\u00e9"}] * 4,
+        },
+        [1, 2, 3, 4, 5],
+        {1: "non-str key"},
+        {},
+    ]
     for obj in objs:
         coco_module.save_json(obj, tmp_path / "out.json")
         assert (tmp_path / "out.json").read_text() == json.dumps(obj)
@@ -685,8 +829,14 @@ def test_instance_png_classes_as_a_list_of_names(tmp_path):
     report.raise_if_errors()
     assert [c["name"] for c in coco["categories"]] == names
     name_of = {c["id"]: c["name"] for c in coco["categories"]}
-    assert sorted(name_of[a["category_id"]] for a in coco["annotations"]) == ["boat", "dog", "person"]
+    assert sorted(name_of[a["category_id"]] for a in coco["annotations"]) == [
+        "boat",
+        "dog",
+        "person",
+    ]
     # an id past the list is an error naming the mask and the instance
     _, report = import_instance_png(images, masks, mask_suffix="_mask", classes=names[:5])
-    with pytest.raises(DataError, match=r"a_mask\.png \[a instance 7\]: instance id 7 has no class"):
+    with pytest.raises(
+        DataError, match=r"a_mask\.png \[a instance 7\]: instance id 7 has no class"
+    ):
         report.raise_if_errors()

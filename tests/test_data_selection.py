@@ -29,9 +29,15 @@ def _salient_folder(tmp_path: Path, name: str, count: int) -> dict:
 
 def test_several_salient_sources_make_one_index(tmp_path):
     ann_file, images = coco_dataset(tmp_path)
-    cfg = {"splits": {"train": {"format": "coco", "annotations": str(ann_file), "images": str(images)}},
-           "salient": [{"format": "duts", "root": str(duts_folder(tmp_path))},
-                       _salient_folder(tmp_path, "davis", 3)]}
+    cfg = {
+        "splits": {
+            "train": {"format": "coco", "annotations": str(ann_file), "images": str(images)}
+        },
+        "salient": [
+            {"format": "duts", "root": str(duts_folder(tmp_path))},
+            _salient_folder(tmp_path, "davis", 3),
+        ],
+    }
     summary = prepare_dataset(cfg, tmp_path / "out")
     index = load_json(tmp_path / "out/salient.json")["salient"]
     assert [e["id"] for e in index] == [1, 2, 3, 4, 5]  # renumbered across sources
@@ -43,9 +49,19 @@ def test_several_salient_sources_make_one_index(tmp_path):
 
 def test_a_broken_second_salient_source_is_named_and_nothing_is_written(tmp_path):
     ann_file, images = coco_dataset(tmp_path)
-    cfg = {"splits": {"train": {"format": "coco", "annotations": str(ann_file), "images": str(images)}},
-           "salient": [{"format": "duts", "root": str(duts_folder(tmp_path))},
-                       {"format": "folders", "images": str(tmp_path / "nope"), "masks": str(tmp_path / "nope2")}]}
+    cfg = {
+        "splits": {
+            "train": {"format": "coco", "annotations": str(ann_file), "images": str(images)}
+        },
+        "salient": [
+            {"format": "duts", "root": str(duts_folder(tmp_path))},
+            {
+                "format": "folders",
+                "images": str(tmp_path / "nope"),
+                "masks": str(tmp_path / "nope2"),
+            },
+        ],
+    }
     with pytest.raises(DataError, match="nope: folder does not exist"):
         prepare_dataset(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -53,13 +69,19 @@ def test_a_broken_second_salient_source_is_named_and_nothing_is_written(tmp_path
 
 def test_category_filter_keeps_only_the_named_classes(tmp_path):
     ann_file, images = coco_dataset(tmp_path)  # cat (polygon + crowd) and dog (RLE)
-    cfg = {"splits": {"train": {"format": "coco", "annotations": str(ann_file), "images": str(images)}},
-           "salient": {"format": "duts", "root": str(duts_folder(tmp_path))},
-           "categories": ["dog"]}
+    cfg = {
+        "splits": {
+            "train": {"format": "coco", "annotations": str(ann_file), "images": str(images)}
+        },
+        "salient": {"format": "duts", "root": str(duts_folder(tmp_path))},
+        "categories": ["dog"],
+    }
     summary = prepare_dataset(cfg, tmp_path / "out")
     gt = load_json(tmp_path / "out/train.gt.json")
     assert gt["categories"] == [{"id": 1, "name": "dog"}]
-    assert [(a["id"], a["category_id"]) for a in gt["annotations"]] == [(11, 1)]  # the cat crowd went too
+    assert [(a["id"], a["category_id"]) for a in gt["annotations"]] == [
+        (11, 1)
+    ]  # the cat crowd went too
     assert len(gt["images"]) == 2  # an image without dogs stays (a negative)
     assert summary["splits"]["train"]["per_category"] == {"dog": 1}
     assert summary["splits"]["train"]["images_without_boxes"] == 1
@@ -67,9 +89,13 @@ def test_category_filter_keeps_only_the_named_classes(tmp_path):
 
 def test_unknown_category_is_an_error_naming_it(tmp_path):
     ann_file, images = coco_dataset(tmp_path)
-    cfg = {"splits": {"train": {"format": "coco", "annotations": str(ann_file), "images": str(images)}},
-           "salient": {"format": "duts", "root": str(duts_folder(tmp_path))},
-           "categories": ["person"]}
+    cfg = {
+        "splits": {
+            "train": {"format": "coco", "annotations": str(ann_file), "images": str(images)}
+        },
+        "salient": {"format": "duts", "root": str(duts_folder(tmp_path))},
+        "categories": ["person"],
+    }
     with pytest.raises(DataError, match=r"unknown class name\(s\) \['person'\]"):
         prepare_dataset(cfg, tmp_path / "out")
 
@@ -84,11 +110,23 @@ def test_derive_never_takes_a_selected_class_image_as_salient_source(tmp_path):
         imgs.append({"id": k + 1, "file_name": f"im{k}.png", "width": 40, "height": 30})
         mask = np.zeros((30, 40), bool)
         mask[5:25, 10:30] = True
-        anns.append({"id": k + 1, "image_id": k + 1, "category_id": 1 if k < 3 else 2,
-                     "bbox": [10, 5, 20, 20], "area": 400.0, "iscrowd": 0,
-                     "segmentation": rle_encode(mask)})
-    coco = {"info": {"image_root": str(images)}, "images": imgs, "annotations": anns,
-            "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}]}
+        anns.append(
+            {
+                "id": k + 1,
+                "image_id": k + 1,
+                "category_id": 1 if k < 3 else 2,
+                "bbox": [10, 5, 20, 20],
+                "area": 400.0,
+                "iscrowd": 0,
+                "segmentation": rle_encode(mask),
+            }
+        )
+    coco = {
+        "info": {"image_root": str(images)},
+        "images": imgs,
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}],
+    }
     derive_sets(coco, tmp_path / "out", DeriveSpec(salient_images=6, keep_categories=("person",)))
     salient = {p.stem for p in (tmp_path / "out/salient/DUTS-TR-Image").iterdir()}
     assert salient == {"im3", "im4", "im5"}

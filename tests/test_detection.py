@@ -34,7 +34,8 @@ def _batch(confidences):
     res = SimpleNamespace(
         pos_priors=torch.tensor([[4.0, 4, 20, 20], [12, 10, 28, 30], [2, 2, 22, 22]]),
         pos_assigned_gt_inds=torch.tensor([0, 1, 0]),
-        pos_gt_labels=torch.tensor([0, 1, 0]))
+        pos_gt_labels=torch.tensor([0, 1, 0]),
+    )
     return [res], [gt]
 
 
@@ -50,14 +51,20 @@ def test_loss_counts_only_rois_of_kept_instances():
     results, gts = _batch([0.99, 0.50])  # instance 1 is dropped
     loss = drop_head.loss_and_target(preds, results, gts, TRAIN_CFG)["loss_mask"]
     kept = [0, 2]
-    kept_results = [SimpleNamespace(pos_priors=results[0].pos_priors[kept],
-                                    pos_assigned_gt_inds=results[0].pos_assigned_gt_inds[kept],
-                                    pos_gt_labels=results[0].pos_gt_labels[kept])]
+    kept_results = [
+        SimpleNamespace(
+            pos_priors=results[0].pos_priors[kept],
+            pos_assigned_gt_inds=results[0].pos_assigned_gt_inds[kept],
+            pos_gt_labels=results[0].pos_gt_labels[kept],
+        )
+    ]
     expected = plain_head.loss_and_target(preds[kept], kept_results, gts, TRAIN_CFG)["loss_mask"]
     assert loss["loss_mask"].item() == pytest.approx(expected["loss_mask"].item(), rel=1e-6)
     assert loss["mask_kept_frac"].item() == pytest.approx(2 / 3)
     # and it differs from the loss over all RoIs (the dropped one really is left out)
-    everything = plain_head.loss_and_target(preds, results, gts, TRAIN_CFG)["loss_mask"]["loss_mask"]
+    everything = plain_head.loss_and_target(preds, results, gts, TRAIN_CFG)["loss_mask"][
+        "loss_mask"
+    ]
     assert abs(everything.item() - loss["loss_mask"].item()) > 1e-4
 
 
@@ -74,7 +81,9 @@ def test_threshold_is_strict_and_plain_datasets_keep_everything():
 def test_no_kept_roi_gives_zero_loss_that_backpropagates():
     drop_head, _ = _heads()
     preds = torch.randn(3, 2, 28, 28, requires_grad=True)
-    loss = drop_head.loss_and_target(preds, *_batch([0.1, 0.2]), TRAIN_CFG)["loss_mask"]["loss_mask"]
+    loss = drop_head.loss_and_target(preds, *_batch([0.1, 0.2]), TRAIN_CFG)["loss_mask"][
+        "loss_mask"
+    ]
     assert loss.item() == 0.0
     loss.backward()
     assert preds.grad is not None and torch.count_nonzero(preds.grad) == 0
@@ -85,17 +94,30 @@ def _write_confidence_coco(tmp_path: Path) -> Path:
     sub-pixel box that mmdet's parser skips (alignment must survive that)."""
     Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(tmp_path / "img.png")
     anns = []
-    for k, (box, conf) in enumerate([([2, 2, 10, 6], 0.99), ([20, 5, 0.5, 0.5], 0.42),
-                                     ([25, 8, 12, 10], 0.30)]):
+    for k, (box, conf) in enumerate(
+        [([2, 2, 10, 6], 0.99), ([20, 5, 0.5, 0.5], 0.42), ([25, 8, 12, 10], 0.30)]
+    ):
         mask = np.zeros((20, 40), bool)
         x, y, w, h = box
-        mask[int(y):int(y + max(h, 1)), int(x):int(x + max(w, 1))] = True
-        anns.append({"id": k + 1, "image_id": 1, "category_id": 1, "bbox": box,
-                     "area": float(mask.sum()), "iscrowd": 0, "segmentation": rle_encode(mask),
-                     "confidence": conf})
-    coco = {"images": [{"id": 1, "file_name": "img.png", "width": 40, "height": 20}],
-            "annotations": anns, "categories": [{"id": 1, "name": "thing"}],
-            "info": {"image_root": str(tmp_path)}}
+        mask[int(y) : int(y + max(h, 1)), int(x) : int(x + max(w, 1))] = True
+        anns.append(
+            {
+                "id": k + 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": box,
+                "area": float(mask.sum()),
+                "iscrowd": 0,
+                "segmentation": rle_encode(mask),
+                "confidence": conf,
+            }
+        )
+    coco = {
+        "images": [{"id": 1, "file_name": "img.png", "width": 40, "height": 20}],
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "thing"}],
+        "info": {"image_root": str(tmp_path)},
+    }
     path = tmp_path / "proxy.json"
     path.write_text(json.dumps(coco))
     return path
@@ -107,14 +129,21 @@ def test_dataset_keeps_confidences_aligned_with_masks_after_flip_and_resize(tmp_
 
     init_default_scope("mmdet")
     ann_file = _write_confidence_coco(tmp_path)
-    dataset = DATASETS.build(dict(
-        type="ConfidenceCocoDataset", ann_file=str(ann_file), data_prefix=dict(img=str(tmp_path) + "/"),
-        metainfo=dict(classes=("thing",)), pipeline=[
-            dict(type="LoadImageFromFile"),
-            dict(type="LoadAnnotationsWithConfidence", with_bbox=True, with_mask=True),
-            dict(type="Resize", scale=(80, 40), keep_ratio=True),
-            dict(type="RandomFlip", prob=1.0),
-            dict(type="PackDetInputsWithConfidence")]))
+    dataset = DATASETS.build(
+        dict(
+            type="ConfidenceCocoDataset",
+            ann_file=str(ann_file),
+            data_prefix=dict(img=str(tmp_path) + "/"),
+            metainfo=dict(classes=("thing",)),
+            pipeline=[
+                dict(type="LoadImageFromFile"),
+                dict(type="LoadAnnotationsWithConfidence", with_bbox=True, with_mask=True),
+                dict(type="Resize", scale=(80, 40), keep_ratio=True),
+                dict(type="RandomFlip", prob=1.0),
+                dict(type="PackDetInputsWithConfidence"),
+            ],
+        )
+    )
     gt = dataset[0]["data_samples"].gt_instances
     assert gt.confidences.tolist() == pytest.approx([0.99, 0.30])  # the skipped one is gone
     # x2 resize, then horizontal flip in an 80 px wide image
@@ -125,13 +154,18 @@ def test_dataset_keeps_confidences_aligned_with_masks_after_flip_and_resize(tmp_
 
 
 def test_pack_refuses_misaligned_confidences():
-    from boxcaseg.mm.det.dataset import PackDetInputsWithConfidence
     from mmdet.structures.bbox import HorizontalBoxes
 
-    results = {"img": np.zeros((4, 4, 3), np.uint8), "img_path": "x.png",
-               "gt_bboxes": HorizontalBoxes(torch.zeros(2, 4)),
-               "gt_bboxes_labels": np.zeros(2, np.int64), "gt_ignore_flags": np.zeros(2, bool),
-               "gt_confidences": np.ones(3, np.float32)}
+    from boxcaseg.mm.det.dataset import PackDetInputsWithConfidence
+
+    results = {
+        "img": np.zeros((4, 4, 3), np.uint8),
+        "img_path": "x.png",
+        "gt_bboxes": HorizontalBoxes(torch.zeros(2, 4)),
+        "gt_bboxes_labels": np.zeros(2, np.int64),
+        "gt_ignore_flags": np.zeros(2, bool),
+        "gt_confidences": np.ones(3, np.float32),
+    }
     with pytest.raises(ValueError, match="3 confidences for 2 boxes"):
         PackDetInputsWithConfidence().transform(results)
 
@@ -147,15 +181,30 @@ def test_few_iteration_training_then_pycocotools_evaluation(tiny_data, tmp_path)
     proxy = merge_proxy_file(load_json(tiny_data["train_gt"]), drop_threshold=0.95)
     train_file = tmp_path / "proxy.json"
     train_file.write_text(json.dumps(proxy))
-    options = {"train_cfg.max_iters": 4, "train_dataloader.batch_size": 2,
-               "train_dataloader.num_workers": 0, "train_dataloader.persistent_workers": False,
-               "test_dataloader.num_workers": 0, "default_hooks.checkpoint.interval": 2}
-    train_detection("det/maskrcnn_r18_fpn_demo.py", tmp_path / "work", train_ann=str(train_file),
-                    drop_threshold=0.95, cfg_options=options)
+    options = {
+        "train_cfg.max_iters": 4,
+        "train_dataloader.batch_size": 2,
+        "train_dataloader.num_workers": 0,
+        "train_dataloader.persistent_workers": False,
+        "test_dataloader.num_workers": 0,
+        "default_hooks.checkpoint.interval": 2,
+    }
+    train_detection(
+        "det/maskrcnn_r18_fpn_demo.py",
+        tmp_path / "work",
+        train_ann=str(train_file),
+        drop_threshold=0.95,
+        cfg_options=options,
+    )
     checkpoint = tmp_path / "work" / "iter_4.pth"
     assert checkpoint.is_file()
-    files = predict_detection("det/maskrcnn_r18_fpn_demo.py", str(checkpoint), str(tiny_data["val_gt"]),
-                              tmp_path / "val", cfg_options=options)
+    files = predict_detection(
+        "det/maskrcnn_r18_fpn_demo.py",
+        str(checkpoint),
+        str(tiny_data["val_gt"]),
+        tmp_path / "val",
+        cfg_options=options,
+    )
     segm = json.loads(Path(files["segm"]).read_text())
     assert isinstance(segm, list)
     if segm:  # an untrained model may find nothing; what it finds must be COCO results
@@ -168,8 +217,12 @@ def test_few_iteration_training_then_pycocotools_evaluation(tiny_data, tmp_path)
     # scale of 0.75 so that box coordinates must go through the resize and back. A mask head
     # made to say "foreground everywhere" must return each true box filled (box-as-mask), one
     # saying "background everywhere" empty masks: a misplaced box would show in both.
-    from boxcaseg.detection import (dataset_fields, grade_detector_in_true_boxes,
-                                    iter_detector_masks_in_true_boxes, load_detector)
+    from boxcaseg.detection import (
+        dataset_fields,
+        grade_detector_in_true_boxes,
+        iter_detector_masks_in_true_boxes,
+        load_detector,
+    )
     from boxcaseg.engine import load_config
     from boxcaseg.masks import box_to_mask
 
@@ -182,12 +235,16 @@ def test_few_iteration_training_then_pycocotools_evaluation(tiny_data, tmp_path)
         state["state_dict"]["roi_head.mask_head.conv_logits.weight"].zero_()
         state["state_dict"]["roi_head.mask_head.conv_logits.bias"].fill_(bias)
         torch.save(state, tmp_path / f"{name}.pth")
-        graded[name] = grade_detector_in_true_boxes("det/maskrcnn_r18_fpn_demo.py",
-                                                    str(tmp_path / f"{name}.pth"),
-                                                    str(tiny_data["val_gt"]), cfg_options=options)
+        graded[name] = grade_detector_in_true_boxes(
+            "det/maskrcnn_r18_fpn_demo.py",
+            str(tmp_path / f"{name}.pth"),
+            str(tiny_data["val_gt"]),
+            cfg_options=options,
+        )
     assert graded["all_background"]["model"]["miou_star"] == 0.0
     assert graded["all_foreground"]["model"]["miou_star"] == pytest.approx(
-        graded["all_foreground"]["box_as_mask"]["miou_star"], abs=0.02)
+        graded["all_foreground"]["box_as_mask"]["miou_star"], abs=0.02
+    )
 
     cfg = load_config("det/maskrcnn_r18_fpn_demo.py", options)
     model = load_detector(cfg, tmp_path / "all_foreground.pth", tiny_data["val_gt"], device="cpu")
@@ -207,8 +264,13 @@ def test_few_iteration_training_then_pycocotools_evaluation(tiny_data, tmp_path)
     assert sorted(seen) == sorted(anns)
 
 
-@pytest.mark.parametrize("child, parent", [("det/maskrcnn_r18_fpn_real_cpu.py", "det/maskrcnn_r18_fpn_demo.py"),
-                                           ("det/boxinst_r18_fpn_real_cpu.py", "det/boxinst_r18_fpn_demo.py")])
+@pytest.mark.parametrize(
+    "child, parent",
+    [
+        ("det/maskrcnn_r18_fpn_real_cpu.py", "det/maskrcnn_r18_fpn_demo.py"),
+        ("det/boxinst_r18_fpn_real_cpu.py", "det/boxinst_r18_fpn_demo.py"),
+    ],
+)
 def test_a_real_photo_config_changes_only_the_scale_of_its_parents_pipelines(child, parent):
     """The child states the scale once (mmengine's `_base_.` syntax); its pipelines are the
     parent's with that scale, nothing else."""
@@ -219,5 +281,6 @@ def test_a_real_photo_config_changes_only_the_scale_of_its_parents_pipelines(chi
         mine = [dict(t) for t in kid[loader].dataset.pipeline]
         theirs = [dict(t) for t in base[loader].dataset.pipeline]
         assert [t.pop("scale", None) for t in mine] == [
-            (256, 256) if t.pop("scale", None) else None for t in theirs]
+            (256, 256) if t.pop("scale", None) else None for t in theirs
+        ]
         assert mine == theirs

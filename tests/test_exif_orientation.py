@@ -25,7 +25,7 @@ def tagged_jpeg(path: Path, orientation: int = 6) -> Path:
     "show rotated by 90 degrees" (shown 48 x 64)."""
     pixels = np.full((STORED_H, STORED_W, 3), 30, np.uint8)
     x, y, w, h = OBJECT
-    pixels[y:y + h, x:x + w] = 230
+    pixels[y : y + h, x : x + w] = 230
     exif = Image.Exif()
     exif[0x0112] = orientation
     Image.fromarray(pixels).save(path, exif=exif.tobytes(), quality=95)
@@ -43,11 +43,21 @@ def photo(tmp_path: Path) -> Path:
 
 def coco_file(tmp_path: Path, width: int, height: int) -> Path:
     x, y, w, h = OBJECT
-    coco = {"images": [{"id": 1, "file_name": "phone.jpg", "width": width, "height": height}],
-            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [x, y, w, h],
-                             "area": w * h, "iscrowd": 0,
-                             "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]]}],
-            "categories": [{"id": 1, "name": "object"}]}
+    coco = {
+        "images": [{"id": 1, "file_name": "phone.jpg", "width": width, "height": height}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [x, y, w, h],
+                "area": w * h,
+                "iscrowd": 0,
+                "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]],
+            }
+        ],
+        "categories": [{"id": 1, "name": "object"}],
+    }
     path = tmp_path / "instances.json"
     path.write_text(json.dumps(coco))
     return path
@@ -76,8 +86,11 @@ def test_yolo_labels_on_a_tagged_photo_are_refused_by_name(tmp_path, photo):
 
 
 def all_packaged_configs() -> list[str]:
-    return sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob("*.py")
-                  if "_base_" not in p.parts and p.name != "__init__.py")
+    return sorted(
+        str(p.relative_to(CONFIG_DIR))
+        for p in CONFIG_DIR.rglob("*.py")
+        if "_base_" not in p.parts and p.name != "__init__.py"
+    )
 
 
 @pytest.mark.parametrize("config", all_packaged_configs())
@@ -107,7 +120,7 @@ def test_detector_and_segmenter_pipelines_see_the_stored_pixels(photo):
     loaded = Compose(seg.train_pipeline[:1])(dict(img_path=str(photo)))
     assert loaded["img"].shape[:2] == (STORED_H, STORED_W)
     x, y, w, h = OBJECT  # and the object is where the stored-pixel box says
-    assert loaded["img"][y:y + h, x:x + w].mean() > 200 and loaded["img"][:y].mean() < 60
+    assert loaded["img"][y : y + h, x : x + w].mean() > 200 and loaded["img"][:y].mean() < 60
 
 
 def test_stage3_crops_and_grabcut_read_the_stored_pixels(tmp_path, photo):

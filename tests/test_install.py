@@ -16,14 +16,26 @@ def test_doctor_reports_a_working_install():
     report = run_doctor()
     assert report.problems == []
     text = "\n".join(report.lines)
-    for name in ("torch", "mmengine", "mmcv", "mmdet", "mmsegmentation", "pycocotools", "snakemake"):
+    for name in (
+        "torch",
+        "mmengine",
+        "mmcv",
+        "mmdet",
+        "mmsegmentation",
+        "pycocotools",
+        "snakemake",
+    ):
         assert name in text
     assert "mmcv ops on CPU" in text and "ok (nms, RoIAlign)" in text
 
 
 def test_doctor_command_exits_zero_and_prints_versions():
-    result = subprocess.run([sys.executable, "-m", "boxcaseg.cli", "doctor"], capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "boxcaseg.cli", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "mmcv" in result.stdout and "2.1.0" in result.stdout and "all good" in result.stdout
 
@@ -40,7 +52,9 @@ def test_doctor_fails_clearly_when_mmcv_has_no_compiled_ops(monkeypatch):
 
     monkeypatch.setattr(doctor.importlib, "import_module", without_ext)
     report = doctor.run_doctor()
-    assert any("mmcv is installed without its compiled ops (mmcv._ext" in p for p in report.problems)
+    assert any(
+        "mmcv is installed without its compiled ops (mmcv._ext" in p for p in report.problems
+    )
     assert any("rerun `bash scripts/install.sh`" in p for p in report.problems)
 
 
@@ -54,7 +68,8 @@ def test_mmcv_ops_are_callable_on_cpu_tensors():
     feats = torch.arange(16.0).reshape(1, 1, 4, 4)
     # one bin over the whole map, 2x2 samples at pixel centres 0.5/2.5 (aligned=True)
     out = RoIAlign((1, 1), 1.0, sampling_ratio=2, aligned=True)(
-        feats, torch.tensor([[0.0, 0.0, 0.0, 4.0, 4.0]]))
+        feats, torch.tensor([[0.0, 0.0, 0.0, 4.0, 4.0]])
+    )
     assert out.item() == pytest.approx(feats.mean().item())
 
 
@@ -70,8 +85,11 @@ def test_checkpoint_saved_and_loaded_through_mmengine(tmp_path):
     model = torch.nn.Linear(3, 2)
     hub = MessageHub.get_instance("boxcaseg-test")
     hub.update_scalar("train/loss", 0.5)
-    checkpoint = {"state_dict": model.state_dict(), "message_hub": hub.state_dict(),
-                  "meta": {"iter": 7, "seed": np.int64(3)}}
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "message_hub": hub.state_dict(),
+        "meta": {"iter": 7, "seed": np.int64(3)},
+    }
     path = tmp_path / "iter_7.pth"
     save_checkpoint(checkpoint, str(path))
     with pytest.raises(Exception, match="(?i)weights_only|unsupported global"):

@@ -74,10 +74,13 @@ def test_salient_loss_without_salient_samples_is_zero_and_backpropagates():
 
 # --- the colour-affinity pairwise term (BoxInst style, an option beside the plain one) ---------
 
+
 def test_rgb_to_lab_known_colours():
     from boxcaseg.losses import rgb_to_lab
 
-    rgb = torch.tensor([[255.0, 255, 255], [0, 0, 0], [255, 0, 0]]).T[None, :, :, None]  # (1, 3, 3, 1)
+    rgb = torch.tensor([[255.0, 255, 255], [0, 0, 0], [255, 0, 0]]).T[
+        None, :, :, None
+    ]  # (1, 3, 3, 1)
     lab = rgb_to_lab(rgb)[0, :, :, 0].T
     assert lab[0].tolist() == pytest.approx([100.0, 0.0, 0.0], abs=0.05)
     assert lab[1].tolist() == pytest.approx([0.0, 0.0, 0.0], abs=0.05)
@@ -87,7 +90,7 @@ def test_rgb_to_lab_known_colours():
 def _two_colour_image(w=6):
     """(1, 3, 4, w) RGB: black left half, white right half."""
     rgb = torch.zeros(1, 3, 4, w)
-    rgb[..., w // 2:] = 255.0
+    rgb[..., w // 2 :] = 255.0
     return rgb
 
 
@@ -116,7 +119,10 @@ def test_colour_pairwise_loss_hand_computed():
     flat = colour_pairwise_loss(torch.zeros(1, 4, 6), sim, region, dilation=1)
     assert flat.item() == pytest.approx(math.log(2), rel=1e-5)
     # outside the region nothing counts
-    assert colour_pairwise_loss(torch.randn(1, 4, 6), sim, torch.zeros(1, 4, 6), dilation=1).item() == 0.0
+    assert (
+        colour_pairwise_loss(torch.randn(1, 4, 6), sim, torch.zeros(1, 4, 6), dilation=1).item()
+        == 0.0
+    )
 
 
 def test_colour_pairwise_loss_ignores_label_changes_at_colour_edges_only():

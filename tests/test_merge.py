@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from boxcaseg.masks import box_to_mask, mask_to_box, masks_to_boxes, paired_box_iou, rle_decode, rle_encode
+from boxcaseg.masks import (
+    box_to_mask,
+    mask_to_box,
+    masks_to_boxes,
+    paired_box_iou,
+    rle_decode,
+    rle_encode,
+)
 from boxcaseg.merge import merge_and_score, merge_instance_masks, paint_order
 
 
@@ -79,6 +86,7 @@ def test_box_rasterisation_and_iou():
 
 # --- the RLE merge (Stage 4 as it runs) equals the full-frame reference --------------------------
 
+
 def _random_instances(rng, h, w, k, *, outside=False):
     """k random overlapping masks (blobs, rectangles, noise, some empty, some equal areas) and
     their boxes; with ``outside`` masks also spill outside their own box."""
@@ -150,8 +158,11 @@ def _reference_merge_file(raw, drop_threshold):
         inst = [a for a in anns if not a.get("iscrowd", 0)]
         if not inst:
             continue
-        result = merge_and_score(np.stack([rle_decode(a["segmentation"]) for a in inst]),
-                                 np.array([a["bbox"] for a in inst], float), drop_threshold)
+        result = merge_and_score(
+            np.stack([rle_decode(a["segmentation"]) for a in inst]),
+            np.array([a["bbox"] for a in inst], float),
+            drop_threshold,
+        )
         for ann, mask, conf, kept in zip(inst, result.masks, result.confidence, result.kept):
             ann["segmentation"] = rle_encode(mask)
             ann["confidence"] = round(float(conf), 6)
@@ -167,12 +178,24 @@ def _random_file(rng, n_images=25):
         masks, boxes = _random_instances(rng, h, w, int(rng.integers(0, 9)), outside=i % 3 == 0)
         for mask, box in zip(masks, boxes):
             crowd = int(rng.random() < 0.1)
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": 1,
-                         "bbox": box.tolist(), "area": float(box[2] * box[3]), "iscrowd": crowd,
-                         **({} if crowd else {"segmentation": rle_encode(mask)})})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": 1,
+                    "bbox": box.tolist(),
+                    "area": float(box[2] * box[3]),
+                    "iscrowd": crowd,
+                    **({} if crowd else {"segmentation": rle_encode(mask)}),
+                }
+            )
     rng.shuffle(anns)  # annotations of an image need not be next to each other
-    return {"info": {"image_root": "/nowhere"}, "images": images, "annotations": anns,
-            "categories": [{"id": 1, "name": "thing"}]}
+    return {
+        "info": {"image_root": "/nowhere"},
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "thing"}],
+    }
 
 
 def test_merge_proxy_file_equals_full_frame_reference_and_leaves_its_input_alone(monkeypatch):
@@ -185,8 +208,14 @@ def test_merge_proxy_file_equals_full_frame_reference_and_leaves_its_input_alone
     raw = _random_file(rng)
     before = copy.deepcopy(raw)
     expected = _reference_merge_file(raw, 0.8)
-    expected_file = {**expected, "info": {**expected["info"], "drop_threshold": 0.8,
-                                          "masks": "proxy masks (BoxCaseg Stage 4: merged, scored)"}}
+    expected_file = {
+        **expected,
+        "info": {
+            **expected["info"],
+            "drop_threshold": 0.8,
+            "masks": "proxy masks (BoxCaseg Stage 4: merged, scored)",
+        },
+    }
     assert merge_proxy_file(raw, 0.8) == expected_file  # all images in one batch
     monkeypatch.setattr(boxcaseg.merge_drop, "MERGE_CHUNK", 7)  # a few images per batch
     assert merge_proxy_file(raw, 0.8) == expected_file
@@ -194,7 +223,9 @@ def test_merge_proxy_file_equals_full_frame_reference_and_leaves_its_input_alone
     in_place = merge_proxy_file(raw, 0.8, inplace=True)
     assert in_place is raw and in_place["annotations"] == expected["annotations"]
     # `area` is Stage 1's (the box's), whatever the merged mask
-    assert [a["area"] for a in in_place["annotations"]] == [a["area"] for a in before["annotations"]]
+    assert [a["area"] for a in in_place["annotations"]] == [
+        a["area"] for a in before["annotations"]
+    ]
 
 
 def test_quality_on_rle_equals_full_frame_ious():
@@ -233,8 +264,14 @@ def test_quality_on_rle_equals_full_frame_ious():
 def test_rle_codec_matches_pycocotools():
     from pycocotools import mask as mask_utils
 
-    from boxcaseg.masks import (box_rle, counts_to_rle, rle_counts, rle_counts_many,
-                                rle_encode_window, runs_to_boxes)
+    from boxcaseg.masks import (
+        box_rle,
+        counts_to_rle,
+        rle_counts,
+        rle_counts_many,
+        rle_encode_window,
+        runs_to_boxes,
+    )
 
     rng = np.random.default_rng(2)
     batch, expected = [], []
@@ -250,22 +287,26 @@ def test_rle_codec_matches_pycocotools():
         assert counts_to_rle(counts, h, w) == rle
         assert np.array_equal(rle_counts({"counts": counts.tolist()}), counts)
         bounds = np.cumsum(counts)
-        starts, ends = bounds[0::2][:len(counts) // 2], bounds[1::2]
+        starts, ends = bounds[0::2][: len(counts) // 2], bounds[1::2]
         box = runs_to_boxes(starts, ends, np.zeros(len(ends), int), 1, h)[0]
         assert box.tolist() == mask_to_box(mask).tolist()
         x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
         win = (x0, y0, int(rng.integers(x0 + 1, w + 1)), int(rng.integers(y0 + 1, h + 1)))
         only = np.zeros_like(mask)
-        only[win[1]:win[3], win[0]:win[2]] = mask[win[1]:win[3], win[0]:win[2]]
-        assert rle_encode_window(mask[win[1]:win[3], win[0]:win[2]], win, h, w) == rle_encode(only)
+        only[win[1] : win[3], win[0] : win[2]] = mask[win[1] : win[3], win[0] : win[2]]
+        assert rle_encode_window(mask[win[1] : win[3], win[0] : win[2]], win, h, w) == rle_encode(
+            only
+        )
         assert rle_encode_window(mask, (0, 0, w, h), h, w) == rle
         corners = [rng.uniform(-3, w), rng.uniform(-3, h), rng.uniform(0, w), rng.uniform(0, h)]
         assert box_rle(corners, h, w) == rle_encode(box_to_mask(corners, h, w))
-        assert np.array_equal(mask_utils.decode({"size": [h, w],
-                                                 "counts": rle["counts"].encode()}), mask)
+        assert np.array_equal(
+            mask_utils.decode({"size": [h, w], "counts": rle["counts"].encode()}), mask
+        )
     counts, offsets = rle_counts_many(batch)  # many at once, compressed and uncompressed mixed
-    assert [counts[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])] == \
-        [c.tolist() for c in expected]
+    assert [counts[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])] == [
+        c.tolist() for c in expected
+    ]
     batch[3] = {"counts": expected[3].tolist()}
     counts, offsets = rle_counts_many(batch)
     assert np.array_equal(counts, np.concatenate(expected))
@@ -290,7 +331,9 @@ def test_suggested_drop_threshold_keeps_the_bins_that_beat_their_boxes():
     box = np.array([0.50, 0.55, 0.55, 0.60, 0.60, 0.60])
     bins = confidence_bins(conf, iou, box)
     assert [b["instances"] for b in bins] == [1, 2, 1, 1, 1]
-    assert bins[1]["mean_iou"] == pytest.approx(0.51) and bins[1]["mean_box_iou"] == pytest.approx(0.55)
+    assert bins[1]["mean_iou"] == pytest.approx(0.51) and bins[1]["mean_box_iou"] == pytest.approx(
+        0.55
+    )
     assert suggest_drop_threshold(bins) == 0.8  # [0.8, 1] beat their boxes, [0.5, 0.8) do not
     worse = confidence_bins(conf, iou, box + 0.5)
     assert suggest_drop_threshold(worse) is None

@@ -8,8 +8,14 @@ import pytest
 import torch
 
 from boxcaseg.engine import load_config
-from boxcaseg.mm.backbones import (LITE_MEAN, LITE_STD, PACKAGED_WEIGHTS, EfficientNetLite,
-                                   lite_to_timm_keys, packaged_weights_path)
+from boxcaseg.mm.backbones import (
+    LITE_MEAN,
+    LITE_STD,
+    PACKAGED_WEIGHTS,
+    EfficientNetLite,
+    lite_to_timm_keys,
+    packaged_weights_path,
+)
 from boxcaseg.mm.pretrained import CheckedPretrainedInit, CheckpointMismatchError
 
 
@@ -52,8 +58,14 @@ def test_the_logit_check_fails_with_wrongly_mapped_weights():
     assert state[a].shape == state[b].shape
     state[a], state[b] = state[b], state[a]
     ours = timm_lite("lite0")
-    ours.load_state_dict({k: v for k, v in lite_to_timm_keys(state, ours.blocks).items()
-                          if not k.endswith("num_batches_tracked")}, strict=False)
+    ours.load_state_dict(
+        {
+            k: v
+            for k, v in lite_to_timm_keys(state, ours.blocks).items()
+            if not k.endswith("num_batches_tracked")
+        },
+        strict=False,
+    )
     images = torch.rand(1, 3, 224, 224) * 2 - 1
     with torch.no_grad():
         assert (ours(images) - reference(images)).abs().max().item() > 1e-2
@@ -65,8 +77,9 @@ def test_every_packaged_name_resolves_to_an_installed_file():
 
 
 def test_backbone_features_are_the_trunk_of_the_pretrained_network(caplog):
-    backbone = EfficientNetLite(arch="lite0", init_cfg=dict(type="CheckedPretrained",
-                                                           checkpoint="efficientnet-lite0"))
+    backbone = EfficientNetLite(
+        arch="lite0", init_cfg=dict(type="CheckedPretrained", checkpoint="efficientnet-lite0")
+    )
     backbone.init_weights()
     backbone.eval()
     full = timm_lite("lite0")
@@ -81,8 +94,9 @@ def test_backbone_features_are_the_trunk_of_the_pretrained_network(caplog):
 
 
 def test_a_checkpoint_of_another_width_is_refused():
-    backbone = EfficientNetLite(arch="lite0", init_cfg=dict(type="CheckedPretrained",
-                                                           checkpoint="efficientnet-lite2"))
+    backbone = EfficientNetLite(
+        arch="lite0", init_cfg=dict(type="CheckedPretrained", checkpoint="efficientnet-lite2")
+    )
     with pytest.raises(CheckpointMismatchError, match="does not fit"):
         backbone.init_weights()
 
@@ -100,9 +114,14 @@ def test_frozen_stem_and_frozen_bn_statistics_while_training():
     assert torch.equal(bns[5].running_mean, before)  # statistics stay ImageNet's
 
 
-@pytest.mark.parametrize("config, scope", [("seg/boxcaseg_lite0_real_cpu.py", "mmseg"),
-                                           ("det/maskrcnn_lite0_fpn_real_cpu.py", "mmdet"),
-                                           ("det/boxinst_lite0_fpn_real_cpu.py", "mmdet")])
+@pytest.mark.parametrize(
+    "config, scope",
+    [
+        ("seg/boxcaseg_lite0_real_cpu.py", "mmseg"),
+        ("det/maskrcnn_lite0_fpn_real_cpu.py", "mmdet"),
+        ("det/boxinst_lite0_fpn_real_cpu.py", "mmdet"),
+    ],
+)
 def test_the_real_photo_configs_build_the_pretrained_backbone(config, scope, capfd):
     from mmengine.logging import MMLogger
     from mmengine.registry import MODELS, init_default_scope
@@ -121,14 +140,16 @@ def test_the_real_photo_configs_build_the_pretrained_backbone(config, scope, cap
     assert getattr(pre, "_channel_conversion", getattr(pre, "channel_conversion", None)) is True
     reference = reference_lite("efficientnet-lite0").state_dict()
     # a weight that must have come from the package: the first block's depthwise conv
-    assert torch.equal(model.backbone.blocks[0][0].conv_dw.weight,
-                       reference["_blocks.0._depthwise_conv.weight"])
+    assert torch.equal(
+        model.backbone.blocks[0][0].conv_dw.weight, reference["_blocks.0._depthwise_conv.weight"]
+    )
     out = capfd.readouterr()
     assert "efficientnet-lite0 -> EfficientNetLite: 240 of 240 keys matched" in out.out + out.err
 
 
-@pytest.mark.parametrize("config", ["det/maskrcnn_lite0_fpn_real_cpu.py",
-                                    "det/boxinst_lite0_fpn_real_cpu.py"])
+@pytest.mark.parametrize(
+    "config", ["det/maskrcnn_lite0_fpn_real_cpu.py", "det/boxinst_lite0_fpn_real_cpu.py"]
+)
 def test_the_detector_configs_build_in_plain_mmdet(config):
     """What eval-det and a user's own mmdet script do: read the config and build the model in
     a fresh process that never imported boxcaseg (the config's custom_imports must do it)."""
@@ -137,10 +158,14 @@ def test_the_detector_configs_build_in_plain_mmdet(config):
 
     from boxcaseg.engine import resolve_config
 
-    code = ("from mmengine.config import Config; from mmdet.registry import MODELS; "
-            "from mmdet.utils import register_all_modules; register_all_modules(); "
-            f"cfg = Config.fromfile({resolve_config(config)!r}); "
-            "print(type(MODELS.build(cfg.model).backbone).__name__)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    code = (
+        "from mmengine.config import Config; from mmdet.registry import MODELS; "
+        "from mmdet.utils import register_all_modules; register_all_modules(); "
+        f"cfg = Config.fromfile({resolve_config(config)!r}); "
+        "print(type(MODELS.build(cfg.model).backbone).__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("EfficientNetLite")

@@ -39,10 +39,12 @@ def untrained_model():
 
 def test_batched_inference_equals_one_by_one(untrained_model, tiny_data):
     coco = load_json(tiny_data["train_boxes"])
-    batched = list(iter_proxy_masks(untrained_model, coco, input_size=32, batch_size=5,
-                                    progress=False))
-    single = list(iter_proxy_masks(untrained_model, coco, input_size=32, batch_size=1,
-                                   progress=False))
+    batched = list(
+        iter_proxy_masks(untrained_model, coco, input_size=32, batch_size=5, progress=False)
+    )
+    single = list(
+        iter_proxy_masks(untrained_model, coco, input_size=32, batch_size=1, progress=False)
+    )
     assert [b[0] for b in batched] == [img["id"] for img in coco["images"]]
     n_inst = sum(len(b[1]) for b in batched)
     assert n_inst == sum(1 for a in coco["annotations"] if not a.get("iscrowd"))
@@ -73,12 +75,15 @@ def test_window_masks_equal_the_image_frame_masks_and_their_rle(untrained_model,
 def test_masks_stay_inside_their_box_window(untrained_model, tiny_data):
     coco = load_json(tiny_data["train_boxes"])
     anns = {a["id"]: a for a in coco["annotations"]}
-    for _, ann_ids, masks in iter_proxy_masks(untrained_model, coco, input_size=32,
-                                              batch_size=8, progress=False):
+    for _, ann_ids, masks in iter_proxy_masks(
+        untrained_model, coco, input_size=32, batch_size=8, progress=False
+    ):
         for ann_id, mask in zip(ann_ids, masks):
             x, y, w, h = anns[ann_id]["bbox"]
             outside = mask.copy()
-            outside[int(np.floor(y)):int(np.ceil(y + h)), int(np.floor(x)):int(np.ceil(x + w))] = False
+            outside[
+                int(np.floor(y)) : int(np.ceil(y + h)), int(np.floor(x)) : int(np.ceil(x + w))
+            ] = False
             assert not outside.any()
 
 
@@ -95,22 +100,31 @@ def test_merged_file_loads_in_pycocotools_and_mmdet_with_confidences(tiny_data, 
     path.write_text(json.dumps(merged))
     assert merged["info"]["drop_threshold"] == 0.95
     anns = merged["annotations"]
-    assert all(0.0 <= a["confidence"] <= 1.0 and a["proxy_kept"] == (a["confidence"] > 0.95)
-               for a in anns)
+    assert all(
+        0.0 <= a["confidence"] <= 1.0 and a["proxy_kept"] == (a["confidence"] > 0.95) for a in anns
+    )
 
     api = COCO(str(path))
     for ann in anns:
-        assert np.array_equal(api.annToMask(api.anns[ann["id"]]).astype(bool),
-                              rle_decode(ann["segmentation"]))
+        assert np.array_equal(
+            api.annToMask(api.anns[ann["id"]]).astype(bool), rle_decode(ann["segmentation"])
+        )
 
     init_default_scope("mmdet")
     names = tuple(c["name"] for c in merged["categories"])
-    dataset = DATASETS.build(dict(
-        type="ConfidenceCocoDataset", ann_file=str(path),
-        data_prefix=dict(img=merged["info"]["image_root"] + "/"), metainfo=dict(classes=names),
-        pipeline=[dict(type="LoadImageFromFile"),
-                  dict(type="LoadAnnotationsWithConfidence", with_bbox=True, with_mask=True),
-                  dict(type="PackDetInputsWithConfidence")]))
+    dataset = DATASETS.build(
+        dict(
+            type="ConfidenceCocoDataset",
+            ann_file=str(path),
+            data_prefix=dict(img=merged["info"]["image_root"] + "/"),
+            metainfo=dict(classes=names),
+            pipeline=[
+                dict(type="LoadImageFromFile"),
+                dict(type="LoadAnnotationsWithConfidence", with_bbox=True, with_mask=True),
+                dict(type="PackDetInputsWithConfidence"),
+            ],
+        )
+    )
     by_image = {}
     for a in anns:
         by_image.setdefault(a["image_id"], []).append(a)
@@ -148,9 +162,17 @@ def test_fully_overwritten_proxy_is_kept_in_the_file_with_confidence_zero(tiny_d
     cover = segmentation_to_mask(first["segmentation"], h, w)
     from boxcaseg.masks import rle_encode
 
-    gt["annotations"].append({"id": 999, "image_id": img["id"], "category_id": first["category_id"],
-                              "bbox": [x, y, bw / 2, bh / 2], "area": 1.0, "iscrowd": 0,
-                              "segmentation": rle_encode(cover)})
+    gt["annotations"].append(
+        {
+            "id": 999,
+            "image_id": img["id"],
+            "category_id": first["category_id"],
+            "bbox": [x, y, bw / 2, bh / 2],
+            "area": 1.0,
+            "iscrowd": 0,
+            "segmentation": rle_encode(cover),
+        }
+    )
     merged = merge_proxy_file(gt, drop_threshold=0.95)
     out = {a["id"]: a for a in merged["annotations"]}
     assert out[first["id"]]["confidence"] == 0.0 and not out[first["id"]]["proxy_kept"]
@@ -158,6 +180,7 @@ def test_fully_overwritten_proxy_is_kept_in_the_file_with_confidence_zero(tiny_d
 
 
 # --- Stage 3 at scale: shards, threads, precision ------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def untrained_checkpoint(untrained_model, tmp_path_factory):
@@ -170,18 +193,32 @@ def untrained_checkpoint(untrained_model, tmp_path_factory):
     return path
 
 
-def test_sharded_stage3_equals_the_unsharded_file_byte_for_byte(untrained_checkpoint, tiny_data, tmp_path):
+def test_sharded_stage3_equals_the_unsharded_file_byte_for_byte(
+    untrained_checkpoint, tiny_data, tmp_path
+):
     from boxcaseg.proxy import gather_proxy_parts, run_proxy_inference
 
     whole = tmp_path / "proxy_raw.json"
-    run_proxy_inference(str(untrained_checkpoint), str(tiny_data["train_boxes"]), str(whole),
-                        batch_size=5, num_workers=0, post_workers=0)
+    run_proxy_inference(
+        str(untrained_checkpoint),
+        str(tiny_data["train_boxes"]),
+        str(whole),
+        batch_size=5,
+        num_workers=0,
+        post_workers=0,
+    )
     parts = []
     for index in range(3):
         part = tmp_path / f"part{index}.json"
-        summary = run_proxy_inference(str(untrained_checkpoint), str(tiny_data["train_boxes"]),
-                                      str(part), batch_size=4, num_workers=1, post_workers=2,
-                                      shard=(index, 3))
+        summary = run_proxy_inference(
+            str(untrained_checkpoint),
+            str(tiny_data["train_boxes"]),
+            str(part),
+            batch_size=4,
+            num_workers=1,
+            post_workers=2,
+            shard=(index, 3),
+        )
         assert summary["shard"] == [index, 3]
         parts.append(part)
     gathered = tmp_path / "gathered.json"
@@ -196,22 +233,35 @@ def test_gather_refuses_a_missing_shard(untrained_checkpoint, tiny_data, tmp_pat
     from boxcaseg.proxy import gather_proxy_parts, run_proxy_inference
 
     part = tmp_path / "part0.json"
-    run_proxy_inference(str(untrained_checkpoint), str(tiny_data["train_boxes"]), str(part),
-                        num_workers=0, shard=(0, 2))
+    run_proxy_inference(
+        str(untrained_checkpoint),
+        str(tiny_data["train_boxes"]),
+        str(part),
+        num_workers=0,
+        shard=(0, 2),
+    )
     with pytest.raises(DataError, match="boxes have no proxy mask in the parts"):
         gather_proxy_parts(tiny_data["train_boxes"], [part], tmp_path / "out.json")
 
 
 def test_threaded_post_processing_and_bf16_autocast(untrained_model, tiny_data):
     coco = load_json(tiny_data["train_boxes"])
-    plain = list(iter_proxy_masks(untrained_model, coco, input_size=32, batch_size=4, progress=False))
-    threaded = list(iter_proxy_masks(untrained_model, coco, input_size=32, batch_size=4,
-                                     progress=False, post_workers=3))
+    plain = list(
+        iter_proxy_masks(untrained_model, coco, input_size=32, batch_size=4, progress=False)
+    )
+    threaded = list(
+        iter_proxy_masks(
+            untrained_model, coco, input_size=32, batch_size=4, progress=False, post_workers=3
+        )
+    )
     assert [t[0] for t in threaded] == [p[0] for p in plain]  # image order kept
     for (_, ids_p, masks_p), (_, ids_t, masks_t) in zip(plain, threaded):
         assert ids_p == ids_t and np.array_equal(masks_p, masks_t)  # fp32 result unchanged
     # bf16 autocast (the GPU path's precision switch, run here on the CPU): nearly the same masks
-    bf16 = list(iter_proxy_masks(untrained_model, coco, input_size=32, batch_size=4,
-                                 progress=False, precision="bf16"))
+    bf16 = list(
+        iter_proxy_masks(
+            untrained_model, coco, input_size=32, batch_size=4, progress=False, precision="bf16"
+        )
+    )
     agree = np.mean([(a[2] == b[2]).mean() for a, b in zip(plain, bf16) if a[2].size])
     assert agree > 0.95

@@ -18,9 +18,20 @@ pytestmark = pytest.mark.slow
 
 
 def cli(*args: str) -> None:
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "2", "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "boxcaseg.cli", *args], env=env, cwd=REPO,
-                            capture_output=True, text=True, timeout=900)
+    env = {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": "2",
+        "PYTHONPATH": str(REPO),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "boxcaseg.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
@@ -38,17 +49,45 @@ def stage2_runs(tiny_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("repro_seg")
     runs = {}
     for name, seed in (("a", 5), ("b", 5), ("other_seed", 6)):
-        section = {"max_iters": 16, "batch_size": 8, "box_per_batch": 4, "num_workers": 2,
-                   "seed": seed, "cfg_options": {"default_hooks.checkpoint.interval": 8}}
-        cli("train-seg", "--config", "seg/boxcaseg_hr18s_demo.py",
-            "--train", str(tiny_data["train_boxes"]), "--salient", str(tiny_data["salient"]),
-            "--val", str(tiny_data["val_gt"]), "--work-dir", str(root / name / "work"),
-            "--checkpoint-out", str(root / name / "final.pth"),
-            "--metrics-out", str(root / name / "miou.json"), "--section", json.dumps(section))
+        section = {
+            "max_iters": 16,
+            "batch_size": 8,
+            "box_per_batch": 4,
+            "num_workers": 2,
+            "seed": seed,
+            "cfg_options": {"default_hooks.checkpoint.interval": 8},
+        }
+        cli(
+            "train-seg",
+            "--config",
+            "seg/boxcaseg_hr18s_demo.py",
+            "--train",
+            str(tiny_data["train_boxes"]),
+            "--salient",
+            str(tiny_data["salient"]),
+            "--val",
+            str(tiny_data["val_gt"]),
+            "--work-dir",
+            str(root / name / "work"),
+            "--checkpoint-out",
+            str(root / name / "final.pth"),
+            "--metrics-out",
+            str(root / name / "miou.json"),
+            "--section",
+            json.dumps(section),
+        )
         if name != "other_seed":
-            cli("proxy", "--checkpoint", str(root / name / "final.pth"),
-                "--boxes", str(tiny_data["train_boxes"]), "--out", str(root / name / "proxy_raw.json"),
-                "--section", json.dumps({"num_workers": 2, "batch_size": 8}))
+            cli(
+                "proxy",
+                "--checkpoint",
+                str(root / name / "final.pth"),
+                "--boxes",
+                str(tiny_data["train_boxes"]),
+                "--out",
+                str(root / name / "proxy_raw.json"),
+                "--section",
+                json.dumps({"num_workers": 2, "batch_size": 8}),
+            )
         runs[name] = root / name
     return runs
 
@@ -71,18 +110,51 @@ def test_stage5_reproduces_with_dataloader_workers(tiny_data, tmp_path):
 
     train = tmp_path / "proxy.json"
     train.write_text(json.dumps(merge_proxy_file(load_json(tiny_data["train_gt"]), 0.5)))
-    section = json.dumps({"max_iters": 6, "batch_size": 2, "num_workers": 2, "seed": 3,
-                          "cfg_options": {"default_hooks.checkpoint.interval": 3,
-                                          "test_dataloader.num_workers": 2}})
+    section = json.dumps(
+        {
+            "max_iters": 6,
+            "batch_size": 2,
+            "num_workers": 2,
+            "seed": 3,
+            "cfg_options": {
+                "default_hooks.checkpoint.interval": 3,
+                "test_dataloader.num_workers": 2,
+            },
+        }
+    )
     for name in ("a", "b"):
-        cli("train-det", "--config", "det/maskrcnn_r18_fpn_demo.py", "--train", str(train),
-            "--drop-threshold", "0.5", "--work-dir", str(tmp_path / name / "work"),
-            "--checkpoint-out", str(tmp_path / name / "final.pth"), "--section", section)
-        cli("eval-det", "--config", "det/maskrcnn_r18_fpn_demo.py",
-            "--checkpoint", str(tmp_path / name / "final.pth"), "--gt", str(tiny_data["val_gt"]),
-            "--out-dir", str(tmp_path / name / "val"), "--metrics-out", str(tmp_path / name / "m.json"),
-            "--section", section)
+        cli(
+            "train-det",
+            "--config",
+            "det/maskrcnn_r18_fpn_demo.py",
+            "--train",
+            str(train),
+            "--drop-threshold",
+            "0.5",
+            "--work-dir",
+            str(tmp_path / name / "work"),
+            "--checkpoint-out",
+            str(tmp_path / name / "final.pth"),
+            "--section",
+            section,
+        )
+        cli(
+            "eval-det",
+            "--config",
+            "det/maskrcnn_r18_fpn_demo.py",
+            "--checkpoint",
+            str(tmp_path / name / "final.pth"),
+            "--gt",
+            str(tiny_data["val_gt"]),
+            "--out-dir",
+            str(tmp_path / name / "val"),
+            "--metrics-out",
+            str(tmp_path / name / "m.json"),
+            "--section",
+            section,
+        )
     assert same_weights(tmp_path / "a/final.pth", tmp_path / "b/final.pth")
     for kind in ("bbox", "segm"):
-        assert (tmp_path / f"a/val/predictions.{kind}.json").read_bytes() == \
-            (tmp_path / f"b/val/predictions.{kind}.json").read_bytes()
+        assert (tmp_path / f"a/val/predictions.{kind}.json").read_bytes() == (
+            tmp_path / f"b/val/predictions.{kind}.json"
+        ).read_bytes()

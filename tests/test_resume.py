@@ -21,16 +21,29 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "boxcaseg.cli", *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+    env = {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "boxcaseg.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def save_checkpoint(path: Path, value: float) -> None:
     torch.save({"state_dict": {"w": torch.tensor([value])}, "meta": {"iter": 0}}, path)
 
 
-def work_dir_with(tmp_path: Path, iters: list[int], named: int, written_at: Path | None = None) -> Path:
+def work_dir_with(
+    tmp_path: Path, iters: list[int], named: int, written_at: Path | None = None
+) -> Path:
     """A work dir as mmengine leaves it: iter_N.pth files and last_checkpoint naming one of them
     by an absolute path (``written_at``: where the folder was when they were written)."""
     work = tmp_path / "work"
@@ -43,7 +56,7 @@ def work_dir_with(tmp_path: Path, iters: list[int], named: int, written_at: Path
 
 def truncate(path: Path) -> None:
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) // 2])
+    path.write_bytes(data[: len(data) // 2])
 
 
 def test_no_last_checkpoint_means_a_fresh_start(tmp_path):
@@ -91,24 +104,64 @@ def test_a_later_checkpoint_than_the_named_one_is_never_taken(tmp_path):
 
 # --- real trainings -----------------------------------------------------------------------------
 
-DET_SECTION = json.dumps({"max_iters": 4, "batch_size": 2, "num_workers": 2, "seed": 1,
-                          "cfg_options": {"default_hooks.checkpoint.interval": 2,
-                                          "custom_hooks": [{"type": "BatchRecordHook"}]}})
-SEG_SECTION = json.dumps({"max_iters": 4, "batch_size": 4, "box_per_batch": 2, "num_workers": 2,
-                          "seed": 1, "cfg_options": {"default_hooks.checkpoint.interval": 2}})
+DET_SECTION = json.dumps(
+    {
+        "max_iters": 4,
+        "batch_size": 2,
+        "num_workers": 2,
+        "seed": 1,
+        "cfg_options": {
+            "default_hooks.checkpoint.interval": 2,
+            "custom_hooks": [{"type": "BatchRecordHook"}],
+        },
+    }
+)
+SEG_SECTION = json.dumps(
+    {
+        "max_iters": 4,
+        "batch_size": 4,
+        "box_per_batch": 2,
+        "num_workers": 2,
+        "seed": 1,
+        "cfg_options": {"default_hooks.checkpoint.interval": 2},
+    }
+)
 
 
 def train_det(tiny_data, work: Path, out: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    return run_cli("train-det", "--config", "det/maskrcnn_r18_fpn_demo.py",
-                   "--train", str(tiny_data["train_gt"]), "--work-dir", str(work),
-                   "--checkpoint-out", str(out), "--section", DET_SECTION, timeout=timeout)
+    return run_cli(
+        "train-det",
+        "--config",
+        "det/maskrcnn_r18_fpn_demo.py",
+        "--train",
+        str(tiny_data["train_gt"]),
+        "--work-dir",
+        str(work),
+        "--checkpoint-out",
+        str(out),
+        "--section",
+        DET_SECTION,
+        timeout=timeout,
+    )
 
 
 def train_seg(tiny_data, work: Path, out: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    return run_cli("train-seg", "--config", "seg/boxcaseg_hr18s_demo.py",
-                   "--train", str(tiny_data["train_boxes"]), "--salient", str(tiny_data["salient"]),
-                   "--work-dir", str(work), "--checkpoint-out", str(out), "--section", SEG_SECTION,
-                   timeout=timeout)
+    return run_cli(
+        "train-seg",
+        "--config",
+        "seg/boxcaseg_hr18s_demo.py",
+        "--train",
+        str(tiny_data["train_boxes"]),
+        "--salient",
+        str(tiny_data["salient"]),
+        "--work-dir",
+        str(work),
+        "--checkpoint-out",
+        str(out),
+        "--section",
+        SEG_SECTION,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +178,9 @@ def finished(tiny_data, tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["det", "seg"])
-def test_rerunning_a_finished_training_ends_at_once_with_the_same_checkpoint(tiny_data, finished,
-                                                                              stage, tmp_path):
+def test_rerunning_a_finished_training_ends_at_once_with_the_same_checkpoint(
+    tiny_data, finished, stage, tmp_path
+):
     train, run = finished[stage]
     before = (run / "work" / "iter_4.pth").read_bytes()
     start = time.monotonic()
@@ -140,8 +194,9 @@ def test_rerunning_a_finished_training_ends_at_once_with_the_same_checkpoint(tin
 
 
 @pytest.mark.slow
-def test_a_moved_and_cut_short_work_dir_resumes_from_its_own_previous_checkpoint(tiny_data, finished,
-                                                                                 tmp_path):
+def test_a_moved_and_cut_short_work_dir_resumes_from_its_own_previous_checkpoint(
+    tiny_data, finished, tmp_path
+):
     train, run = finished["det"]
     moved = tmp_path / "moved" / "work"
     shutil.copytree(run / "work", moved)
@@ -154,6 +209,7 @@ def test_a_moved_and_cut_short_work_dir_resumes_from_its_own_previous_checkpoint
     assert str(run / "work") not in log.replace(str(moved), "")  # never the old place
     resumed = torch.load(tmp_path / "final.pth", map_location="cpu", weights_only=False)
     assert resumed["meta"]["iter"] == 4  # iterations 3 and 4 trained again, not 1 to 4
+
     # on the very batches the uninterrupted run trained them on (DataLoader workers included)
     def batches(work: Path) -> dict[int, list[str]]:
         lines = (work / "batches" / "rank0.jsonl").read_text().splitlines()

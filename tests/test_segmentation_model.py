@@ -53,8 +53,14 @@ def test_salient_loss_never_reaches_a_box_head_parameter():
             assert param.grad is not None, f"{name} is not in the salient path"
             assert name in before_bn or param.grad.abs().sum() > 0, f"{name} does not learn"
     assert {n.split(".")[0] for n, _ in head.named_parameters()} == {
-        "box_hidden", "box_cls", "fcn_hidden", "fcn_cls", "transfer_hidden", "transfer_norm",
-        "transfer_cls"}
+        "box_hidden",
+        "box_cls",
+        "fcn_hidden",
+        "fcn_cls",
+        "transfer_hidden",
+        "transfer_norm",
+        "transfer_cls",
+    }
     assert feats[0].grad.abs().sum() > 0  # the backbone learns from salient images
 
 
@@ -63,14 +69,19 @@ def test_box_loss_trains_the_box_head_only_through_box_logits():
     feats = _feats()
     box_logits, _ = head(feats, torch.tensor([False, True, False, True]))
     box_logits.mean().backward()
-    assert head.box_cls.weight.grad.abs().sum() > 0 and head.box_hidden.conv.weight.grad.abs().sum() > 0
+    assert (
+        head.box_cls.weight.grad.abs().sum() > 0
+        and head.box_hidden.conv.weight.grad.abs().sum() > 0
+    )
     assert all(p.grad is None for p in head.salient_parameters())
 
 
 def test_transfer_path_regenerates_both_convs_from_the_box_head():
     head = _head(alpha=0.0).eval()
     x = head.fuse_inputs([f.detach() for f in _feats()])
-    w1 = head.transfer_hidden.mlp(head.box_hidden.conv.weight.flatten(1)).view_as(head.box_hidden.conv.weight)
+    w1 = head.transfer_hidden.mlp(head.box_hidden.conv.weight.flatten(1)).view_as(
+        head.box_hidden.conv.weight
+    )
     b1 = head.transfer_hidden.k * head.box_hidden.conv.bias + head.transfer_hidden.b0
     hidden = torch.relu(head.transfer_norm(torch.nn.functional.conv2d(x, w1, b1)))
     w2 = head.transfer_cls.mlp(head.box_cls.weight.flatten(1)).view_as(head.box_cls.weight)
@@ -80,7 +91,9 @@ def test_transfer_path_regenerates_both_convs_from_the_box_head():
     # the MLP is applied to every output row: in -> 4 in -> in (720 -> 2880 -> 720 for W48)
     assert head.transfer_hidden.mlp[0].weight.shape == (4 * 8, 8)
     assert head.transfer_cls.mlp[0].weight.shape == (4 * 6, 6)
-    assert abs(float(head.transfer_hidden.mlp[0].weight.detach().std()) - 0.01) < 0.005  # N(0, 0.01)
+    assert (
+        abs(float(head.transfer_hidden.mlp[0].weight.detach().std()) - 0.01) < 0.005
+    )  # N(0, 0.01)
 
 
 def test_salient_output_is_the_alpha_blend_of_fcn_and_transfer():
@@ -133,7 +146,9 @@ def test_crop_transform_gives_box_label_and_salient_mask(tiny_data):
     assert out["gt_seg_map"].all()  # no jitter: the window is the box, all inside
     from mmcv import imread
 
-    sal = crop({"img": imread(salient["image"]), "sample_kind": "salient", "mask_path": salient["mask"]})
+    sal = crop(
+        {"img": imread(salient["image"]), "sample_kind": "salient", "mask_path": salient["mask"]}
+    )
     assert sal["gt_seg_map"].shape == (32, 32) and set(np.unique(sal["gt_seg_map"])) <= {0, 1}
     assert sal["gt_seg_map"].any()
     assert ann["bbox"]  # the fixture has boxes
@@ -177,8 +192,9 @@ def test_uniform_mixing_and_overlap_skip():
     overlaps = [True] * 4 + [False] * 4
     data = _FakeDataset(kinds, overlaps)
     order = list(range(8)) * 50
-    always_skip = KindRatioBatchSampler(_ListSampler(data, order), batch_size=4,
-                                        overlap_skip_prob=1.0)
+    always_skip = KindRatioBatchSampler(
+        _ListSampler(data, order), batch_size=4, overlap_skip_prob=1.0
+    )
     seen = {i for batch in always_skip for i in batch}
     assert seen == {4, 5, 6, 7}
     half = KindRatioBatchSampler(_ListSampler(data, order), batch_size=4, overlap_skip_prob=0.75)
@@ -204,7 +220,10 @@ def _fixed_batch(cfg, tiny_data, size=4):
     kinds = dataset.sample_kinds
     idx = list(np.flatnonzero(kinds == "box")[:2]) + list(np.flatnonzero(kinds == "salient")[:2])
     samples = [dataset[int(i)] for i in idx]
-    return {"inputs": [s["inputs"] for s in samples], "data_samples": [s["data_samples"] for s in samples]}
+    return {
+        "inputs": [s["inputs"] for s in samples],
+        "data_samples": [s["data_samples"] for s in samples],
+    }
 
 
 def test_total_loss_goes_down_on_a_fixed_tiny_batch(tiny_data):
@@ -232,15 +251,33 @@ def test_training_writes_checkpoints_and_resumes_after_a_kill(tiny_data, tmp_pat
     """A real `boxcaseg train-seg` process killed midway; the rerun resumes from its last
     checkpoint instead of starting over, and finishes with mIoU* written."""
     work = tmp_path / "work"
-    cmd = [sys.executable, "-m", "boxcaseg.cli", "train-seg", "--config", DEMO_CONFIG,
-           "--train", str(tiny_data["train_boxes"]), "--salient", str(tiny_data["salient"]),
-           "--val", str(tiny_data["val_gt"]), "--work-dir", str(work),
-           "--checkpoint-out", str(tmp_path / "final.pth"), "--metrics-out", str(tmp_path / "m.json"),
-           "--section", '{"max_iters": 40, "batch_size": 4, "box_per_batch": 2, "num_workers": 0,'
-           ' "cfg_options": {"default_hooks.checkpoint.interval": 5, "default_hooks.logger.interval": 5}}']
+    cmd = [
+        sys.executable,
+        "-m",
+        "boxcaseg.cli",
+        "train-seg",
+        "--config",
+        DEMO_CONFIG,
+        "--train",
+        str(tiny_data["train_boxes"]),
+        "--salient",
+        str(tiny_data["salient"]),
+        "--val",
+        str(tiny_data["val_gt"]),
+        "--work-dir",
+        str(work),
+        "--checkpoint-out",
+        str(tmp_path / "final.pth"),
+        "--metrics-out",
+        str(tmp_path / "m.json"),
+        "--section",
+        '{"max_iters": 40, "batch_size": 4, "box_per_batch": 2, "num_workers": 0,'
+        ' "cfg_options": {"default_hooks.checkpoint.interval": 5, "default_hooks.logger.interval": 5}}',
+    ]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+    first = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+    )
     deadline = time.time() + 300
     while not (work / "iter_10.pth").exists():
         assert first.poll() is None, "training ended before it could be interrupted"
@@ -281,7 +318,8 @@ def test_real_photo_config_trains_with_the_colour_pairwise_term(tiny_data):
     assert cfg.model.loss_pair.type == "ColourPairwiseLoss"
     assert [t["type"] for t in cfg.train_dataloader.dataset.pipeline][2] == "PhotoMetricDistortion"
     assert {"type": "EMAHook", "momentum": 0.01} in [
-        {k: h[k] for k in ("type", "momentum") if k in h} for h in cfg.custom_hooks]
+        {k: h[k] for k in ("type", "momentum") if k in h} for h in cfg.custom_hooks
+    ]
     model = MODELS.build(cfg.model)
     model.init_weights()
     batch = _fixed_batch(cfg, tiny_data)
@@ -303,10 +341,22 @@ def test_salient_sample_cropped_like_a_box_sample_around_its_object():
     cv2.circle(mask, (50, 30), 10, 255, -1)  # object box: x 40..60, y 20..40
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"boxcaseg_salient_mask_{os.getpid()}.png"
     cv2.imwrite(str(path), mask)
-    crop = BoxCasegCrop(crop_size=21, salient_resize=24, center_shift=0.0, scale_range=(1.0, 1.0),
-                        flip_prob=0.0, salient_box_crop=1.0)
-    out = crop({"img": np.zeros((60, 80, 3), np.uint8), "sample_kind": "salient",
-                "mask_path": str(path), "bbox": [40.0, 20.0, 21.0, 21.0]})
+    crop = BoxCasegCrop(
+        crop_size=21,
+        salient_resize=24,
+        center_shift=0.0,
+        scale_range=(1.0, 1.0),
+        flip_prob=0.0,
+        salient_box_crop=1.0,
+    )
+    out = crop(
+        {
+            "img": np.zeros((60, 80, 3), np.uint8),
+            "sample_kind": "salient",
+            "mask_path": str(path),
+            "bbox": [40.0, 20.0, 21.0, 21.0],
+        }
+    )
     path.unlink()
     label = out["gt_seg_map"]
     assert label.shape == (21, 21)
@@ -340,6 +390,7 @@ def test_inference_flip_averages_the_mirrored_crop():
 
 def test_inference_scales_average_the_resized_crops_logits():
     import torch.nn.functional as F
+
     model = _demo_model_for_inference()
     x = torch.randn(2, 3, 32, 32)
 
@@ -369,18 +420,53 @@ def test_weight_average_is_what_the_checkpoint_holds_and_the_hook_grades(tiny_da
     from boxcaseg.mm.seg.model import load_segmentor
     from boxcaseg.proxy import grade_in_true_boxes
 
-    hooks = [{"type": "MIoUStarHook", "ann_file": None, "interval": 0, "input_size": 64,
-              "batch_size": 8},
-             {"type": "EMAHook", "momentum": 0.3, "priority": "ABOVE_NORMAL"}]
-    section = {"seed": 0, "max_iters": 8, "batch_size": 4, "box_per_batch": 2, "num_workers": 0,
-               "cfg_options": {"custom_hooks": hooks, "optim_wrapper.optimizer.lr": 0.05}}
-    cmd = [sys.executable, "-m", "boxcaseg.cli", "train-seg", "--config", DEMO_CONFIG,
-           "--train", str(tiny_data["train_boxes"]), "--salient", str(tiny_data["salient"]),
-           "--val", str(tiny_data["val_gt"]), "--work-dir", str(tmp_path / "work"),
-           "--checkpoint-out", str(tmp_path / "final.pth"), "--metrics-out", str(tmp_path / "m.json"),
-           "--section", json.dumps(section)]
-    done = subprocess.run(cmd, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-                          capture_output=True, text=True, timeout=600)
+    hooks = [
+        {
+            "type": "MIoUStarHook",
+            "ann_file": None,
+            "interval": 0,
+            "input_size": 64,
+            "batch_size": 8,
+        },
+        {"type": "EMAHook", "momentum": 0.3, "priority": "ABOVE_NORMAL"},
+    ]
+    section = {
+        "seed": 0,
+        "max_iters": 8,
+        "batch_size": 4,
+        "box_per_batch": 2,
+        "num_workers": 0,
+        "cfg_options": {"custom_hooks": hooks, "optim_wrapper.optimizer.lr": 0.05},
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "boxcaseg.cli",
+        "train-seg",
+        "--config",
+        DEMO_CONFIG,
+        "--train",
+        str(tiny_data["train_boxes"]),
+        "--salient",
+        str(tiny_data["salient"]),
+        "--val",
+        str(tiny_data["val_gt"]),
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--checkpoint-out",
+        str(tmp_path / "final.pth"),
+        "--metrics-out",
+        str(tmp_path / "m.json"),
+        "--section",
+        json.dumps(section),
+    ]
+    done = subprocess.run(
+        cmd,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     ckpt = torch.load(tmp_path / "final.pth", map_location="cpu", weights_only=False)

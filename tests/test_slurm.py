@@ -27,7 +27,9 @@ def cluster_up() -> bool:
     return result.returncode == 0 and bool(re.search(r"idle|mixed|allocated", result.stdout))
 
 
-needs_cluster = pytest.mark.skipif(not cluster_up(), reason="no SLURM cluster (scripts/local_slurm.sh start)")
+needs_cluster = pytest.mark.skipif(
+    not cluster_up(), reason="no SLURM cluster (scripts/local_slurm.sh start)"
+)
 
 RESOURCES = {
     "default": {"threads": 1, "mem_mb": 1500, "runtime": 20},
@@ -39,15 +41,30 @@ RESOURCES = {
 @pytest.mark.slow
 @needs_cluster
 def test_tiny_workflow_through_the_slurm_profile(tmp_path):
-    config = {**TINY_CONFIG, "run_name": "slurm",
-              "segmentation": {**TINY_CONFIG["segmentation"], "max_iters": 6},
-              "resources": RESOURCES}
+    config = {
+        **TINY_CONFIG,
+        "run_name": "slurm",
+        "segmentation": {**TINY_CONFIG["segmentation"], "max_iters": 6},
+        "resources": RESOURCES,
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     result = subprocess.run(
-        [*SNAKEMAKE, "-d", str(tmp_path), "--workflow-profile", str(REPO / "profiles/slurm"),
-         "--slurm-no-account", "--jobs", "4"],
-        capture_output=True, text=True, timeout=3600, env=env)
+        [
+            *SNAKEMAKE,
+            "-d",
+            str(tmp_path),
+            "--workflow-profile",
+            str(REPO / "profiles/slurm"),
+            "--slurm-no-account",
+            "--jobs",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        env=env,
+    )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-5000:]
     assert (tmp_path / "results/slurm/summary/results.json").is_file()
@@ -66,12 +83,15 @@ def test_tiny_workflow_through_the_slurm_profile(tmp_path):
     assert {"train_segmentation", "proxy_masks", "train_detection", "summary"} <= set(submitted)
 
     def job_info(job_id: str) -> str:
-        return subprocess.run(["scontrol", "show", "job", job_id], capture_output=True,
-                              text=True, check=True).stdout
+        return subprocess.run(
+            ["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True
+        ).stdout
 
-    for rule, expected in (("train_segmentation", RESOURCES["train_segmentation"]),
-                           ("train_detection", RESOURCES["train_detection"]),
-                           ("summary", RESOURCES["default"])):
+    for rule, expected in (
+        ("train_segmentation", RESOURCES["train_segmentation"]),
+        ("train_detection", RESOURCES["train_detection"]),
+        ("summary", RESOURCES["default"]),
+    ):
         for job_id in submitted[rule]:
             info = job_info(job_id)
             assert "JobState=COMPLETED" in info, info
@@ -90,8 +110,13 @@ SCRIPT = REPO / "scripts/local_slurm.sh"
 def test_local_slurm_refuses_a_slurm_conf_it_did_not_write(tmp_path):
     conf = tmp_path / "slurm.conf"
     conf.write_text("ClusterName=the-real-cluster\n")
-    result = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True,
-                            env={**os.environ, "BOXCASEG_SLURM_CONF_DIR": str(tmp_path)}, timeout=60)
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "start"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BOXCASEG_SLURM_CONF_DIR": str(tmp_path)},
+        timeout=60,
+    )
     assert result.returncode == 1
     assert "was not written by this script: refusing to touch" in result.stderr
     assert conf.read_text() == "ClusterName=the-real-cluster\n"
@@ -104,8 +129,13 @@ def test_local_slurm_stop_kills_only_what_start_started(tmp_path):
     bystander = subprocess.Popen(["sleep", "30"])
     try:
         (tmp_path / "slurmd.pid").write_text(str(bystander.pid))
-        result = subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, text=True,
-                                env={**os.environ, "BOXCASEG_SLURM_PID_DIR": str(tmp_path)}, timeout=60)
+        result = subprocess.run(
+            ["bash", str(SCRIPT), "stop"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "BOXCASEG_SLURM_PID_DIR": str(tmp_path)},
+            timeout=60,
+        )
         assert result.returncode == 0, result.stderr
         assert bystander.poll() is None  # still running
         assert not (tmp_path / "slurmd.pid").exists()

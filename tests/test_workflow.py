@@ -26,18 +26,35 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 TINY_CONFIG = {
     "run_name": "tiny",
     "data": {"source": "demo"},
-    "demo": {"seed": 3, "image_size": 64, "train_images": 6, "val_images": 3, "salient_images": 6,
-             "min_object_size": 14, "max_object_size": 30},
-    "segmentation": {"max_iters": 200, "batch_size": 4, "box_per_batch": 2, "num_workers": 0,
-                     "cfg_options": {"default_hooks.checkpoint.interval": 20,
-                                     "default_hooks.logger.interval": 10}},
+    "demo": {
+        "seed": 3,
+        "image_size": 64,
+        "train_images": 6,
+        "val_images": 3,
+        "salient_images": 6,
+        "min_object_size": 14,
+        "max_object_size": 30,
+    },
+    "segmentation": {
+        "max_iters": 200,
+        "batch_size": 4,
+        "box_per_batch": 2,
+        "num_workers": 0,
+        "cfg_options": {
+            "default_hooks.checkpoint.interval": 20,
+            "default_hooks.logger.interval": 10,
+        },
+    },
     "proxy": {"batch_size": 8, "num_workers": 0},
     "merge": {"overlay_images": 2},
     "grabcut": {"iterations": 2},
-    "detection": {"max_iters": 4, "batch_size": 2, "num_workers": 0,
-                  "variants": ["weak", "full", "box", "grabcut", "boxinst"],
-                  "cfg_options": {"test_dataloader.num_workers": 0,
-                                  "default_hooks.checkpoint.interval": 2}},
+    "detection": {
+        "max_iters": 4,
+        "batch_size": 2,
+        "num_workers": 0,
+        "variants": ["weak", "full", "box", "grabcut", "boxinst"],
+        "cfg_options": {"test_dataloader.num_workers": 0, "default_hooks.checkpoint.interval": 2},
+    },
 }
 # the tiny run adds the weak detector over a folder of "new photos" (two images and an
 # unreadable file, written by the fixture: write_new_photos)
@@ -61,8 +78,13 @@ def write_new_photos(folder: Path) -> list[str]:
 
 def run_snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.run([*SNAKEMAKE, "-d", str(workdir), *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [*SNAKEMAKE, "-d", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def listed_jobs(output: str) -> list[tuple[str, str]]:
@@ -86,17 +108,30 @@ def test_dry_run_and_lint_of_the_shipped_config(tmp_path):
     assert dry.returncode == 0, dry.stderr[-3000:]
     jobs = planned_jobs(dry.stdout + dry.stderr)
     if jobs:  # on a clean clone nothing has run yet: the whole DAG is planned
-        assert set(jobs) <= {"demo_dataset", "prepare_data", "train_segmentation", "proxy_masks",
-                             "merge_drop", "box_masks", "grabcut_masks", "summary",
-                             *(f"{r}[{v}]" for r in ("train_detection", "evaluate_detection")
-                               for v in ("weak", "full", "box", "grabcut", "boxinst"))}
+        assert set(jobs) <= {
+            "demo_dataset",
+            "prepare_data",
+            "train_segmentation",
+            "proxy_masks",
+            "merge_drop",
+            "box_masks",
+            "grabcut_masks",
+            "summary",
+            *(
+                f"{r}[{v}]"
+                for r in ("train_detection", "evaluate_detection")
+                for v in ("weak", "full", "box", "grabcut", "boxinst")
+            ),
+        }
     lint = run_snakemake(REPO, "--lint", timeout=300)
     assert lint.returncode == 0
     assert "Congratulations, your workflow is in a good condition!" in lint.stdout + lint.stderr
 
 
 def test_invalid_config_is_refused_by_the_schema(tmp_path):
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "merge": {"drop_threshold": 2}}))
+    (tmp_path / "config.yaml").write_text(
+        yaml.safe_dump({**TINY_CONFIG, "merge": {"drop_threshold": 2}})
+    )
     result = run_snakemake(tmp_path, "-n", timeout=300)
     assert result.returncode != 0
     output = result.stdout + result.stderr
@@ -110,13 +145,20 @@ def tiny_run(tmp_path_factory):
     (workdir / "config.yaml").write_text(yaml.safe_dump(TINY_RUN_CONFIG))
     write_new_photos(workdir / "new_photos")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    first = subprocess.Popen([*SNAKEMAKE, "-d", str(workdir), "--cores", "2"], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)
+    first = subprocess.Popen(
+        [*SNAKEMAKE, "-d", str(workdir), "--cores", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     seg_work = workdir / "results/tiny/segmentation/work"
     deadline = time.time() + 600
     while not (seg_work / "last_checkpoint").exists():
-        assert first.poll() is None, "the workflow ended before it could be interrupted:\n" + first.stdout.read()[-3000:]
+        assert first.poll() is None, (
+            "the workflow ended before it could be interrupted:\n" + first.stdout.read()[-3000:]
+        )
         assert time.time() < deadline
         time.sleep(0.2)
     os.killpg(first.pid, signal.SIGKILL)  # the whole job tree, as a crash or a scheduler would
@@ -127,8 +169,12 @@ def tiny_run(tmp_path_factory):
     assert unlock.returncode == 0, unlock.stderr[-2000:]
     second = run_snakemake(workdir, "--cores", "2")
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
-    return {"dir": workdir, "out": workdir / "results/tiny", "interrupted_at": interrupted_at,
-            "second": second.stdout + second.stderr}
+    return {
+        "dir": workdir,
+        "out": workdir / "results/tiny",
+        "interrupted_at": interrupted_at,
+        "second": second.stdout + second.stderr,
+    }
 
 
 @pytest.mark.slow
@@ -149,9 +195,17 @@ def test_run_produces_every_stage_output(tiny_run):
     from boxcaseg.metrics import coco_evaluate
 
     out = tiny_run["out"]
-    for rel in ("data/train.boxes.json", "data/val.gt.json", "data/dataset_summary.png",
-                "segmentation/final.pth", "segmentation/loss_curve.png", "proxy/proxy_masks.json",
-                "proxy/overlays.png", "summary/results.md", "summary/ap_table.png"):
+    for rel in (
+        "data/train.boxes.json",
+        "data/val.gt.json",
+        "data/dataset_summary.png",
+        "segmentation/final.pth",
+        "segmentation/loss_curve.png",
+        "proxy/proxy_masks.json",
+        "proxy/overlays.png",
+        "summary/results.md",
+        "summary/ap_table.png",
+    ):
         assert (out / rel).is_file() and (out / rel).stat().st_size > 0, rel
     assert "segmentation" not in (out / "data/train.boxes.json").read_text()
     proxy = COCO(str(out / "proxy/proxy_masks.json"))
@@ -165,15 +219,28 @@ def test_run_produces_every_stage_output(tiny_run):
         assert again == metrics["segm"]
     summary = json.loads((out / "summary/results.json").read_text())
     assert [row["model"] for row in summary["ap"]] == [
-        "BoxCaseg (proxy masks)", "fully supervised (true masks)", "box as mask", "GrabCut masks",
-        "BoxInst (mmdet, boxes only)"]
+        "BoxCaseg (proxy masks)",
+        "fully supervised (true masks)",
+        "box as mask",
+        "GrabCut masks",
+        "BoxInst (mmdet, boxes only)",
+    ]
     assert [row["masks"] for row in summary["mask_quality"]] == [
-        "salient head, val (mIoU*)", "proxy masks, train (mIoU*)", "GrabCut masks, train (mIoU*)",
-        *(f"Mask R-CNN mask head, {v}, val (mIoU*)" for v in ("weak", "full", "box", "grabcut"))]
+        "salient head, val (mIoU*)",
+        "proxy masks, train (mIoU*)",
+        "GrabCut masks, train (mIoU*)",
+        *(f"Mask R-CNN mask head, {v}, val (mIoU*)" for v in ("weak", "full", "box", "grabcut")),
+    ]
     # BoxInst has no RoI mask head to give boxes to
-    assert json.loads((out / "detection/boxinst/metrics.json").read_text())["mask_head_in_true_boxes"] is None
+    assert (
+        json.loads((out / "detection/boxinst/metrics.json").read_text())["mask_head_in_true_boxes"]
+        is None
+    )
     grabcut = json.loads((out / "proxy/grabcut_quality.json").read_text())["quality"]
-    assert grabcut["instances"] == json.loads((out / "proxy/quality.json").read_text())["quality"]["instances"]
+    assert (
+        grabcut["instances"]
+        == json.loads((out / "proxy/quality.json").read_text())["quality"]["instances"]
+    )
     for name in ("train_segmentation", "proxy_masks", "train_detection_weak"):
         assert (out / f"benchmarks/{name}.tsv").read_text().startswith("s\t")
 
@@ -187,28 +254,84 @@ def test_nothing_to_do_after_a_complete_run(tiny_run):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("section, key, value, expected", [
-    ("merge", "drop_threshold", 0.9,
-     ["evaluate_detection[weak]", "merge_drop", "predict_images", "summary",
-      "train_detection[weak]"]),
-    ("proxy", "threshold", 0.4,
-     ["evaluate_detection[weak]", "merge_drop", "predict_images", "proxy_masks", "summary",
-      "train_detection[weak]"]),
-    ("segmentation", "lr", 0.01,
-     ["evaluate_detection[weak]", "merge_drop", "predict_images", "proxy_masks", "summary",
-      "train_detection[weak]", "train_segmentation"]),
-    ("detection", "lr", 0.01,
-     ["evaluate_detection[box]", "evaluate_detection[boxinst]", "evaluate_detection[full]",
-      "evaluate_detection[grabcut]", "evaluate_detection[weak]", "predict_images", "summary",
-      "train_detection[box]", "train_detection[boxinst]", "train_detection[full]",
-      "train_detection[grabcut]", "train_detection[weak]"]),
-    ("grabcut", "iterations", 3,
-     ["evaluate_detection[grabcut]", "grabcut_masks", "summary", "train_detection[grabcut]"]),
-    ("detection", "boxinst_config", "det/boxinst_r18_fpn_real_cpu.py",
-     ["evaluate_detection[boxinst]", "summary", "train_detection[boxinst]"]),
-])
-def test_a_config_edit_reruns_exactly_its_stage_and_descendants(tiny_run, tmp_path, section, key,
-                                                                value, expected):
+@pytest.mark.parametrize(
+    "section, key, value, expected",
+    [
+        (
+            "merge",
+            "drop_threshold",
+            0.9,
+            [
+                "evaluate_detection[weak]",
+                "merge_drop",
+                "predict_images",
+                "summary",
+                "train_detection[weak]",
+            ],
+        ),
+        (
+            "proxy",
+            "threshold",
+            0.4,
+            [
+                "evaluate_detection[weak]",
+                "merge_drop",
+                "predict_images",
+                "proxy_masks",
+                "summary",
+                "train_detection[weak]",
+            ],
+        ),
+        (
+            "segmentation",
+            "lr",
+            0.01,
+            [
+                "evaluate_detection[weak]",
+                "merge_drop",
+                "predict_images",
+                "proxy_masks",
+                "summary",
+                "train_detection[weak]",
+                "train_segmentation",
+            ],
+        ),
+        (
+            "detection",
+            "lr",
+            0.01,
+            [
+                "evaluate_detection[box]",
+                "evaluate_detection[boxinst]",
+                "evaluate_detection[full]",
+                "evaluate_detection[grabcut]",
+                "evaluate_detection[weak]",
+                "predict_images",
+                "summary",
+                "train_detection[box]",
+                "train_detection[boxinst]",
+                "train_detection[full]",
+                "train_detection[grabcut]",
+                "train_detection[weak]",
+            ],
+        ),
+        (
+            "grabcut",
+            "iterations",
+            3,
+            ["evaluate_detection[grabcut]", "grabcut_masks", "summary", "train_detection[grabcut]"],
+        ),
+        (
+            "detection",
+            "boxinst_config",
+            "det/boxinst_r18_fpn_real_cpu.py",
+            ["evaluate_detection[boxinst]", "summary", "train_detection[boxinst]"],
+        ),
+    ],
+)
+def test_a_config_edit_reruns_exactly_its_stage_and_descendants(
+    tiny_run, tmp_path, section, key, value, expected
+):
     edited = json.loads(json.dumps(TINY_RUN_CONFIG))
     edited.setdefault(section, {})[key] = value
     config = tmp_path / "edited.yaml"
@@ -225,8 +348,15 @@ def test_html_report(tiny_run):
     assert result.returncode == 0, result.stderr[-3000:]
     html = report.read_text(errors="replace")
     assert report.stat().st_size > 10_000
-    for name in ("overlays.png", "ap_table.png", "loss_curve.png", "dataset_summary.png",
-                 "New photos", "photo0.png", "photo1.png"):  # predict.images' overlays too
+    for name in (
+        "overlays.png",
+        "ap_table.png",
+        "loss_curve.png",
+        "dataset_summary.png",
+        "New photos",
+        "photo0.png",
+        "photo1.png",
+    ):  # predict.images' overlays too
         assert name in html
 
 
@@ -239,8 +369,14 @@ def test_cluster_example_plans_its_gpu_jobs_through_the_slurm_profile(tmp_path):
         split["annotations"] = str(tmp_path / f"{name}.json")
         Path(split["annotations"]).write_text("{}")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(example))
-    dry = run_snakemake(tmp_path, "-n", "--workflow-profile", str(REPO / "profiles/slurm"),
-                        "--slurm-no-account", "-p")
+    dry = run_snakemake(
+        tmp_path,
+        "-n",
+        "--workflow-profile",
+        str(REPO / "profiles/slurm"),
+        "--slurm-no-account",
+        "-p",
+    )
     output = dry.stdout + dry.stderr
     assert dry.returncode == 0, output[-3000:]
     jobs = planned_jobs(output)
@@ -251,9 +387,16 @@ def test_cluster_example_plans_its_gpu_jobs_through_the_slurm_profile(tmp_path):
         if match:
             blocks.setdefault(match.group(1), []).append(block)
     seg = blocks["train_segmentation"][0]
-    assert re.search(r"resources:.*\bgpu=4\b", seg) and "gpu_model=a100" in seg and "cpus_per_gpu=8" in seg
+    assert (
+        re.search(r"resources:.*\bgpu=4\b", seg)
+        and "gpu_model=a100" in seg
+        and "cpus_per_gpu=8" in seg
+    )
     assert "mem_mb=128000" in seg and "runtime=2880" in seg
-    assert "torch.distributed.run --standalone --nproc_per_node=4" in seg and "--launcher pytorch" in seg
+    assert (
+        "torch.distributed.run --standalone --nproc_per_node=4" in seg
+        and "--launcher pytorch" in seg
+    )
     assert "OMP_NUM_THREADS=8" in seg  # 32 threads over 4 processes
     shard = blocks["proxy_masks"][0]
     assert re.search(r"\bgpu=1\b", shard) and "--shards 16" in shard and "mem_mb=32000" in shard
@@ -267,14 +410,22 @@ def test_the_configs_default_resources_beat_the_schemas_rule_defaults(tmp_path):
     per-rule defaults (which once gave merge_drop two threads in a one-thread-per-job run, so
     it waited for a second free core); a rule the config names keeps its own values, and the
     schema's per-rule need still fills what neither sets."""
-    config = {**TINY_CONFIG, "resources": {"default": {"threads": 1, "runtime": 30},
-                                           "train_segmentation": {"mem_mb": 7000}}}
+    config = {
+        **TINY_CONFIG,
+        "resources": {
+            "default": {"threads": 1, "runtime": 30},
+            "train_segmentation": {"mem_mb": 7000},
+        },
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     dry = run_snakemake(tmp_path, "-n", "-p", "--cores", "2")
     output = dry.stdout + dry.stderr
     assert dry.returncode == 0, output[-3000:]
-    blocks = {m.group(1): b for b in re.split(r"\n(?=(?:local)?rule \w+:)", output)
-              if (m := re.match(r"(?:local)?rule (\w+):", b))}
+    blocks = {
+        m.group(1): b
+        for b in re.split(r"\n(?=(?:local)?rule \w+:)", output)
+        if (m := re.match(r"(?:local)?rule (\w+):", b))
+    }
     merge = blocks["merge_drop"]
     assert "OMP_NUM_THREADS=1 " in merge and "threads: 2" not in merge
     assert "mem_mb=6000" in merge and "runtime=30" in merge  # schema's rule need, config's default
@@ -295,23 +446,38 @@ def test_the_weak_detectors_chain_is_scheduled_before_the_baselines(tmp_path):
     for name, block in listed_jobs(output):
         priority = re.search(r"priority: (\d+)", block)
         priorities[name] = int(priority.group(1)) if priority else 0
-    chain = ["train_segmentation", "proxy_masks", "merge_drop", "train_detection[weak]",
-             "evaluate_detection[weak]"]
+    chain = [
+        "train_segmentation",
+        "proxy_masks",
+        "merge_drop",
+        "train_detection[weak]",
+        "evaluate_detection[weak]",
+    ]
     assert all(priorities[job] == 10 for job in chain), priorities
-    baselines = [job for job in priorities if re.match(r"(train|evaluate)_detection\[(?!weak)", job)]
+    baselines = [
+        job for job in priorities if re.match(r"(train|evaluate)_detection\[(?!weak)", job)
+    ]
     assert baselines and all(priorities[job] == 0 for job in baselines), priorities
 
 
 # --- using what the run trained (boxcaseg predict, masks-from-boxes) -----------------------------
 
+
 def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}  # as the rules run
-    return subprocess.run([sys.executable, "-m", "boxcaseg.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "boxcaseg.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def sorted_results(path: Path) -> list[dict]:
-    return sorted(json.loads(path.read_text()), key=lambda r: (r["image_id"], -r["score"], r["bbox"]))
+    return sorted(
+        json.loads(path.read_text()), key=lambda r: (r["image_id"], -r["score"], r["bbox"])
+    )
 
 
 @pytest.mark.slow
@@ -319,8 +485,14 @@ def sorted_results(path: Path) -> list[dict]:
 def test_predict_reproduces_the_evaluation(tiny_run, tmp_path, variant):
     """`boxcaseg predict` over the val split: the evaluation's very detections and scores."""
     out = tiny_run["out"]
-    result = run_cli("predict", str(out / "data/val.gt.json"), "--checkpoint",
-                     str(out / f"detection/{variant}/final.pth"), "--out-dir", str(tmp_path / "p"))
+    result = run_cli(
+        "predict",
+        str(out / "data/val.gt.json"),
+        "--checkpoint",
+        str(out / f"detection/{variant}/final.pth"),
+        "--out-dir",
+        str(tmp_path / "p"),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for kind in ("bbox", "segm"):
         evaluated = sorted_results(out / f"detection/{variant}/val/predictions.{kind}.json")
@@ -335,10 +507,14 @@ def test_predict_rule_over_a_folder_of_new_photos(tiny_run):
     predict = tiny_run["out"] / "predict"
     report = json.loads((predict / "predict.report.json").read_text())
     assert report["images"] == 2
-    assert [(Path(p["file_name"]).name, p["problem"].split(" (")[0]) for p in report["skipped"]] == [
-        ("broken.jpg", "corrupt or unreadable image")]
+    assert [
+        (Path(p["file_name"]).name, p["problem"].split(" (")[0]) for p in report["skipped"]
+    ] == [("broken.jpg", "corrupt or unreadable image")]
     images = COCO(str(predict / "images.json"))
-    assert sorted(Path(i["file_name"]).name for i in images.imgs.values()) == ["photo0.png", "photo1.png"]
+    assert sorted(Path(i["file_name"]).name for i in images.imgs.values()) == [
+        "photo0.png",
+        "photo1.png",
+    ]
     results = images.loadRes(str(predict / "predictions.segm.json"))
     assert len(results.anns) == report["detections"] > 0
     for ann in results.anns.values():  # every mask at its image's size, every box inside it
@@ -355,21 +531,48 @@ def test_masks_from_boxes_gives_one_mask_per_box_inside_it(tiny_run, tmp_path, m
     from pycocotools import mask as mask_utils
 
     write_new_photos(tmp_path / "photos")
-    boxes = [(1, 1, [10.0, 8.0, 24.0, 22.0]), (1, 2, [20.5, 20.0, 30.0, 26.0]),
-             (2, 1, [3.0, 40.0, 20.0, 18.0])]  # (image, category, x y w h)
-    coco = {"images": [{"id": 1, "file_name": "photo0.png", "width": 48, "height": 64},
-                       {"id": 2, "file_name": "photo1.png", "width": 72, "height": 40}],
-            "categories": [{"id": 1, "name": "square"}, {"id": 2, "name": "other"}],
-            "annotations": [{"id": k + 1, "image_id": i, "category_id": c, "bbox": b,
-                             "area": b[2] * b[3], "iscrowd": 0}
-                            for k, (i, c, b) in enumerate(boxes)]}
+    boxes = [
+        (1, 1, [10.0, 8.0, 24.0, 22.0]),
+        (1, 2, [20.5, 20.0, 30.0, 26.0]),
+        (2, 1, [3.0, 40.0, 20.0, 18.0]),
+    ]  # (image, category, x y w h)
+    coco = {
+        "images": [
+            {"id": 1, "file_name": "photo0.png", "width": 48, "height": 64},
+            {"id": 2, "file_name": "photo1.png", "width": 72, "height": 40},
+        ],
+        "categories": [{"id": 1, "name": "square"}, {"id": 2, "name": "other"}],
+        "annotations": [
+            {
+                "id": k + 1,
+                "image_id": i,
+                "category_id": c,
+                "bbox": b,
+                "area": b[2] * b[3],
+                "iscrowd": 0,
+            }
+            for k, (i, c, b) in enumerate(boxes)
+        ],
+    }
     (tmp_path / "boxes.json").write_text(json.dumps(coco))
-    how = (["--checkpoint", str(tiny_run["out"] / "segmentation/final.pth")]
-           if method == "stage2" else ["--grabcut"])
+    how = (
+        ["--checkpoint", str(tiny_run["out"] / "segmentation/final.pth")]
+        if method == "stage2"
+        else ["--grabcut"]
+    )
     out = tmp_path / "masks.json"
-    result = run_cli("masks-from-boxes", "--format", "coco", "--annotations",
-                     str(tmp_path / "boxes.json"), "--images", str(tmp_path / "photos"), *how,
-                     "--out", str(out))
+    result = run_cli(
+        "masks-from-boxes",
+        "--format",
+        "coco",
+        "--annotations",
+        str(tmp_path / "boxes.json"),
+        "--images",
+        str(tmp_path / "photos"),
+        *how,
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     masks = json.loads(out.read_text())
     sizes = {img["id"]: (img["height"], img["width"]) for img in masks["images"]}
@@ -380,12 +583,23 @@ def test_masks_from_boxes_gives_one_mask_per_box_inside_it(tiny_run, tmp_path, m
         assert mask.shape == sizes[ann["image_id"]]
         x, y, w, h = ann["bbox"]
         inside = np.zeros_like(mask)
-        inside[int(np.floor(y)):int(np.ceil(y + h)), int(np.floor(x)):int(np.ceil(x + w))] = True
+        inside[int(np.floor(y)) : int(np.ceil(y + h)), int(np.floor(x)) : int(np.ceil(x + w))] = (
+            True
+        )
         assert mask.any() and not (mask & ~inside).any()
     # nothing is overwritten
-    again = run_cli("masks-from-boxes", "--format", "coco", "--annotations",
-                    str(tmp_path / "boxes.json"), "--images", str(tmp_path / "photos"), *how,
-                    "--out", str(out))
+    again = run_cli(
+        "masks-from-boxes",
+        "--format",
+        "coco",
+        "--annotations",
+        str(tmp_path / "boxes.json"),
+        "--images",
+        str(tmp_path / "photos"),
+        *how,
+        "--out",
+        str(out),
+    )
     assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
 
 
@@ -397,18 +611,34 @@ def test_the_trained_detector_loads_in_plain_mmdetection(tiny_run):
     out = tiny_run["out"]
     gt = json.loads((out / "data/val.gt.json").read_text())
     image = gt["images"][0]
-    code = ("import json, sys\n"
-            "from mmdet.apis import inference_detector, init_detector\n"
-            "model = init_detector(sys.argv[1], sys.argv[2], device='cpu')\n"
-            "print(json.dumps(inference_detector(model, sys.argv[3]).pred_instances.scores.tolist()))\n")
+    code = (
+        "import json, sys\n"
+        "from mmdet.apis import inference_detector, init_detector\n"
+        "model = init_detector(sys.argv[1], sys.argv[2], device='cpu')\n"
+        "print(json.dumps(inference_detector(model, sys.argv[3]).pred_instances.scores.tolist()))\n"
+    )
     [config] = (out / "detection/weak/work").glob("*.py")
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-c", code, str(config),
-                             str(out / "detection/weak/final.pth"),
-                             str(Path(gt["info"]["image_root"]) / image["file_name"])],
-                            capture_output=True, text=True, timeout=300, env=env, cwd=tiny_run["dir"])
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(config),
+            str(out / "detection/weak/final.pth"),
+            str(Path(gt["info"]["image_root"]) / image["file_name"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tiny_run["dir"],
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     scores = json.loads(result.stdout.strip().splitlines()[-1])
-    evaluated = [r["score"] for r in sorted_results(out / "detection/weak/val/predictions.bbox.json")
-                 if r["image_id"] == image["id"]]
+    evaluated = [
+        r["score"]
+        for r in sorted_results(out / "detection/weak/val/predictions.bbox.json")
+        if r["image_id"] == image["id"]
+    ]
     assert scores and scores == pytest.approx(evaluated, abs=1e-6)

@@ -11,21 +11,110 @@ from boxcaseg.data.fields import describe
 from boxcaseg.data.report import DataError, ValidationReport
 
 VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor")
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
 
 COCO80_CLASSES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
-    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
-    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush")
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
+)
 
 # Names a config may give instead of a list of class names.
 BUILTIN_CLASS_LISTS = {"voc": VOC_CLASSES, "coco80": COCO80_CLASSES}
@@ -41,11 +130,12 @@ def resolve_class_names(names: Any) -> list[str]:
     elif isinstance(names, str) and names:
         result = _class_names_file(Path(names))
     else:
-        raise DataError(f"names: class names must be a list, one of {sorted(BUILTIN_CLASS_LISTS)}"
-                        f", or an existing file, got {describe(names)}")
+        raise DataError(
+            f"names: class names must be a list, one of {sorted(BUILTIN_CLASS_LISTS)}"
+            f", or an existing file, got {describe(names)}"
+        )
     where = names if isinstance(names, str) else "names"
-    bad = [n for n in result if not (isinstance(n, str) and n.strip()
-                                     or type(n) is int)]
+    bad = [n for n in result if not (isinstance(n, str) and n.strip() or type(n) is int)]
     if bad:
         raise DataError(f"{where}: class names must be non-empty strings, got {describe(bad[0])}")
     result = [str(n).strip() for n in result]
@@ -59,8 +149,10 @@ def resolve_class_names(names: Any) -> list[str]:
 
 def _class_names_file(path: Path) -> list[Any]:
     if not path.is_file():
-        raise DataError(f"{path}: class names must be a list, one of "
-                        f"{sorted(BUILTIN_CLASS_LISTS)}, or an existing file")
+        raise DataError(
+            f"{path}: class names must be a list, one of "
+            f"{sorted(BUILTIN_CLASS_LISTS)}, or an existing file"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -88,8 +180,9 @@ def categories_for(names: list[str]) -> list[dict[str, Any]]:
     return [{"id": i + 1, "name": n} for i, n in enumerate(names)]
 
 
-def voc_image_ids(root: Path, split: str | None, report: ValidationReport,
-             listing: tuple[str, str]) -> list[str]:
+def voc_image_ids(
+    root: Path, split: str | None, report: ValidationReport, listing: tuple[str, str]
+) -> list[str]:
     """The image stems of a split: its ImageSets list, or every file of ``listing`` (a folder
     and a suffix) when no split is named."""
     if split is None:
@@ -103,6 +196,9 @@ def voc_image_ids(root: Path, split: str | None, report: ValidationReport,
                 report.error(str(list_file), split, f"cannot read the split list ({err})")
                 return []
             return [line.split()[0] for line in lines if line.strip()]
-    report.error(str(root / "ImageSets"), split, "no ImageSets/{Segmentation,Main}/"
-                 f"{split}.txt list for this split")
+    report.error(
+        str(root / "ImageSets"),
+        split,
+        f"no ImageSets/{{Segmentation,Main}}/{split}.txt list for this split",
+    )
     return []

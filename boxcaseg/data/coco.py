@@ -20,8 +20,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from boxcaseg.data.fields import (describe, finite_number, flag01, image_side,
-                                  segmentation_problem, valid_id)
+from boxcaseg.data.fields import (
+    describe,
+    finite_number,
+    flag01,
+    image_side,
+    segmentation_problem,
+    valid_id,
+)
 from boxcaseg.data.images import ImageProblem, image_size, orientation_hint
 from boxcaseg.data.report import DataError, ValidationReport
 
@@ -81,7 +87,7 @@ def _json_chunks(obj: Any) -> Any:
         if isinstance(value, list) and len(value) > _JSON_CHUNK:
             yield "["
             for start in range(0, len(value), _JSON_CHUNK):
-                yield (", " if start else "") + json.dumps(value[start:start + _JSON_CHUNK])[1:-1]
+                yield (", " if start else "") + json.dumps(value[start : start + _JSON_CHUNK])[1:-1]
             yield "]"
         else:
             yield json.dumps(value)
@@ -117,8 +123,9 @@ def image_path(coco: Coco, image: dict[str, Any]) -> Path:
     return image_root(coco) / image["file_name"]
 
 
-def annotations_by_image(annotations: Iterable[dict[str, Any]], *, skip_crowd: bool = False
-                         ) -> dict[Any, list[dict[str, Any]]]:
+def annotations_by_image(
+    annotations: Iterable[dict[str, Any]], *, skip_crowd: bool = False
+) -> dict[Any, list[dict[str, Any]]]:
     """Annotations grouped by ``image_id`` in one pass, each group in file order;
     ``skip_crowd`` leaves crowd / ignore regions (``iscrowd``) out."""
     by_image: dict[Any, list[dict[str, Any]]] = {}
@@ -137,8 +144,9 @@ def has_masks(coco: Coco) -> bool:
 def strip_masks(coco: Coco) -> Coco:
     """The box-only copy that training sees: no ``segmentation`` key anywhere."""
     out = {k: copy.deepcopy(v) for k, v in coco.items() if k != "annotations"}
-    out["annotations"] = [{k: v for k, v in a.items() if k != "segmentation"}
-                          for a in coco["annotations"]]
+    out["annotations"] = [
+        {k: v for k, v in a.items() if k != "segmentation"} for a in coco["annotations"]
+    ]
     out.setdefault("info", {})["masks"] = "stripped: box supervision only"
     return out
 
@@ -155,8 +163,9 @@ def _where(entry: dict[str, Any], file: str, item: str) -> tuple[str, str]:
     return (str(where[0]), str(where[1])) if where else (file, item)
 
 
-def _check_box(report: ValidationReport, file: str, item: str, bbox: Any,
-               width: int, height: int) -> list[float] | None:
+def _check_box(
+    report: ValidationReport, file: str, item: str, bbox: Any, width: int, height: int
+) -> list[float] | None:
     """A validated, clipped box, or None when the annotation must go."""
     if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4):
         report.error(file, item, f"bbox must be [x, y, w, h], got {describe(bbox)}")
@@ -171,33 +180,44 @@ def _check_box(report: ValidationReport, file: str, item: str, bbox: Any,
         return None
     x0, y0, x1, y1 = max(x, 0.0), max(y, 0.0), min(x + w, float(width)), min(y + h, float(height))
     if x1 <= x0 or y1 <= y0:
-        report.error(file, item, f"box {[x, y, w, h]} lies fully outside the {width}x{height} image")
+        report.error(
+            file, item, f"box {[x, y, w, h]} lies fully outside the {width}x{height} image"
+        )
         return None
     if (x0, y0, x1, y1) != (x, y, x + w, y + h):
-        report.warn(file, item, f"box {[x, y, w, h]} partly outside the {width}x{height} image",
-                    "clipped")
+        report.warn(
+            file, item, f"box {[x, y, w, h]} partly outside the {width}x{height} image", "clipped"
+        )
     return [x0, y0, x1 - x0, y1 - y0]
 
 
-def _check_categories(coco: Coco, report: ValidationReport, source_file: str
-                      ) -> dict[int, dict[str, Any]]:
+def _check_categories(
+    coco: Coco, report: ValidationReport, source_file: str
+) -> dict[int, dict[str, Any]]:
     categories: dict[int, dict[str, Any]] = {}
     names: set[str] = set()
     for k, cat in enumerate(coco["categories"]):
         if not isinstance(cat, dict):
-            report.error(source_file, f"categories[{k}]",
-                         f"a category must be an object {{id, name}}, got {describe(cat)}")
+            report.error(
+                source_file,
+                f"categories[{k}]",
+                f"a category must be an object {{id, name}}, got {describe(cat)}",
+            )
             continue
         cat_id, name = valid_id(cat.get("id")), cat.get("name")
         item = f"category {describe(cat.get('id'))}"
         if cat_id is None:
-            report.error(source_file, f"categories[{k}]", "category id must be a non-negative "
-                         f"integer, got {describe(cat.get('id'))}")
+            report.error(
+                source_file,
+                f"categories[{k}]",
+                f"category id must be a non-negative integer, got {describe(cat.get('id'))}",
+            )
         elif cat_id in categories:
             report.error(source_file, item, "duplicate category id")
         elif not isinstance(name, str) or not name.strip():
-            report.error(source_file, item, f"category name must be a non-empty string, got "
-                         f"{describe(name)}")
+            report.error(
+                source_file, item, f"category name must be a non-empty string, got {describe(name)}"
+            )
         elif name in names:
             report.error(source_file, item, f"duplicate category name {name!r}")
         else:
@@ -206,21 +226,28 @@ def _check_categories(coco: Coco, report: ValidationReport, source_file: str
     return categories
 
 
-def _check_images(coco: Coco, root: Path, report: ValidationReport, source_file: str,
-                  decode_images: bool) -> tuple[dict[int, dict[str, Any]], set[Any]]:
+def _check_images(
+    coco: Coco, root: Path, report: ValidationReport, source_file: str, decode_images: bool
+) -> tuple[dict[int, dict[str, Any]], set[Any]]:
     """Usable images by id, and every id listed (usable or not)."""
     images: dict[int, dict[str, Any]] = {}
     listed: set[Any] = set()
     for k, img in enumerate(coco["images"]):
         if not isinstance(img, dict):
-            report.error(source_file, f"images[{k}]",
-                         f"an image must be an object {{id, file_name, ...}}, got {describe(img)}")
+            report.error(
+                source_file,
+                f"images[{k}]",
+                f"an image must be an object {{id, file_name, ...}}, got {describe(img)}",
+            )
             continue
         image_id = valid_id(img.get("id"))
         file, item = _where(img, source_file, f"image {describe(img.get('id'))}")
         if image_id is None:
-            report.error(file, f"images[{k}]", "image id must be a non-negative integer, got "
-                         f"{describe(img.get('id'))}")
+            report.error(
+                file,
+                f"images[{k}]",
+                f"image id must be a non-negative integer, got {describe(img.get('id'))}",
+            )
             continue
         if image_id in listed:
             report.error(file, item, "duplicate image id")
@@ -228,8 +255,9 @@ def _check_images(coco: Coco, root: Path, report: ValidationReport, source_file:
         listed.add(image_id)
         file_name = img.get("file_name")
         if not isinstance(file_name, str) or not file_name.strip():
-            report.error(file, item, f"file_name must be a non-empty string, got "
-                         f"{describe(file_name)}")
+            report.error(
+                file, item, f"file_name must be a non-empty string, got {describe(file_name)}"
+            )
             continue
         declared = {}
         for key in ("width", "height"):
@@ -237,8 +265,9 @@ def _check_images(coco: Coco, root: Path, report: ValidationReport, source_file:
                 continue
             declared[key] = image_side(img[key])
             if declared[key] is None:
-                report.error(file, item, f"image {key} must be a positive integer, got "
-                             f"{describe(img[key])}")
+                report.error(
+                    file, item, f"image {key} must be a positive integer, got {describe(img[key])}"
+                )
         if None in declared.values():
             continue
         path = root / file_name
@@ -249,23 +278,35 @@ def _check_images(coco: Coco, root: Path, report: ValidationReport, source_file:
             continue
         if declared.get("width", width) != width or declared.get("height", height) != height:
             said = f"{img.get('width')}x{img.get('height')}"
-            hint = orientation_hint(path, (declared.get("width", width),
-                                           declared.get("height", height)), (width, height))
+            hint = orientation_hint(
+                path,
+                (declared.get("width", width), declared.get("height", height)),
+                (width, height),
+            )
             if WHERE in img:  # the annotation file made the claim: name it, and the image
-                report.error(file, item, f"annotation says {said} but {file_name} is "
-                             f"{width}x{height}{hint}")
+                report.error(
+                    file, item, f"annotation says {said} but {file_name} is {width}x{height}{hint}"
+                )
             else:
-                report.error(str(path), item, f"annotation says {said} but the file is "
-                             f"{width}x{height}{hint}")
+                report.error(
+                    str(path),
+                    item,
+                    f"annotation says {said} but the file is {width}x{height}{hint}",
+                )
             continue
-        images[image_id] = {**{k2: v for k2, v in img.items() if k2 != WHERE},
-                            "id": image_id, "file_name": file_name,
-                            "width": width, "height": height}
+        images[image_id] = {
+            **{k2: v for k2, v in img.items() if k2 != WHERE},
+            "id": image_id,
+            "file_name": file_name,
+            "width": width,
+            "height": height,
+        }
     return images, listed
 
 
-def _check_annotation(ann: dict[str, Any], img: dict[str, Any], report: ValidationReport,
-                      file: str, item: str) -> dict[str, Any] | None:
+def _check_annotation(
+    ann: dict[str, Any], img: dict[str, Any], report: ValidationReport, file: str, item: str
+) -> dict[str, Any] | None:
     """One annotation of a usable image and a known category: cleaned, or None."""
     width, height = img["width"], img["height"]
     iscrowd = flag01(ann.get("iscrowd", 0))
@@ -284,8 +325,12 @@ def _check_annotation(ann: dict[str, Any], img: dict[str, Any], report: Validati
             report.error(file, item, f"area must be a non-negative number, got {describe(area)}")
             return None
         if value > width * height:
-            report.warn(file, item, f"area {value:g} exceeds the {width}x{height} image",
-                        "replaced by the box area")
+            report.warn(
+                file,
+                item,
+                f"area {value:g} exceeds the {width}x{height} image",
+                "replaced by the box area",
+            )
             area = None
     clean["area"] = float(area or box[2] * box[3])
     segmentation = ann.get("segmentation")
@@ -299,8 +344,14 @@ def _check_annotation(ann: dict[str, Any], img: dict[str, Any], report: Validati
     return clean
 
 
-def validate_coco(coco: Coco, root: str | Path, report: ValidationReport, *,
-                  source_file: str, decode_images: bool = True) -> Coco:
+def validate_coco(
+    coco: Coco,
+    root: str | Path,
+    report: ValidationReport,
+    *,
+    source_file: str,
+    decode_images: bool = True,
+) -> Coco:
     """Check a COCO dict against its image folder; return the cleaned copy.
 
     Every field is checked for type and value: ids (non-negative integers), names (non-empty
@@ -322,8 +373,11 @@ def validate_coco(coco: Coco, root: str | Path, report: ValidationReport, *,
         return {"info": {}, "images": [], "annotations": [], "categories": []}
     for key in ("images", "annotations", "categories"):
         if not isinstance(coco.get(key), list):
-            report.error(source_file, "", f"missing or malformed '{key}' list "
-                         f"(got {describe(coco.get(key))})")
+            report.error(
+                source_file,
+                "",
+                f"missing or malformed '{key}' list (got {describe(coco.get(key))})",
+            )
     info = coco.get("info", {})
     if info is None:
         info = {}
@@ -338,28 +392,45 @@ def validate_coco(coco: Coco, root: str | Path, report: ValidationReport, *,
     annotations = []
     for k, ann in enumerate(coco["annotations"]):
         if not isinstance(ann, dict):
-            report.error(source_file, f"annotations[{k}]", "an annotation must be an object "
-                         f"{{id, image_id, category_id, bbox, ...}}, got {describe(ann)}")
+            report.error(
+                source_file,
+                f"annotations[{k}]",
+                "an annotation must be an object "
+                f"{{id, image_id, category_id, bbox, ...}}, got {describe(ann)}",
+            )
             continue
-        file, item = _where(ann, source_file, f"annotation {describe(ann.get('id'))} of image "
-                            f"{describe(ann.get('image_id'))}")
+        file, item = _where(
+            ann,
+            source_file,
+            f"annotation {describe(ann.get('id'))} of image {describe(ann.get('image_id'))}",
+        )
         ann_id, image_id = valid_id(ann.get("id")), valid_id(ann.get("image_id"))
         category_id = valid_id(ann.get("category_id"))
         if ann_id is None:
-            report.error(file, item, "annotation id must be a non-negative integer, got "
-                         f"{describe(ann.get('id'))}")
+            report.error(
+                file,
+                item,
+                f"annotation id must be a non-negative integer, got {describe(ann.get('id'))}",
+            )
             continue
         if ann_id in seen_ann_ids:
             report.error(file, item, "duplicate annotation id")
             continue
         seen_ann_ids.add(ann_id)
         if image_id is None:
-            report.error(file, item, "image_id must be a non-negative integer, got "
-                         f"{describe(ann.get('image_id'))}")
+            report.error(
+                file,
+                item,
+                f"image_id must be a non-negative integer, got {describe(ann.get('image_id'))}",
+            )
             continue
         if category_id not in categories:
-            report.error(file, item, f"unknown category id {describe(ann.get('category_id'))} "
-                         f"(known: {sorted(categories)})")
+            report.error(
+                file,
+                item,
+                f"unknown category id {describe(ann.get('category_id'))} "
+                f"(known: {sorted(categories)})",
+            )
             continue
         img = images.get(image_id)
         if img is None:
@@ -376,15 +447,22 @@ def validate_coco(coco: Coco, root: str | Path, report: ValidationReport, *,
         report.error(source_file, "", "empty split: no usable images")
     elif not any(not a["iscrowd"] for a in annotations):
         report.error(source_file, "", "empty split: no usable box annotations")
-    per_category = Counter(categories[a["category_id"]]["name"] for a in annotations
-                           if not a["iscrowd"])
-    report.counts.update({
-        "images": len(images),
-        "annotations": len(annotations),
-        "crowd_or_ignored": sum(a["iscrowd"] for a in annotations),
-        "images_without_boxes": len(set(images) - {a["image_id"] for a in annotations}),
-        "per_category": dict(sorted(per_category.items())),
-    })
+    per_category = Counter(
+        categories[a["category_id"]]["name"] for a in annotations if not a["iscrowd"]
+    )
+    report.counts.update(
+        {
+            "images": len(images),
+            "annotations": len(annotations),
+            "crowd_or_ignored": sum(a["iscrowd"] for a in annotations),
+            "images_without_boxes": len(set(images) - {a["image_id"] for a in annotations}),
+            "per_category": dict(sorted(per_category.items())),
+        }
+    )
     info = {**info, "image_root": str(root)}
-    return {"info": info, "images": list(images.values()), "annotations": annotations,
-            "categories": sorted(categories.values(), key=lambda c: c["id"])}
+    return {
+        "info": info,
+        "images": list(images.values()),
+        "annotations": annotations,
+        "categories": sorted(categories.values(), key=lambda c: c["id"]),
+    }

@@ -38,8 +38,9 @@ class DeriveSpec:
     keep_categories: tuple[str, ...] = ()
 
 
-def _dominant(anns: list[dict[str, Any]], image: dict[str, Any], spec: DeriveSpec
-              ) -> dict[str, Any] | None:
+def _dominant(
+    anns: list[dict[str, Any]], image: dict[str, Any], spec: DeriveSpec
+) -> dict[str, Any] | None:
     """The dominant object among one image's annotations (all of them, any kind), or None."""
     anns = [a for a in anns if not a.get("iscrowd") and a.get("segmentation")]
     if not anns:
@@ -60,10 +61,12 @@ def dominant_instance(coco: Coco, image: dict[str, Any], spec: DeriveSpec) -> di
 
 
 def _subset(coco: Coco, image_ids: set[int], image_root: str) -> Coco:
-    return {"info": {"image_root": image_root},
-            "images": [i for i in coco["images"] if i["id"] in image_ids],
-            "annotations": [a for a in coco["annotations"] if a["image_id"] in image_ids],
-            "categories": coco["categories"]}
+    return {
+        "info": {"image_root": image_root},
+        "images": [i for i in coco["images"] if i["id"] in image_ids],
+        "annotations": [a for a in coco["annotations"] if a["image_id"] in image_ids],
+        "categories": coco["categories"],
+    }
 
 
 def derive_sets(coco: Coco, out_dir: str | Path, spec: DeriveSpec = DeriveSpec()) -> dict[str, Any]:
@@ -73,14 +76,20 @@ def derive_sets(coco: Coco, out_dir: str | Path, spec: DeriveSpec = DeriveSpec()
     kept_ids = {c["id"] for c in coco["categories"] if c["name"] in set(spec.keep_categories)}
     reserved = {a["image_id"] for a in coco["annotations"] if a["category_id"] in kept_ids}
     by_image = annotations_by_image(coco["annotations"])  # one pass: linear in images + annotations
-    candidates = [(img, ann) for img in coco["images"] if img["id"] not in reserved
-                  and (ann := _dominant(by_image.get(img["id"], []), img, spec)) is not None]
+    candidates = [
+        (img, ann)
+        for img in coco["images"]
+        if img["id"] not in reserved
+        and (ann := _dominant(by_image.get(img["id"], []), img, spec)) is not None
+    ]
     del by_image
     order = rng.permutation(len(candidates))
-    salient = [candidates[i] for i in order[:spec.salient_images]]
+    salient = [candidates[i] for i in order[: spec.salient_images]]
     if spec.salient_images and not salient:
-        raise DataError("no image has a dominant object to serve as a salient source: lower "
-                        "min_area_fraction / dominance")
+        raise DataError(
+            "no image has a dominant object to serve as a salient source: lower "
+            "min_area_fraction / dominance"
+        )
     salient_ids = {img["id"] for img, _ in salient}
     (out_dir / "salient/DUTS-TR-Image").mkdir(parents=True, exist_ok=True)
     (out_dir / "salient/DUTS-TR-Mask").mkdir(parents=True, exist_ok=True)
@@ -93,8 +102,11 @@ def derive_sets(coco: Coco, out_dir: str | Path, spec: DeriveSpec = DeriveSpec()
         rgb = load_rgb(image_path(coco, img))[y0:y1, x0:x1]
         mask = segmentation_to_mask(ann["segmentation"], h, w)[y0:y1, x0:x1]
         stem = Path(img["file_name"]).stem
-        cv2.imwrite(str(out_dir / f"salient/DUTS-TR-Image/{stem}.jpg"),
-                    cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(
+            str(out_dir / f"salient/DUTS-TR-Image/{stem}.jpg"),
+            cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+            [cv2.IMWRITE_JPEG_QUALITY, 95],
+        )
         cv2.imwrite(str(out_dir / f"salient/DUTS-TR-Mask/{stem}.png"), mask.astype(np.uint8) * 255)
 
     rest = [img["id"] for img in coco["images"] if img["id"] not in salient_ids]
@@ -106,12 +118,23 @@ def derive_sets(coco: Coco, out_dir: str | Path, spec: DeriveSpec = DeriveSpec()
     save_json(_subset(coco, val_ids, root), out_dir / "annotations/val.json")
     manifest = {
         "splits": {
-            "train": {"format": "coco", "annotations": str(out_dir / "annotations/train.json"), "images": root},
-            "val": {"format": "coco", "annotations": str(out_dir / "annotations/val.json"), "images": root},
+            "train": {
+                "format": "coco",
+                "annotations": str(out_dir / "annotations/train.json"),
+                "images": root,
+            },
+            "val": {
+                "format": "coco",
+                "annotations": str(out_dir / "annotations/val.json"),
+                "images": root,
+            },
         },
         "salient": {"format": "duts", "root": str(out_dir / "salient")},
-        "counts": {"salient_sources": len(salient), "train_images": len(train_ids),
-                   "val_images": len(val_ids)},
+        "counts": {
+            "salient_sources": len(salient),
+            "train_images": len(train_ids),
+            "val_images": len(val_ids),
+        },
     }
     save_json(manifest, out_dir / "manifest.json", indent=1)
     return manifest

@@ -68,6 +68,7 @@ def flag01(value: Any) -> int | None:
 
 # --- segmentations ----------------------------------------------------------------------------
 
+
 def polygon_problem(polygon: Any, width: int, height: int) -> str | None:
     """Why a flat ``[x1, y1, x2, y2, ...]`` polygon is unusable, or None.
 
@@ -86,8 +87,13 @@ def polygon_problem(polygon: Any, width: int, height: int) -> str | None:
         return f"a polygon needs at least 3 points, got {len(polygon) // 2}"
     xs, ys = polygon[0::2], polygon[1::2]
     try:
-        fast = (math.isfinite(sum(polygon)) and -width <= min(xs) and max(xs) <= 2 * width
-                and -height <= min(ys) and max(ys) <= 2 * height)
+        fast = (
+            math.isfinite(sum(polygon))
+            and -width <= min(xs)
+            and max(xs) <= 2 * width
+            and -height <= min(ys)
+            and max(ys) <= 2 * height
+        )
     except OverflowError:  # an integer beyond float range
         fast = False
     if fast:
@@ -98,8 +104,10 @@ def polygon_problem(polygon: Any, width: int, height: int) -> str | None:
             if number is None:
                 return f"polygon {axis} coordinate {describe(v)} is not a finite number"
             if not -size <= number <= 2 * size:
-                return (f"polygon {axis} coordinate {number:g} lies far outside the "
-                        f"{width}x{height} image")
+                return (
+                    f"polygon {axis} coordinate {number:g} lies far outside the "
+                    f"{width}x{height} image"
+                )
     return None
 
 
@@ -150,8 +158,9 @@ def rle_problem(rle: dict[str, Any], width: int, height: int) -> str | None:
     if missing:
         return f"RLE segmentation without {' and '.join(repr(k) for k in missing)}"
     size = rle["size"]
-    if not (isinstance(size, list) and len(size) == 2 and all(valid_id(v) is not None
-                                                               for v in size)):
+    if not (
+        isinstance(size, list) and len(size) == 2 and all(valid_id(v) is not None for v in size)
+    ):
         return f"RLE size must be [height, width] integers, got {describe(size)}"
     if size != [height, width]:
         return f"RLE size {size} (height, width) does not match the {width}x{height} image"
@@ -169,8 +178,9 @@ def rle_problem(rle: dict[str, Any], width: int, height: int) -> str | None:
         return f"RLE counts must be a string or a list of integers, got {describe(counts)}"
     total = sum(counts)
     if total != height * width:
-        return (f"RLE counts cover {total} pixels but the {width}x{height} image has "
-                f"{width * height}")
+        return (
+            f"RLE counts cover {total} pixels but the {width}x{height} image has {width * height}"
+        )
     return None
 
 

@@ -74,10 +74,12 @@ def orientation_hint(path: str | Path, declared: tuple[int, int], stored: tuple[
     orientation = exif_orientation(path)
     if orientation not in TRANSPOSING_ORIENTATIONS:
         return ""
-    return (f" (its EXIF orientation tag {orientation} says: show it rotated, and the "
-            "annotation describes that rotated view; BoxCaseg reads pixels as stored, the tag "
-            "ignored, as COCO does: rotate the file once, e.g. PIL.ImageOps.exif_transpose, "
-            "and drop the tag)")
+    return (
+        f" (its EXIF orientation tag {orientation} says: show it rotated, and the "
+        "annotation describes that rotated view; BoxCaseg reads pixels as stored, the tag "
+        "ignored, as COCO does: rotate the file once, e.g. PIL.ImageOps.exif_transpose, "
+        "and drop the tag)"
+    )
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
@@ -104,8 +106,10 @@ def load_label_map(path: str | Path) -> tuple[np.ndarray, int]:
     gray; colour-coded maps, float images and lossy files raise :class:`ImageProblem`."""
     path = Path(path)
     if path.suffix.lower() in LOSSY_SUFFIXES:
-        raise ImageProblem(f"a label map cannot be a lossy {path.suffix} file (compression "
-                           "changes the ids at object borders): save it as PNG")
+        raise ImageProblem(
+            f"a label map cannot be a lossy {path.suffix} file (compression "
+            "changes the ids at object borders): save it as PNG"
+        )
     if not _is_file(path):
         raise ImageProblem("missing label map file")
     try:
@@ -120,12 +124,15 @@ def load_label_map(path: str | Path) -> tuple[np.ndarray, int]:
             elif mode in ("RGB", "RGBA"):
                 rgb = np.asarray(im.convert("RGB"))
                 if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):
-                    raise ImageProblem("a colour-coded label map: store the ids as gray values "
-                                       "(8-bit, 16-bit or palette PNG, one value per pixel)")
+                    raise ImageProblem(
+                        "a colour-coded label map: store the ids as gray values "
+                        "(8-bit, 16-bit or palette PNG, one value per pixel)"
+                    )
                 values, bits = rgb[..., 0], 8
             else:
-                raise ImageProblem(f"a label map must be a one-channel integer image, got PIL "
-                                   f"mode {mode}")
+                raise ImageProblem(
+                    f"a label map must be a one-channel integer image, got PIL mode {mode}"
+                )
     except Image.DecompressionBombError as err:
         raise ImageProblem(f"label map too large to decode safely ({err})") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
@@ -145,10 +152,15 @@ def binarize_mask(values: np.ndarray) -> np.ndarray:
 def is_binary(values: np.ndarray) -> bool:
     """True when the mask holds only 0 and one other value (1 or 255)."""
     uniq = np.unique(values)
-    return len(uniq) <= 2 and set(uniq.tolist()) <= {0, 1, 255} and not {1, 255} <= set(uniq.tolist())
+    return (
+        len(uniq) <= 2 and set(uniq.tolist()) <= {0, 1, 255} and not {1, 255} <= set(uniq.tolist())
+    )
 
 
 def list_images(folder: str | Path) -> dict[str, Path]:
     """Image files in a folder by stem (non-recursive)."""
-    return {p.stem: p for p in sorted(Path(folder).iterdir())
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
+    return {
+        p.stem: p
+        for p in sorted(Path(folder).iterdir())
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    }

@@ -28,9 +28,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from boxcaseg.data.classes import categories_for, resolve_class_names
 from boxcaseg.data.coco import WHERE, Coco, load_json_object, validate_coco
 from boxcaseg.data.fields import describe, finite_number, flag01, image_side, polygon_problem
-from boxcaseg.data.classes import categories_for, resolve_class_names
 from boxcaseg.data.report import ValidationReport
 
 SHAPE_TYPES = ("polygon", "rectangle")
@@ -86,12 +86,16 @@ def _shape(shape: Any, width: int, height: int) -> dict[str, Any] | str:
         problem = polygon_problem(flat + flat[:2], width, height)  # the same bounds as polygons
         if problem is not None:
             return problem.replace("polygon", "rectangle")
-    return {"label": label.strip(), "type": shape_type, "points": flat, "group": group,
-            "difficult": bool(difficult)}
+    return {
+        "label": label.strip(),
+        "type": shape_type,
+        "points": flat,
+        "group": group,
+        "difficult": bool(difficult),
+    }
 
 
-def _instance_annotation(shapes: list[dict[str, Any]], width: int, height: int
-                         ) -> dict[str, Any]:
+def _instance_annotation(shapes: list[dict[str, Any]], width: int, height: int) -> dict[str, Any]:
     """One instance from its shapes: polygons -> mask (union), box around everything."""
     from pycocotools import mask as mask_utils
 
@@ -120,8 +124,9 @@ def _instance_annotation(shapes: list[dict[str, Any]], width: int, height: int
     return ann
 
 
-def _read_file(path: Path, root: Path, report: ValidationReport
-               ) -> tuple[dict[str, Any], list[tuple[str, list[dict[str, Any]]]]] | None:
+def _read_file(
+    path: Path, root: Path, report: ValidationReport
+) -> tuple[dict[str, Any], list[tuple[str, list[dict[str, Any]]]]] | None:
     """One LabelMe file: its image entry and its instances ``(item, shapes)``, or None."""
     file = str(path)
     data = load_json_object(path, report, "a LabelMe file must hold a JSON object")
@@ -166,8 +171,9 @@ def _read_file(path: Path, root: Path, report: ValidationReport
             continue
         key = ("group", shape["group"]) if shape["group"] is not None else ("shape", k)
         groups.setdefault(key, []).append(shape)
-        items.setdefault(key, f"group_id {shape['group']}" if shape["group"] is not None
-                         else f"shape {k}")
+        items.setdefault(
+            key, f"group_id {shape['group']}" if shape["group"] is not None else f"shape {k}"
+        )
     instances = []
     for key, members in groups.items():
         labels = sorted({s["label"] for s in members})
@@ -175,14 +181,19 @@ def _read_file(path: Path, root: Path, report: ValidationReport
             report.error(file, items[key], f"joins shapes of different labels {labels}")
             continue
         instances.append((items[key], members))
-    target = (path.parent / image_path.strip().replace("\\", "/"))
-    image = {"file_name": os.path.relpath(target, root), "width": width, "height": height,
-             WHERE: (file, f"imagePath of {path.name}")}
+    target = path.parent / image_path.strip().replace("\\", "/")
+    image = {
+        "file_name": os.path.relpath(target, root),
+        "width": width,
+        "height": height,
+        WHERE: (file, f"imagePath of {path.name}"),
+    }
     return image, instances
 
 
-def import_labelme(root: str | Path, class_names: Any = None, *, strict: bool = False,
-                   decode_images: bool = True) -> tuple[Coco, ValidationReport]:
+def import_labelme(
+    root: str | Path, class_names: Any = None, *, strict: bool = False, decode_images: bool = True
+) -> tuple[Coco, ValidationReport]:
     """A folder of LabelMe JSON files (see the module's docstring for the rules)."""
     root = Path(root)
     report = ValidationReport(source=f"{root} (LabelMe)", strict=strict)
@@ -198,8 +209,9 @@ def import_labelme(root: str | Path, class_names: Any = None, *, strict: bool = 
         result = _read_file(path, root, report)
         if result is not None:
             parsed.append((path, *result))
-    found = sorted({s["label"] for _, _, instances in parsed for _, shapes in instances
-                    for s in shapes})
+    found = sorted(
+        {s["label"] for _, _, instances in parsed for _, shapes in instances for s in shapes}
+    )
     names = resolve_class_names(class_names) if class_names is not None else found
     if not names:
         report.error(str(root), "", "no polygon or rectangle shape in any file")
@@ -212,16 +224,23 @@ def import_labelme(root: str | Path, class_names: Any = None, *, strict: bool = 
         for item, shapes in instances:
             label = shapes[0]["label"]
             if label not in cat_ids:
-                report.error(str(path), item, f"unknown class name {label!r} (names: "
-                             f"{', '.join(names[:30])})")
+                report.error(
+                    str(path),
+                    item,
+                    f"unknown class name {label!r} (names: {', '.join(names[:30])})",
+                )
                 continue
             ann = _instance_annotation(shapes, image["width"], image["height"])
             n_box_only += "segmentation" not in ann
-            coco["annotations"].append({"id": len(coco["annotations"]) + 1,
-                                        "image_id": image_id, "category_id": cat_ids[label],
-                                        **ann, WHERE: (str(path), f"{item} ({label})")})
+            coco["annotations"].append(
+                {
+                    "id": len(coco["annotations"]) + 1,
+                    "image_id": image_id,
+                    "category_id": cat_ids[label],
+                    **ann,
+                    WHERE: (str(path), f"{item} ({label})"),
+                }
+            )
     report.counts["instances_without_mask"] = n_box_only
-    clean = validate_coco(coco, root, report, source_file=str(root),
-                          decode_images=decode_images)
+    clean = validate_coco(coco, root, report, source_file=str(root), decode_images=decode_images)
     return clean, report
-

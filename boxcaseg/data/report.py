@@ -53,7 +53,8 @@ class ValidationReport:
         mode = " (--strict: warnings count as errors)" if self.strict else ""
         raise DataError(
             f"{self.source}: {len(self.errors)} problem(s) in the input{mode}:\n  - "
-            + "\n  - ".join(lines))
+            + "\n  - ".join(lines)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         by_action = Counter(issue.action for issue in self.warnings)

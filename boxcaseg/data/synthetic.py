@@ -14,9 +14,10 @@ Each image has its own child seed, so the first N images stay the same when N gr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -42,11 +43,15 @@ class DemoSpec:
     min_visible_fraction: float = 0.35  # occluded instances below this are removed
 
 
-def _texture(rng: np.random.Generator, size: int, base: np.ndarray, contrast: float,
-             cells: int) -> np.ndarray:
+def _texture(
+    rng: np.random.Generator, size: int, base: np.ndarray, contrast: float, cells: int
+) -> np.ndarray:
     """Colour ``base`` modulated by smooth noise, stripes and pixel noise: (S, S, 3) float."""
-    low = cv2.resize(rng.normal(0, 1, (cells, cells, 3)).astype(np.float32), (size, size),
-                     interpolation=cv2.INTER_CUBIC)
+    low = cv2.resize(
+        rng.normal(0, 1, (cells, cells, 3)).astype(np.float32),
+        (size, size),
+        interpolation=cv2.INTER_CUBIC,
+    )
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     angle, freq = rng.uniform(0, np.pi), rng.uniform(0.15, 0.6)
     stripes = np.sin(freq * (np.cos(angle) * xx + np.sin(angle) * yy))[..., None]
@@ -69,8 +74,9 @@ def _rotate(points: np.ndarray, angle: float) -> np.ndarray:
     return points @ np.array([[c, -s], [s, c]]).T
 
 
-def _shape_mask(kind: str, rng: np.random.Generator, size: int, cx: float, cy: float,
-                radius: float) -> np.ndarray:
+def _shape_mask(
+    kind: str, rng: np.random.Generator, size: int, cx: float, cy: float, radius: float
+) -> np.ndarray:
     angle = rng.uniform(0, 2 * np.pi)
     if kind == "ellipse":
         mask = np.zeros((size, size), np.uint8)
@@ -87,8 +93,22 @@ def _shape_mask(kind: str, rng: np.random.Generator, size: int, cx: float, cy: f
         pts = np.stack([np.cos(t) * r, np.sin(t) * r], 1)
     elif kind == "cross":
         a, b = radius, radius * rng.uniform(0.28, 0.4)
-        pts = np.array([[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b], [b, a], [-b, a],
-                        [-b, b], [-a, b], [-a, -b], [-b, -b]])
+        pts = np.array(
+            [
+                [-b, -a],
+                [b, -a],
+                [b, -b],
+                [a, -b],
+                [a, b],
+                [b, b],
+                [b, a],
+                [-b, a],
+                [-b, b],
+                [-a, b],
+                [-a, -b],
+                [-b, -b],
+            ]
+        )
     elif kind == "blob":  # salient set only: a random star-convex blob
         t = np.sort(rng.uniform(0, 2 * np.pi, 9))
         r = radius * rng.uniform(0.55, 1.0, 9)
@@ -99,14 +119,24 @@ def _shape_mask(kind: str, rng: np.random.Generator, size: int, cx: float, cy: f
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    return _texture(rng, size, _random_colour(rng), contrast=rng.uniform(0.6, 1.4),
-                    cells=int(rng.integers(3, 8)))
+    return _texture(
+        rng,
+        size,
+        _random_colour(rng),
+        contrast=rng.uniform(0.6, 1.4),
+        cells=int(rng.integers(3, 8)),
+    )
 
 
 def _paint(canvas: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> None:
     size = canvas.shape[0]
-    fill = _texture(rng, size, _random_colour(rng), contrast=rng.uniform(0.3, 0.9),
-                    cells=int(rng.integers(2, 5)))
+    fill = _texture(
+        rng,
+        size,
+        _random_colour(rng),
+        contrast=rng.uniform(0.3, 0.9),
+        cells=int(rng.integers(2, 5)),
+    )
     canvas[mask] = fill[mask]
     # a darker rim, as real objects often have a visible contour
     edge = mask & ~cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
@@ -131,7 +161,7 @@ def make_scene(rng: np.random.Generator, spec: DemoSpec) -> tuple[np.ndarray, li
     instances = []
     for i, (cls, full) in enumerate(painted):
         visible = full.copy()
-        for _, later in painted[i + 1:]:
+        for _, later in painted[i + 1 :]:
             visible &= ~later
         if visible.sum() >= spec.min_visible_fraction * full.sum() and visible.sum() >= 20:
             instances.append({"category": cls, "mask": visible})
@@ -159,37 +189,54 @@ def _child_rngs(seed: int, stream: str, count: int) -> list[np.random.Generator]
 
 def _write_rgb(path: Path, image: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok = cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                     [cv2.IMWRITE_JPEG_QUALITY, 95])
+    ok = cv2.imwrite(
+        str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95]
+    )
     if not ok:
         raise OSError(f"could not write {path}")
 
 
-def write_box_split(out_dir: Path, split: str, count: int, spec: DemoSpec,
-                    progress: Callable[[Any], Any] = iter) -> Path:
+def write_box_split(
+    out_dir: Path, split: str, count: int, spec: DemoSpec, progress: Callable[[Any], Any] = iter
+) -> Path:
     coco: dict[str, Any] = {
         "info": {"description": f"BoxCaseg demo scenes, {split}", "seed": spec.seed},
-        "images": [], "annotations": [],
-        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(DEMO_CLASSES)]}
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(DEMO_CLASSES)],
+    }
     for image_id, rng in enumerate(progress(_child_rngs(spec.seed, split, count)), start=1):
         image, instances = make_scene(rng, spec)
         file_name = f"{split}_{image_id:05d}.jpg"
         _write_rgb(out_dir / "images" / split / file_name, image)
-        coco["images"].append({"id": image_id, "file_name": file_name,
-                               "width": spec.image_size, "height": spec.image_size})
+        coco["images"].append(
+            {
+                "id": image_id,
+                "file_name": file_name,
+                "width": spec.image_size,
+                "height": spec.image_size,
+            }
+        )
         for inst in instances:
-            coco["annotations"].append({
-                "id": len(coco["annotations"]) + 1, "image_id": image_id,
-                "category_id": inst["category"] + 1, "bbox": mask_to_box(inst["mask"]).tolist(),
-                "area": float(inst["mask"].sum()), "iscrowd": 0,
-                "segmentation": rle_encode(inst["mask"])})
+            coco["annotations"].append(
+                {
+                    "id": len(coco["annotations"]) + 1,
+                    "image_id": image_id,
+                    "category_id": inst["category"] + 1,
+                    "bbox": mask_to_box(inst["mask"]).tolist(),
+                    "area": float(inst["mask"].sum()),
+                    "iscrowd": 0,
+                    "segmentation": rle_encode(inst["mask"]),
+                }
+            )
     path = out_dir / "annotations" / f"{split}.json"
     save_json(coco, path)
     return path
 
 
-def write_salient_set(out_dir: Path, count: int, spec: DemoSpec,
-                      progress: Callable[[Any], Any] = iter) -> Path:
+def write_salient_set(
+    out_dir: Path, count: int, spec: DemoSpec, progress: Callable[[Any], Any] = iter
+) -> Path:
     root = out_dir / "salient"
     (root / "DUTS-TR-Mask").mkdir(parents=True, exist_ok=True)
     for k, rng in enumerate(progress(_child_rngs(spec.seed, "salient", count)), start=1):
@@ -199,8 +246,9 @@ def write_salient_set(out_dir: Path, count: int, spec: DemoSpec,
     return root
 
 
-def write_demo_dataset(out_dir: str | Path, spec: DemoSpec = DemoSpec(),
-                       progress: Callable[[Any], Any] = iter) -> dict[str, str]:
+def write_demo_dataset(
+    out_dir: str | Path, spec: DemoSpec = DemoSpec(), progress: Callable[[Any], Any] = iter
+) -> dict[str, str]:
     """Write the whole demo dataset under ``out_dir``, with ``manifest.json``: the ``data``
     config section that imports it (Stage 1 imports it like any user dataset)."""
     out_dir = Path(out_dir)
@@ -209,8 +257,16 @@ def write_demo_dataset(out_dir: str | Path, spec: DemoSpec = DemoSpec(),
     salient = write_salient_set(out_dir, spec.salient_images, spec, progress)
     manifest = {
         "splits": {
-            "train": {"format": "coco", "annotations": str(train), "images": str(out_dir / "images" / "train")},
-            "val": {"format": "coco", "annotations": str(val), "images": str(out_dir / "images" / "val")},
+            "train": {
+                "format": "coco",
+                "annotations": str(train),
+                "images": str(out_dir / "images" / "train"),
+            },
+            "val": {
+                "format": "coco",
+                "annotations": str(val),
+                "images": str(out_dir / "images" / "val"),
+            },
         },
         "salient": {"format": "duts", "root": str(salient)},
     }

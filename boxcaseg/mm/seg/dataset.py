@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.dataset import BaseDataset
-from torch.utils.data import BatchSampler, Sampler
-
 from mmseg.registry import DATA_SAMPLERS, DATASETS, TRANSFORMS
+from torch.utils.data import BatchSampler, Sampler
 
 from boxcaseg.crops import CropJitter, box_label_in_window, crop_resize, sample_training_window
 from boxcaseg.data.coco import annotations_by_image, image_path, load_json
@@ -46,8 +45,13 @@ class BoxSalientDataset(BaseDataset):
 
     METAINFO = {"classes": ("background", "object"), "palette": [[0, 0, 0], [255, 255, 255]]}
 
-    def __init__(self, ann_file: str, salient_file: str | None = None, overlap_iou: float = 0.5,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        ann_file: str,
+        salient_file: str | None = None,
+        overlap_iou: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
         self.salient_file = salient_file
         self.overlap_iou = overlap_iou
         super().__init__(ann_file=ann_file, **kwargs)
@@ -61,16 +65,29 @@ class BoxSalientDataset(BaseDataset):
             img = images[image_id]
             flags = overlapping_instances(np.array([a["bbox"] for a in anns]), self.overlap_iou)
             for ann, overlaps in zip(anns, flags):
-                data_list.append({
-                    "img_path": str(image_path(coco, img)), "sample_kind": BOX,
-                    "bbox": [float(v) for v in ann["bbox"]], "ann_id": ann["id"],
-                    "category_id": ann["category_id"], "overlaps": bool(overlaps),
-                    "seg_fields": []})
+                data_list.append(
+                    {
+                        "img_path": str(image_path(coco, img)),
+                        "sample_kind": BOX,
+                        "bbox": [float(v) for v in ann["bbox"]],
+                        "ann_id": ann["id"],
+                        "category_id": ann["category_id"],
+                        "overlaps": bool(overlaps),
+                        "seg_fields": [],
+                    }
+                )
         if self.salient_file:
             for entry in load_json(self.salient_file)["salient"]:
-                data_list.append({"img_path": entry["image"], "mask_path": entry["mask"],
-                                  "bbox": entry.get("bbox"), "sample_kind": SALIENT,
-                                  "overlaps": False, "seg_fields": []})
+                data_list.append(
+                    {
+                        "img_path": entry["image"],
+                        "mask_path": entry["mask"],
+                        "bbox": entry.get("bbox"),
+                        "sample_kind": SALIENT,
+                        "overlaps": False,
+                        "seg_fields": [],
+                    }
+                )
         self.sample_kinds = np.array([d["sample_kind"] for d in data_list])
         self.overlap_flags = np.array([d["overlaps"] for d in data_list], dtype=bool)
         return data_list
@@ -91,10 +108,16 @@ class BoxCasegCrop(BaseTransform):
     Sets ``img``, ``gt_seg_map`` (uint8 {0, 1}) and ``img_shape``.
     """
 
-    def __init__(self, crop_size: int = 288, salient_resize: int = 320,
-                 center_shift: float = 0.25, scale_range: Sequence[float] = (0.5, 1.5),
-                 flip_prob: float = 0.5, box_flip: bool = False,
-                 salient_box_crop: float = 0.0) -> None:
+    def __init__(
+        self,
+        crop_size: int = 288,
+        salient_resize: int = 320,
+        center_shift: float = 0.25,
+        scale_range: Sequence[float] = (0.5, 1.5),
+        flip_prob: float = 0.5,
+        box_flip: bool = False,
+        salient_box_crop: float = 0.0,
+    ) -> None:
         self.crop_size = crop_size
         self.salient_resize = salient_resize
         self.jitter = CropJitter(center_shift, float(scale_range[0]), float(scale_range[1]))
@@ -118,7 +141,11 @@ class BoxCasegCrop(BaseTransform):
     def _salient_sample(self, results: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         img = results["img"]
         mask = binarize_mask(load_gray(results["mask_path"])).astype(np.uint8)
-        if self.salient_box_crop and results.get("bbox") and self.rng.random() < self.salient_box_crop:
+        if (
+            self.salient_box_crop
+            and results.get("bbox")
+            and self.rng.random() < self.salient_box_crop
+        ):
             h, w = img.shape[:2]
             window = sample_training_window(results["bbox"], w, h, self.rng, self.jitter)
             crop = crop_resize(img, window, self.crop_size)
@@ -131,8 +158,8 @@ class BoxCasegCrop(BaseTransform):
         big_mask = crop_resize(mask, full, self.salient_resize, nearest=True)
         off = self.salient_resize - self.crop_size
         y0, x0 = (int(v) for v in self.rng.randint(0, off + 1, 2)) if off > 0 else (0, 0)
-        crop = big[y0:y0 + self.crop_size, x0:x0 + self.crop_size]
-        label = big_mask[y0:y0 + self.crop_size, x0:x0 + self.crop_size]
+        crop = big[y0 : y0 + self.crop_size, x0 : x0 + self.crop_size]
+        label = big_mask[y0 : y0 + self.crop_size, x0 : x0 + self.crop_size]
         if self.rng.random() < self.flip_prob:
             crop, label = crop[:, ::-1], label[:, ::-1]
         return crop, label
@@ -169,9 +196,15 @@ class KindRatioBatchSampler(BatchSampler):
     up (docs/method.md: 0.75 for COCO, off for VOC).
     """
 
-    def __init__(self, sampler: Sampler, batch_size: int, box_per_batch: int | None = None,
-                 overlap_skip_prob: float = 0.0, drop_last: bool = True,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self,
+        sampler: Sampler,
+        batch_size: int,
+        box_per_batch: int | None = None,
+        overlap_skip_prob: float = 0.0,
+        drop_last: bool = True,
+        seed: int | None = None,
+    ) -> None:
         super().__init__(sampler, batch_size, drop_last)
         dataset = sampler.dataset  # type: ignore[attr-defined]
         if not dataset._fully_initialized:
@@ -182,9 +215,13 @@ class KindRatioBatchSampler(BatchSampler):
         world_size = int(getattr(sampler, "world_size", 1))
         if box_per_batch is not None:
             if not 0 <= box_per_batch <= batch_size * world_size:
-                raise ValueError(f"box_per_batch={box_per_batch} must be within [0, "
-                                 f"{batch_size * world_size}] (the global batch)")
-            box_per_batch = box_per_batch // world_size + (1 if rank < box_per_batch % world_size else 0)
+                raise ValueError(
+                    f"box_per_batch={box_per_batch} must be within [0, "
+                    f"{batch_size * world_size}] (the global batch)"
+                )
+            box_per_batch = box_per_batch // world_size + (
+                1 if rank < box_per_batch % world_size else 0
+            )
             box_per_batch = min(box_per_batch, batch_size)
             if box_per_batch > 0 and not self.is_box.any():
                 raise ValueError("box_per_batch > 0 but the dataset has no box samples")
@@ -212,8 +249,11 @@ class KindRatioBatchSampler(BatchSampler):
         self._held = batches
 
     def _skipped(self, idx: int) -> bool:
-        return bool(self.overlap_skip_prob and self.overlaps[idx]
-                    and self.rng.random() < self.overlap_skip_prob)
+        return bool(
+            self.overlap_skip_prob
+            and self.overlaps[idx]
+            and self.rng.random() < self.overlap_skip_prob
+        )
 
     def __iter__(self) -> Iterator[list[int]]:
         held, self._held = self._held, None

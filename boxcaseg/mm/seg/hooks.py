@@ -13,7 +13,6 @@ from typing import Any
 from mmengine.dist import is_main_process
 from mmengine.hooks import EMAHook, Hook
 from mmengine.model import is_model_wrapper
-
 from mmseg.registry import HOOKS
 
 from boxcaseg.data.coco import load_json, save_json
@@ -37,9 +36,15 @@ class MIoUStarHook(Hook):
 
     priority = "LOW"
 
-    def __init__(self, ann_file: str | None = None, interval: int = 0, input_size: int = 320,
-                 batch_size: int = 16, threshold: float | None = None,
-                 out_file: str = "miou_star.json") -> None:
+    def __init__(
+        self,
+        ann_file: str | None = None,
+        interval: int = 0,
+        input_size: int = 320,
+        batch_size: int = 16,
+        threshold: float | None = None,
+        out_file: str = "miou_star.json",
+    ) -> None:
         self.ann_file = ann_file
         self.interval = interval
         self.input_size = input_size
@@ -57,8 +62,13 @@ class MIoUStarHook(Hook):
         model.eval()
         try:
             # the model's own inference settings (test_cfg) unless the hook names a threshold
-            report = grade_in_true_boxes(model, gt, input_size=self.input_size,
-                                         batch_size=self.batch_size, threshold=self.threshold)
+            report = grade_in_true_boxes(
+                model,
+                gt,
+                input_size=self.input_size,
+                batch_size=self.batch_size,
+                threshold=self.threshold,
+            )
         finally:
             model.train(was_training)
         entry = {"iter": iteration, **report}
@@ -67,14 +77,22 @@ class MIoUStarHook(Hook):
         runner.logger.info(
             f"mIoU* at iter {iteration}: salient head {report['model']['miou_star']:.4f}, "
             f"box-as-mask baseline {report['box_as_mask']['miou_star']:.4f} "
-            f"({report['model']['instances']} instances)")
-        save_json({"ann_file": self.ann_file, "final": entry, "history": self.history},
-                  os.path.join(runner.work_dir, self.out_file), indent=1)
+            f"({report['model']['instances']} instances)"
+        )
+        save_json(
+            {"ann_file": self.ann_file, "final": entry, "history": self.history},
+            os.path.join(runner.work_dir, self.out_file),
+            indent=1,
+        )
 
-    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
-                         outputs: Any = None) -> None:
-        if self.interval and self.every_n_train_iters(runner, self.interval) \
-                and not self.is_last_train_iter(runner):
+    def after_train_iter(
+        self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None
+    ) -> None:
+        if (
+            self.interval
+            and self.every_n_train_iters(runner, self.interval)
+            and not self.is_last_train_iter(runner)
+        ):
             self._evaluate(runner, runner.iter + 1)
 
     def after_train(self, runner: Any) -> None:

@@ -9,12 +9,17 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from mmseg.registry import MODELS
 from torch import nn
 
-from mmseg.registry import MODELS
-
-from boxcaseg.losses import (colour_pairwise_loss, colour_similarity, mil_loss, pairwise_loss,
-                             rgb_to_lab, salient_loss)
+from boxcaseg.losses import (
+    colour_pairwise_loss,
+    colour_similarity,
+    mil_loss,
+    pairwise_loss,
+    rgb_to_lab,
+    salient_loss,
+)
 
 
 class _WeightedLoss(nn.Module):
@@ -72,15 +77,29 @@ class ColourPairwiseLoss(_WeightedLoss):
 
     default_name = "loss_pair"
 
-    def __init__(self, loss_weight: float = 1.0, dilation: int = 2, theta: float = 2.0,
-                 threshold: float = 0.3, loss_name: str | None = None) -> None:
+    def __init__(
+        self,
+        loss_weight: float = 1.0,
+        dilation: int = 2,
+        theta: float = 2.0,
+        threshold: float = 0.3,
+        loss_name: str | None = None,
+    ) -> None:
         super().__init__(loss_weight, loss_name)
         self.dilation = dilation
         self.theta = theta
         self.threshold = threshold
 
-    def forward(self, box_logits: torch.Tensor, *, raw_logits: torch.Tensor, images: torch.Tensor,
-                target: torch.Tensor, is_salient: torch.Tensor, **context: Any) -> torch.Tensor:
+    def forward(
+        self,
+        box_logits: torch.Tensor,
+        *,
+        raw_logits: torch.Tensor,
+        images: torch.Tensor,
+        target: torch.Tensor,
+        is_salient: torch.Tensor,
+        **context: Any,
+    ) -> torch.Tensor:
         is_box = ~is_salient
         logits = raw_logits[is_box]
         if logits.shape[0] == 0:
@@ -89,5 +108,6 @@ class ColourPairwiseLoss(_WeightedLoss):
         small = F.adaptive_avg_pool2d(images[is_box], size)  # BoxInst: the image at mask stride
         similarity = colour_similarity(rgb_to_lab(small), self.dilation, self.theta)
         region = F.adaptive_max_pool2d(target[is_box][:, None], size)[:, 0]
-        return self.loss_weight * colour_pairwise_loss(logits, similarity, region,
-                                                       self.threshold, self.dilation)
+        return self.loss_weight * colour_pairwise_loss(
+            logits, similarity, region, self.threshold, self.dilation
+        )

@@ -26,12 +26,11 @@ import torch.nn.functional as F
 from mmcv.cnn import ConvModule, build_norm_layer
 from mmengine.model import BaseModule
 from mmengine.structures import PixelData
-from torch import nn
-
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
+from torch import nn
 
 from boxcaseg.normalize import minmax_normalize
 
@@ -44,12 +43,15 @@ class Transfer(nn.Module):
     learned scalars ``k`` and ``b0`` (a source without bias counts as bias 0).
     """
 
-    def __init__(self, in_channels: int, ratio: int = 4, leaky_slope: float = 0.1,
-                 init_std: float = 0.01) -> None:
+    def __init__(
+        self, in_channels: int, ratio: int = 4, leaky_slope: float = 0.1, init_std: float = 0.01
+    ) -> None:
         super().__init__()
         self.mlp = nn.Sequential(
-            nn.Linear(in_channels, ratio * in_channels), nn.LeakyReLU(leaky_slope),
-            nn.Linear(ratio * in_channels, in_channels))
+            nn.Linear(in_channels, ratio * in_channels),
+            nn.LeakyReLU(leaky_slope),
+            nn.Linear(ratio * in_channels, in_channels),
+        )
         self.k = nn.Parameter(torch.ones(()))
         self.b0 = nn.Parameter(torch.zeros(()))
         for layer in (self.mlp[0], self.mlp[2]):
@@ -60,8 +62,9 @@ class Transfer(nn.Module):
         """The regenerated (weight, bias) of ``source``'s shape; nothing flows back into it."""
         weight = source.weight.detach()
         new_weight = self.mlp(weight.flatten(1)).view_as(weight)
-        bias = source.bias.detach() if source.bias is not None \
-            else weight.new_zeros(weight.shape[0])
+        bias = (
+            source.bias.detach() if source.bias is not None else weight.new_zeros(weight.shape[0])
+        )
         return new_weight, self.k * bias + self.b0
 
 
@@ -69,10 +72,18 @@ class Transfer(nn.Module):
 class BoxCasegHead(BaseModule):
     """Box head + salient head (FCN + transfer) over concatenated multi-scale features."""
 
-    def __init__(self, in_channels: list[int], channels: int | None = None, alpha: float = 0.7,
-                 mlp_ratio: int = 4, leaky_slope: float = 0.1, transfer_init_std: float = 0.01,
-                 norm_cfg: dict[str, Any] | None = None, align_corners: bool = False,
-                 init_cfg: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: list[int],
+        channels: int | None = None,
+        alpha: float = 0.7,
+        mlp_ratio: int = 4,
+        leaky_slope: float = 0.1,
+        transfer_init_std: float = 0.01,
+        norm_cfg: dict[str, Any] | None = None,
+        align_corners: bool = False,
+        init_cfg: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -83,10 +94,13 @@ class BoxCasegHead(BaseModule):
         self.alpha = alpha
         self.align_corners = align_corners
         # the hidden conv has a bias, as in the authors' HRNet head: transfer1 regenerates it
-        self.box_hidden = ConvModule(total, channels, 1, bias=True, norm_cfg=norm_cfg,
-                                     act_cfg=dict(type="ReLU"))
+        self.box_hidden = ConvModule(
+            total, channels, 1, bias=True, norm_cfg=norm_cfg, act_cfg=dict(type="ReLU")
+        )
         self.box_cls = nn.Conv2d(channels, 1, 1)
-        self.fcn_hidden = ConvModule(total, channels, 1, norm_cfg=norm_cfg, act_cfg=dict(type="ReLU"))
+        self.fcn_hidden = ConvModule(
+            total, channels, 1, norm_cfg=norm_cfg, act_cfg=dict(type="ReLU")
+        )
         self.fcn_cls = nn.Conv2d(channels, 1, 1)
         self.transfer_hidden = Transfer(total, mlp_ratio, leaky_slope, transfer_init_std)
         self.transfer_norm = build_norm_layer(norm_cfg, channels)[1]
@@ -97,15 +111,25 @@ class BoxCasegHead(BaseModule):
         yield from self.box_cls.parameters()
 
     def salient_parameters(self) -> Iterator[nn.Parameter]:
-        for module in (self.fcn_hidden, self.fcn_cls, self.transfer_hidden, self.transfer_norm,
-                       self.transfer_cls):
+        for module in (
+            self.fcn_hidden,
+            self.fcn_cls,
+            self.transfer_hidden,
+            self.transfer_norm,
+            self.transfer_cls,
+        ):
             yield from module.parameters()
 
     def fuse_inputs(self, feats: list[torch.Tensor]) -> torch.Tensor:
         size = feats[0].shape[2:]
-        return torch.cat([feats[0]] + [resize(f, size=size, mode="bilinear",
-                                              align_corners=self.align_corners)
-                                       for f in feats[1:len(self.in_channels)]], dim=1)
+        return torch.cat(
+            [feats[0]]
+            + [
+                resize(f, size=size, mode="bilinear", align_corners=self.align_corners)
+                for f in feats[1 : len(self.in_channels)]
+            ],
+            dim=1,
+        )
 
     def box_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.box_cls(self.box_hidden(x))
@@ -120,8 +144,9 @@ class BoxCasegHead(BaseModule):
         fcn = self.fcn_cls(self.fcn_hidden(x))
         return self.alpha * fcn + (1.0 - self.alpha) * self.transfer_logits(x)
 
-    def forward(self, feats: list[torch.Tensor], salient: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, feats: list[torch.Tensor], salient: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Box logits of every sample and salient logits of the samples selected by the bool
         mask ``salient`` (all samples when None), at feature resolution.
 
@@ -147,19 +172,31 @@ class BoxCasegSegmentor(BaseSegmentor):
     crop resized by these factors; None: the crop as it is, as in the paper).
     """
 
-    def __init__(self, backbone: dict[str, Any], decode_head: dict[str, Any],
-                 loss_mil: dict[str, Any] | None = None, loss_pair: dict[str, Any] | None = None,
-                 loss_sal: dict[str, Any] | None = None,
-                 data_preprocessor: dict[str, Any] | None = None, pretrained: str | None = None,
-                 train_cfg: dict[str, Any] | None = None, test_cfg: dict[str, Any] | None = None,
-                 init_cfg: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: dict[str, Any],
+        decode_head: dict[str, Any],
+        loss_mil: dict[str, Any] | None = None,
+        loss_pair: dict[str, Any] | None = None,
+        loss_sal: dict[str, Any] | None = None,
+        data_preprocessor: dict[str, Any] | None = None,
+        pretrained: str | None = None,
+        train_cfg: dict[str, Any] | None = None,
+        test_cfg: dict[str, Any] | None = None,
+        init_cfg: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if pretrained:  # a local file only: nothing is downloaded at run time
-            backbone = {**backbone, "init_cfg": dict(type="CheckedPretrained", checkpoint=pretrained)}
+            backbone = {
+                **backbone,
+                "init_cfg": dict(type="CheckedPretrained", checkpoint=pretrained),
+            }
         self.backbone = MODELS.build(backbone)
         self.decode_head = MODELS.build(decode_head)
         self.loss_mil = MODELS.build(loss_mil or dict(type="BoxMILLoss"))
-        self.loss_pair = MODELS.build(loss_pair or dict(type="PairwiseSmoothLoss", loss_weight=0.05))
+        self.loss_pair = MODELS.build(
+            loss_pair or dict(type="PairwiseSmoothLoss", loss_weight=0.05)
+        )
         self.loss_sal = MODELS.build(loss_sal or dict(type="SalientBCELoss"))
         self.train_cfg = train_cfg or {}
         self.test_cfg = {"threshold": 0.5, "flip": False, "scales": None, **(test_cfg or {})}
@@ -168,10 +205,13 @@ class BoxCasegSegmentor(BaseSegmentor):
         return self.backbone(inputs)
 
     def _upsample(self, logits: torch.Tensor, size: Any) -> torch.Tensor:
-        return resize(logits, size=size, mode="bilinear", align_corners=self.decode_head.align_corners)
+        return resize(
+            logits, size=size, mode="bilinear", align_corners=self.decode_head.align_corners
+        )
 
-    def head_logits(self, inputs: torch.Tensor, salient: torch.Tensor | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def head_logits(
+        self, inputs: torch.Tensor, salient: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(box logits of every sample, salient logits of the ``salient`` samples (all when
         None)), each (N, 1, H, W) at the input size."""
         box, sal = self.decode_head(self.extract_feat(inputs), salient)
@@ -203,7 +243,9 @@ class BoxCasegSegmentor(BaseSegmentor):
     def encode_decode(self, inputs: torch.Tensor, batch_img_metas: list[dict]) -> torch.Tensor:
         return self.salient_logits(inputs)
 
-    def _forward(self, inputs: torch.Tensor, data_samples: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward(
+        self, inputs: torch.Tensor, data_samples: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head_logits(inputs)
 
     def rgb_images(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -217,9 +259,14 @@ class BoxCasegSegmentor(BaseSegmentor):
             images = images.flip(1)
         return images
 
-    def loss(self, inputs: torch.Tensor, data_samples: list[SegDataSample]) -> dict[str, torch.Tensor]:
-        is_salient = torch.tensor([ds.metainfo.get("sample_kind") == "salient" for ds in data_samples],
-                                  dtype=torch.bool, device=inputs.device)
+    def loss(
+        self, inputs: torch.Tensor, data_samples: list[SegDataSample]
+    ) -> dict[str, torch.Tensor]:
+        is_salient = torch.tensor(
+            [ds.metainfo.get("sample_kind") == "salient" for ds in data_samples],
+            dtype=torch.bool,
+            device=inputs.device,
+        )
         box_raw, sal_raw = self.decode_head(self.extract_feat(inputs), is_salient)
         size = inputs.shape[2:]
         box_logits, sal_logits = self._upsample(box_raw, size), self._upsample(sal_raw, size)
@@ -228,25 +275,35 @@ class BoxCasegSegmentor(BaseSegmentor):
         return {
             self.loss_mil.loss_name: self.loss_mil(box_logits, target),
             self.loss_pair.loss_name: self.loss_pair(
-                box_logits, raw_logits=box_raw, images=self.rgb_images(inputs), target=target,
-                is_salient=is_salient),
+                box_logits,
+                raw_logits=box_raw,
+                images=self.rgb_images(inputs),
+                target=target,
+                is_salient=is_salient,
+            ),
             self.loss_sal.loss_name: self.loss_sal(sal_logits, target[is_salient]),
         }
 
-    def predict(self, inputs: torch.Tensor, data_samples: list[SegDataSample] | None = None
-                ) -> list[SegDataSample]:
+    def predict(
+        self, inputs: torch.Tensor, data_samples: list[SegDataSample] | None = None
+    ) -> list[SegDataSample]:
         logits = self.salient_logits(inputs)
         masks = minmax_normalize(logits.sigmoid()[:, 0]) > self.test_cfg["threshold"]
         if data_samples is None:
             data_samples = [SegDataSample() for _ in range(len(inputs))]
         for ds, logit, mask in zip(data_samples, logits, masks):
-            ds.set_data({"seg_logits": PixelData(data=logit),
-                         "pred_sem_seg": PixelData(data=mask[None].long())})
+            ds.set_data(
+                {
+                    "seg_logits": PixelData(data=logit),
+                    "pred_sem_seg": PixelData(data=mask[None].long()),
+                }
+            )
         return data_samples
 
 
-def load_segmentor(checkpoint: str, device: str | None = None,
-                   config: str | None = None) -> BoxCasegSegmentor:
+def load_segmentor(
+    checkpoint: str, device: str | None = None, config: str | None = None
+) -> BoxCasegSegmentor:
     """A trained Stage 2 model in eval mode on ``device`` (default: the GPU when there is one).
 
     It is built from the config stored IN the checkpoint (mmengine writes it as ``meta.cfg``),
