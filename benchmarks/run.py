@@ -75,7 +75,7 @@ def coco128_or_skip() -> tuple[Path, Path] | None:
 def tiny_demo(root: Path, **kw: Any) -> dict[str, Path]:
     from boxcaseg.data.prepare import prepare_dataset
     from boxcaseg.data.synthetic import DemoSpec, write_demo_dataset
-    from boxcaseg.workflow import generated_data_config
+    from boxcaseg.sections import generated_data_config
 
     spec = DemoSpec(**{"train_images": 40, "val_images": 4, "salient_images": 40, **kw})
     write_demo_dataset(root / "demo", spec)

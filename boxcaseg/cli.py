@@ -119,7 +119,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from boxcaseg.data.prepare import prepare_dataset
     from boxcaseg.figures import dataset_summary
-    from boxcaseg.workflow import generated_data_config
+    from boxcaseg.sections import generated_data_config
 
     section = _section(args.section)
     if args.generated:  # the generated sets, plus any salient sources the config names
@@ -137,8 +137,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_train_seg(args: argparse.Namespace) -> int:
     from boxcaseg.data.coco import load_json, save_json
+    from boxcaseg.sections import segmentation_options
     from boxcaseg.segmentation import train_segmentation
-    from boxcaseg.workflow import segmentation_options
 
     section = _section(args.section)
     options = segmentation_options(section)
@@ -252,7 +252,7 @@ def cmd_box_masks(args: argparse.Namespace) -> int:
 
 def cmd_train_det(args: argparse.Namespace) -> int:
     from boxcaseg.detection import train_detection
-    from boxcaseg.workflow import detection_options
+    from boxcaseg.sections import detection_options
 
     section = _section(args.section)
     # --config: the variant's model config (the rule passes it: BoxInst has its own)
@@ -275,7 +275,7 @@ def cmd_eval_det(args: argparse.Namespace) -> int:
     from boxcaseg.data.coco import save_json
     from boxcaseg.detection import grade_detector_in_true_boxes, predict_detection
     from boxcaseg.metrics import coco_evaluate
-    from boxcaseg.workflow import detection_options
+    from boxcaseg.sections import detection_options
 
     section = _section(args.section)
     config = args.config or section["config"]

@@ -9,7 +9,7 @@ import pytest
 from boxcaseg.data.prepare import prepare_dataset
 from boxcaseg.data.synthetic import DemoSpec, write_demo_dataset
 from boxcaseg.numerics import pin_cpu_numerics
-from boxcaseg.workflow import generated_data_config
+from boxcaseg.sections import generated_data_config
 
 pin_cpu_numerics()  # as the `boxcaseg` command does, before anything loads torch
 

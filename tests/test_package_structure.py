@@ -4,7 +4,12 @@ imports it back, function-level imports included (they hide a circle, they do no
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import boxcaseg
 
@@ -73,3 +78,23 @@ def test_no_import_circle_in_the_package():
     graph = module_imports()
     assert "boxcaseg.data.importers" in graph and "boxcaseg.cli" in graph
     assert import_circles(graph) == []
+
+
+@pytest.mark.slow
+def test_every_module_imports_alone():
+    """Each module in a fresh interpreter: an import that only works after another module
+    was loaded (an order dependence, or a circle broken by luck) fails here."""
+    names = sorted(module_imports())
+    code = "import importlib, sys\nimportlib.import_module(sys.argv[1])\n"
+    failures = {}
+    for name in names:
+        result = subprocess.run(
+            [sys.executable, "-c", code, name],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        )
+        if result.returncode:
+            failures[name] = result.stderr.strip().splitlines()[-1:]
+    assert len(names) > 40 and failures == {}

@@ -287,7 +287,7 @@ def test_backbone_from_scratch_detection():
     cfg = load_config("det/maskrcnn_r101_fpn_voc.py")
     assert backbone_from_scratch(cfg.model)
     assert cfg.model.backbone.frozen_stages == 1 and cfg.model.backbone.norm_eval  # mmdet's
-    from boxcaseg.workflow import detection_options
+    from boxcaseg.sections import detection_options
 
     with_ckpt = load_config(
         "det/maskrcnn_r101_fpn_voc.py", detection_options({"pretrained": "x.pth"})
