@@ -2,11 +2,13 @@
 
     python benchmarks/seeds.py                                  # the demo, seeds 0 1 2
     python benchmarks/seeds.py --configfile config/coco128_person.yaml --seeds 0 1
+    python benchmarks/seeds.py --configfile config/coco128_person.yaml --seeds 0 1 2 --no-run
 
 Each seed is a whole workflow run (`snakemake --cores all`) with `segmentation.seed` and
 `detection.seed` set to it (the data stay the same) into `results/<run_name>_seed<k>/`; seed 0
 is the config's own run (`results/<run_name>/`: for the demo, `make demo`'s). A finished run
-is not redone (Snakemake finds nothing to do). Prints the
+is not redone (Snakemake finds nothing to do; but a changed model config or code reruns it:
+``--no-run`` reads the finished runs' figures as they are, without calling Snakemake). Prints the
 figures per seed, their mean and their spread (sample standard deviation, and max - min), and
 writes them as JSON (benchmarks/results/seeds_<run_name>.json).
 """
@@ -77,6 +79,9 @@ def main() -> int:
     parser.add_argument("--configfile", default="config.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--json")
+    parser.add_argument(
+        "--no-run", action="store_true", help="only read the finished runs' figures (no snakemake)"
+    )
     args = parser.parse_args()
     base = yaml.safe_load((REPO / args.configfile).read_text())
     runs = {}
@@ -89,11 +94,8 @@ def main() -> int:
                 "segmentation": {"seed": seed},
                 "detection": {"seed": seed},
             }
-        minutes = run_workflow(args.configfile, overrides)
-        runs[seed] = {
-            "figures": headline(REPO / "results" / name),
-            "wall_minutes": round(minutes, 1),
-        }
+        minutes = None if args.no_run else round(run_workflow(args.configfile, overrides), 1)
+        runs[seed] = {"figures": headline(REPO / "results" / name), "wall_minutes": minutes}
         print(json.dumps({seed: runs[seed]}), flush=True)
     names = list(runs[args.seeds[0]]["figures"])
     summary = {}
