@@ -36,7 +36,7 @@ format: install
 test: lint
 	$(PY) -m pytest -ra
 
-# Unit tests only (seconds).
+# Unit tests only (a few minutes on 2 cores).
 test-fast: install
 	$(PY) -m pytest -ra -m "not slow"
 
