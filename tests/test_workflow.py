@@ -561,18 +561,15 @@ def test_masks_from_boxes_gives_one_mask_per_box_inside_it(tiny_run, tmp_path, m
         else ["--grabcut"]
     )
     out = tmp_path / "masks.json"
-    result = run_cli(
+    command = [
         "masks-from-boxes",
         "--format",
         "coco",
         "--annotations",
         str(tmp_path / "boxes.json"),
-        "--images",
-        str(tmp_path / "photos"),
-        *how,
-        "--out",
-        str(out),
-    )
+    ]
+    command += ["--images", str(tmp_path / "photos"), *how, "--out", str(out)]
+    result = run_cli(*command)
     assert result.returncode == 0, result.stderr[-3000:]
     masks = json.loads(out.read_text())
     sizes = {img["id"]: (img["height"], img["width"]) for img in masks["images"]}
@@ -588,18 +585,7 @@ def test_masks_from_boxes_gives_one_mask_per_box_inside_it(tiny_run, tmp_path, m
         )
         assert mask.any() and not (mask & ~inside).any()
     # nothing is overwritten
-    again = run_cli(
-        "masks-from-boxes",
-        "--format",
-        "coco",
-        "--annotations",
-        str(tmp_path / "boxes.json"),
-        "--images",
-        str(tmp_path / "photos"),
-        *how,
-        "--out",
-        str(out),
-    )
+    again = run_cli(*command)
     assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
 
 
