@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from boxcaseg.data.coco import Coco, category_names, image_path, load_json, save_json, strip_masks
-from boxcaseg.data.images import IMAGE_SUFFIXES, ImageProblem, image_size
+from boxcaseg.data.images import IMAGE_SUFFIXES, ImageProblem, image_files, image_size
 from boxcaseg.data.report import DataError
 
 # --- which images ---------------------------------------------------------------------------
@@ -26,9 +26,7 @@ def _listed_paths(source: Path) -> list[Path]:
     """The images a command-line source names: a folder's image files (sorted, not
     recursive), one image file, or a text file with one path per line (relative to it)."""
     if source.is_dir():
-        return sorted(
-            p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-        )
+        return image_files(source)
     if source.suffix.lower() == ".txt":
         lines = [line.strip() for line in source.read_text().splitlines()]
         return [(source.parent / line) for line in lines if line and not line.startswith("#")]

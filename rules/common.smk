@@ -183,7 +183,7 @@ PREDICT_IMAGES = []
 if config["predict"].get("images"):
     from snakemake.exceptions import WorkflowError
 
-    from boxcaseg.data.images import IMAGE_SUFFIXES
+    from boxcaseg.data.images import IMAGE_SUFFIXES, image_files
 
     _folder = Path(config["predict"]["images"])
     if not _folder.is_dir():
@@ -192,9 +192,7 @@ if config["predict"].get("images"):
         raise WorkflowError(
             f"predict.variant: {PREDICT_VARIANT} is not one of detection.variants {VARIANTS}"
         )
-    PREDICT_IMAGES = sorted(
-        str(p) for p in _folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    PREDICT_IMAGES = [str(p) for p in image_files(_folder)]
     if not PREDICT_IMAGES:
         raise WorkflowError(
             f"predict.images: no image file in {_folder} ({', '.join(IMAGE_SUFFIXES)})"

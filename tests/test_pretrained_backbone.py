@@ -120,9 +120,12 @@ def test_frozen_stem_and_frozen_bn_statistics_while_training():
         ("seg/boxcaseg_lite0_real_cpu.py", "mmseg"),
         ("det/maskrcnn_lite0_fpn_real_cpu.py", "mmdet"),
         ("det/boxinst_lite0_fpn_real_cpu.py", "mmdet"),
+        ("seg/boxcaseg_lite0_demo.py", "mmseg"),
+        ("det/maskrcnn_lite0_fpn_demo.py", "mmdet"),
+        ("det/boxinst_lite0_fpn_demo.py", "mmdet"),
     ],
 )
-def test_the_real_photo_configs_build_the_pretrained_backbone(config, scope, capfd):
+def test_the_lite_configs_build_the_pretrained_backbone(config, scope, capfd):
     from mmengine.logging import MMLogger
     from mmengine.registry import MODELS, init_default_scope
 
@@ -148,7 +151,7 @@ def test_the_real_photo_configs_build_the_pretrained_backbone(config, scope, cap
 
 
 @pytest.mark.parametrize(
-    "config", ["det/maskrcnn_lite0_fpn_real_cpu.py", "det/boxinst_lite0_fpn_real_cpu.py"]
+    "config", ["det/maskrcnn_lite0_fpn_real_cpu.py", "det/boxinst_lite0_fpn_demo.py"]
 )
 def test_the_detector_configs_build_in_plain_mmdet(config):
     """What eval-det and a user's own mmdet script do: read the config and build the model in

@@ -157,10 +157,15 @@ def is_binary(values: np.ndarray) -> bool:
     )
 
 
+def image_files(folder: str | Path) -> list[Path]:
+    """The image files of a folder (IMAGE_SUFFIXES, any case), sorted, not recursive: what
+    every folder of images means here (Stage 1's importers, ``boxcaseg predict``, the
+    workflow's ``predict.images``)."""
+    return sorted(
+        p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
 def list_images(folder: str | Path) -> dict[str, Path]:
     """Image files in a folder by stem (non-recursive)."""
-    return {
-        p.stem: p
-        for p in sorted(Path(folder).iterdir())
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    }
+    return {p.stem: p for p in image_files(folder)}

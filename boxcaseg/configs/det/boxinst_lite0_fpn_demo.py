@@ -1,0 +1,6 @@
+# CPU demo on ImageNet features: the demo's BoxInst (det/boxinst_r18_fpn_demo.py) on the same
+# ImageNet-pretrained EfficientNet-Lite0 as the demo's Mask R-CNN variants
+# (_base_/efficientnet_lite0_fpn.py), so the comparison is backbone for backbone.
+_base_ = ['./boxinst_r18_fpn_demo.py', './_base_/efficientnet_lite0_fpn.py']
+
+model = _base_.lite0_fpn
