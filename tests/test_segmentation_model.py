@@ -410,6 +410,31 @@ def test_inference_scales_average_the_resized_crops_logits():
         assert not torch.allclose(expected, plain, atol=1e-3)  # the views do differ
 
 
+def test_inference_views_are_rounded_to_the_size_divisor():
+    """At 40 px with scales 0.75 and 1.25 the views would be 30 and 50 px; with size_divisor
+    16 they are 32 and 48 (and the crop itself stays 40), each resized back to 40."""
+    model = _demo_model_for_inference()
+    seen = []
+    head_logits = model.head_logits
+
+    def recording(inputs):
+        seen.append(tuple(inputs.shape[2:]))
+        return head_logits(inputs)
+
+    model.head_logits = recording
+    x = torch.randn(1, 3, 40, 40)
+    with torch.no_grad():
+        model.test_cfg["scales"] = (0.75, 1.0, 1.25)
+        unrounded = model.salient_logits(x)
+        assert seen == [(30, 30), (40, 40), (50, 50)]
+        seen.clear()
+        model.test_cfg["size_divisor"] = 16
+        rounded = model.salient_logits(x)
+        assert seen == [(32, 32), (40, 40), (48, 48)]
+    assert rounded.shape == unrounded.shape == (1, 1, 40, 40)
+    assert not torch.allclose(rounded, unrounded, atol=1e-4)
+
+
 @pytest.mark.slow
 def test_weight_average_is_what_the_checkpoint_holds_and_the_hook_grades(tiny_data, tmp_path):
     """With an EMAHook (the real-photo config has one) a real `boxcaseg train-seg` run saves

@@ -23,8 +23,11 @@ model = dict(
                    theta=2.0, threshold=0.3),
     # inference: a lower threshold than the paper's 0.5 on the min-max normalised salient
     # map (from-scratch maps are flatter inside the object); the logits of the mirrored crop
-    # and of the crop at 0.75x and 1.25x its size averaged in (6 views a crop)
-    test_cfg=dict(threshold=0.4, flip=True, scales=(0.75, 1.0, 1.25)))
+    # and of the crop at 0.75x and 1.25x its size averaged in (6 views a crop), each view's
+    # size rounded to a multiple of the backbone's stride 32 (at 128 px: 96, 128, 160 as they
+    # are; at 160 px 128, 160, 192 instead of 120 and 200, whose features fall between the
+    # pixels: docs/results.md has what the rounding bought)
+    test_cfg=dict(threshold=0.4, flip=True, scales=(0.75, 1.0, 1.25), size_divisor=32))
 optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=0.001, weight_decay=0.05))
 # the parent's pipeline with larger crops, mirrored box crops, half the salient samples cropped
 # to a box around the object, and photometric distortion (`_base_.` syntax: only these differ)

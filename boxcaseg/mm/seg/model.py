@@ -169,7 +169,8 @@ class BoxCasegSegmentor(BaseSegmentor):
     ``test_cfg``: the inference settings Stage 3 and the mIoU* hook share: ``threshold`` on
     the min-max normalised probabilities (the paper: 0.5), ``flip`` (average the logits of the
     crop and of its mirror image; off in the paper), ``scales`` (average the logits of the
-    crop resized by these factors; None: the crop as it is, as in the paper).
+    crop resized by these factors; None: the crop as it is, as in the paper), ``size_divisor``
+    (each resized view's sides rounded to a multiple of it; None: not rounded).
     """
 
     def __init__(
@@ -222,7 +223,8 @@ class BoxCasegSegmentor(BaseSegmentor):
         """The salient head's logits at the input size. At inference, ``test_cfg.flip``
         averages in the mirror image's logits (mirrored back), and ``test_cfg.scales`` (input
         size factors, e.g. (0.75, 1.0, 1.25)) the logits of the crop resized by each factor,
-        resized back: mmseg's multi-scale aug-test for one crop."""
+        resized back: mmseg's multi-scale aug-test for one crop; ``test_cfg.size_divisor`` rounds
+        each view's size to a multiple of it (the backbone's output stride)."""
         if self.training:
             return self.head_logits(inputs)[1]
         size = inputs.shape[2:]
@@ -231,8 +233,14 @@ class BoxCasegSegmentor(BaseSegmentor):
             return logits if logits.shape[2:] == size else self._upsample(logits, size)
 
         total, views = 0, 0
+        # size_divisor: each resized view's size rounded to a multiple of the network's output
+        # stride, so the view's features align with its pixels (the crop itself stays as it is)
+        divisor = self.test_cfg.get("size_divisor") or 1
         for scale in self.test_cfg.get("scales") or (1.0,):
-            scaled_size = [max(1, round(scale * s)) for s in size]
+            scaled_size = [
+                s if scale == 1.0 else max(divisor, round(scale * s / divisor) * divisor)
+                for s in size
+            ]
             scaled = inputs if list(size) == scaled_size else self._upsample(inputs, scaled_size)
             total, views = total + at_input_size(self.head_logits(scaled)[1]), views + 1
             if self.test_cfg.get("flip"):
