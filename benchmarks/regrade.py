@@ -42,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         help="model.test_cfg settings to change (YAML values: scales=[0.75,1.0,1.25])",
     )
     parser.add_argument("--drop-threshold", type=float, default=None, help="default: the run's")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="the run's Stage 3 thread count (resources)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=32, help="crops per forward pass (proxy.batch_size)"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -51,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from boxcaseg.mm.seg.model import load_segmentor
     from boxcaseg.proxy import grade_in_true_boxes, proxy_masks_file
 
-    torch.set_num_threads(1)  # the workflow's thread count for Stage 2 and 3 (resources)
+    torch.set_num_threads(args.threads)
     results, out = Path(args.results), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = results / "segmentation" / "final.pth"
@@ -67,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         str(results / "data" / "train.boxes.json"),
         str(out / "proxy_raw.json"),
         input_size=input_size,
-        batch_size=32,  # the workflow's (proxy.batch_size): crops per forward pass
+        batch_size=args.batch_size,
         threshold=model.test_cfg["threshold"],
         num_workers=0,
         checkpoint=str(checkpoint),

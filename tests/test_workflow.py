@@ -632,3 +632,34 @@ def test_the_trained_detector_loads_in_plain_mmdetection(tiny_run):
         if r["image_id"] == image["id"]
     ]
     assert scores and scores == pytest.approx(evaluated, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_regrading_a_run_with_nothing_changed_gives_its_own_figures(tiny_run, tmp_path):
+    """benchmarks/regrade.py with the model's own test_cfg: the run's Stage 2 mIoU*, proxy
+    masks and Stage 4 quality exactly (it calls the stages' own functions); a changed
+    threshold gives other masks."""
+    out = tiny_run["out"]
+
+    def regrade(folder: Path, *settings: str) -> dict:
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "2"}
+        command = [sys.executable, str(REPO / "benchmarks/regrade.py"), "--results", str(out)]
+        command += ["--out", str(folder), "--threads", "2", "--batch-size", "8"]
+        command += ["--test-cfg", *settings] if settings else []
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    same = regrade(tmp_path / "same")
+    workflow_miou = json.loads((out / "segmentation/miou_star.json").read_text())
+    assert same["salient_val_miou_star"] == round(100 * workflow_miou["model"]["miou_star"], 2)
+    masks = json.loads((tmp_path / "same/proxy_masks.json").read_text())["annotations"]
+    workflow = json.loads((out / "proxy/proxy_masks.json").read_text())["annotations"]
+    assert [a["segmentation"] for a in masks] == [a["segmentation"] for a in workflow]
+    quality = json.loads((out / "proxy/quality.json").read_text())["quality"]
+    assert same["proxies_train_miou_star"] == round(100 * quality["proxy"]["miou_star"], 2)
+
+    other = regrade(tmp_path / "other", "threshold=0.2")
+    assert other["test_cfg"]["threshold"] == 0.2
+    changed = json.loads((tmp_path / "other/proxy_masks.json").read_text())["annotations"]
+    assert [a["segmentation"] for a in changed] != [a["segmentation"] for a in workflow]
