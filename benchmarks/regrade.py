@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from boxcaseg.data.coco import load_json, save_json
     from boxcaseg.merge_drop import run_merge
     from boxcaseg.mm.seg.model import load_segmentor
-    from boxcaseg.proxy import grade_in_true_boxes, proxy_masks_file
+    from boxcaseg.proxy import grade_in_true_boxes, model_input_size, proxy_masks_file
 
     torch.set_num_threads(args.threads)
     results, out = Path(args.results), Path(args.out)
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = results / "segmentation" / "final.pth"
     model = load_segmentor(str(checkpoint), "cpu")
     model.test_cfg.update(dict(args.test_cfg))
-    input_size = int(model.cfg.get("infer_size", 320))
+    input_size = model_input_size(model)
     val = grade_in_true_boxes(  # as the mIoU* hook of the real-photo configs (batch 32)
         model, load_json(results / "data" / "val.gt.json"), input_size=input_size, batch_size=32
     )

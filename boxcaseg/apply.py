@@ -286,7 +286,7 @@ def masks_from_boxes(
     from boxcaseg.baselines import grabcut_raw_masks
     from boxcaseg.data.prepare import import_box_split
     from boxcaseg.merge_drop import run_merge
-    from boxcaseg.proxy import proxy_masks_file
+    from boxcaseg.proxy import model_input_size, proxy_masks_file
 
     if (checkpoint is None) == (not grabcut):
         raise DataError("give a Stage 2 checkpoint or choose GrabCut (one of the two)")
@@ -320,7 +320,7 @@ def masks_from_boxes(
             model,
             Path(work) / "boxes.json",
             Path(work) / "raw.json",
-            input_size=int(model.cfg.get("infer_size", 320)),
+            input_size=model_input_size(model),
             batch_size=batch_size,
             threshold=model.test_cfg["threshold"],
             num_workers=num_workers,

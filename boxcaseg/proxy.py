@@ -285,6 +285,12 @@ def grade_in_true_boxes(
 # --- Stage 3 on files: what the workflow's proxy_masks and gather_proxy_masks rules run -------
 
 
+def model_input_size(model: Any) -> int:
+    """The crop size a Stage 2 model predicts at: its config's ``infer_size`` (what its mIoU*
+    used), 320 for a config without one."""
+    return int(model.cfg.get("infer_size", 320))
+
+
 def proxy_part_path(out_json: str | Path, index: int, count: int) -> Path:
     out_json = Path(out_json)
     return out_json.with_name(f"{out_json.stem}.part{index}-of-{count}.json")
@@ -325,7 +331,7 @@ def run_proxy_inference(
         model,
         boxes_json,
         proxy_part_path(out_json, *shard) if world > 1 else out_json,
-        input_size=input_size or int(model.cfg.get("infer_size", 320)),
+        input_size=input_size or model_input_size(model),
         batch_size=batch_size,
         threshold=model.test_cfg["threshold"] if threshold is None else threshold,
         num_workers=num_workers,

@@ -328,11 +328,6 @@ def _side_file_lookup(path: Path, table: SideTable | None, report: ValidationRep
     return lookup
 
 
-def _maps_by_stem(folder: Path) -> dict[str, Path]:
-    """Label maps in a folder by stem; lossy files are listed too (and refused when read)."""
-    return list_images(folder)
-
-
 # --- instance_png -------------------------------------------------------------------------------
 
 
@@ -365,7 +360,8 @@ def import_instance_png(
         )
 
     maps: dict[str, Path] = {}
-    for stem, path in _maps_by_stem(mask_dir).items():
+    # label maps by stem; lossy files are listed too (and refused when read)
+    for stem, path in list_images(mask_dir).items():
         if stem.endswith(mask_suffix) and len(stem) > len(mask_suffix):
             maps[stem[: len(stem) - len(mask_suffix)]] = path
     mask_files = {p.resolve() for p in maps.values()}
@@ -421,7 +417,7 @@ def _class_source(
             raise DataError(
                 f"{side}: a folder of class-id PNGs needs `names:` (value v is names[v - 1])"
             )
-        class_maps = _maps_by_stem(side)
+        class_maps = list_images(side)  # lossy files too (refused when read)
 
         def find(stem: str) -> Path | None:
             return class_maps.get(f"{stem}{mask_suffix}") or class_maps.get(stem)
