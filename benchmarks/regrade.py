@@ -19,14 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
-
-def parse_setting(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"{text}: expected KEY=VALUE")
-    return key, yaml.safe_load(value)
+from mmengine.config import DictAction
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,11 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for the regraded files")
     parser.add_argument(
         "--test-cfg",
-        nargs="*",
-        type=parse_setting,
-        default=[],
+        nargs="+",
+        action=DictAction,
+        default={},
         metavar="KEY=VALUE",
-        help="model.test_cfg settings to change (YAML values: scales=[0.75,1.0,1.25])",
+        help="model.test_cfg settings to change (mmengine's --cfg-options syntax: "
+        "scales=[0.75,1.0,1.25])",
     )
     parser.add_argument("--drop-threshold", type=float, default=None, help="default: the run's")
     parser.add_argument(
@@ -62,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = results / "segmentation" / "final.pth"
     model = load_segmentor(str(checkpoint), "cpu")
-    model.test_cfg.update(dict(args.test_cfg))
+    model.test_cfg.update(args.test_cfg)
     input_size = model_input_size(model)
     val = grade_in_true_boxes(  # as the mIoU* hook of the real-photo configs (batch 32)
         model, load_json(results / "data" / "val.gt.json"), input_size=input_size, batch_size=32

@@ -91,7 +91,7 @@ def tiny_demo(root: Path, **kw: Any) -> dict[str, Path]:
 
 
 def bench_import(tmp: Path) -> dict[str, Any]:
-    from boxcaseg.data.importers import import_yolo_seg
+    from boxcaseg.data.yolo_seg import import_yolo_seg
 
     data = coco128_or_skip()
     if data is None:
@@ -190,7 +190,7 @@ def bench_proxy(
 
 
 def bench_merge(tmp: Path) -> dict[str, Any]:
-    from boxcaseg.data.importers import import_yolo_seg
+    from boxcaseg.data.yolo_seg import import_yolo_seg
     from boxcaseg.masks import rle_encode, segmentation_to_mask
     from boxcaseg.merge_drop import merge_proxy_file
 

@@ -178,7 +178,7 @@ def write_split(
     seed: int,
 ) -> dict[str, int]:
     """One COCO instances file of ``n_images`` images (links to the shared files), streamed."""
-    from boxcaseg.data.importers import COCO80_CLASSES
+    from boxcaseg.data.classes import COCO80_CLASSES
 
     rng = np.random.default_rng(seed)
     probs = np.array([p for _, p in SIZES])

@@ -8,7 +8,8 @@ Each seed is a whole workflow run (`snakemake --cores all`) with `segmentation.s
 `detection.seed` set to it (the data stay the same) into `results/<run_name>_seed<k>/`; seed 0
 is the config's own run (`results/<run_name>/`: for the demo, `make demo`'s). A finished run
 is not redone (Snakemake finds nothing to do; but a changed model config or code reruns it:
-``--no-run`` reads the finished runs' figures as they are, without calling Snakemake). Prints the
+``--no-run`` reads the finished runs' figures as they are, without calling Snakemake, and keeps
+the wall minutes the JSON already holds for each seed). Prints the
 figures per seed, their mean and their spread (sample standard deviation, and max - min), and
 writes them as JSON (benchmarks/results/seeds_<run_name>.json).
 """
@@ -84,6 +85,9 @@ def main() -> int:
     )
     args = parser.parse_args()
     base = yaml.safe_load((REPO / args.configfile).read_text())
+    path = Path(args.json or REPO / f"benchmarks/results/seeds_{base['run_name']}.json")
+    # --no-run keeps the wall minutes an earlier call measured for the same seed
+    earlier = json.loads(path.read_text()).get("runs", {}) if path.is_file() else {}
     runs = {}
     for seed in args.seeds:
         name, overrides = base["run_name"], None
@@ -94,7 +98,10 @@ def main() -> int:
                 "segmentation": {"seed": seed},
                 "detection": {"seed": seed},
             }
-        minutes = None if args.no_run else round(run_workflow(args.configfile, overrides), 1)
+        if args.no_run:
+            minutes = earlier.get(str(seed), {}).get("wall_minutes")
+        else:
+            minutes = round(run_workflow(args.configfile, overrides), 1)
         runs[seed] = {"figures": headline(REPO / "results" / name), "wall_minutes": minutes}
         print(json.dumps({seed: runs[seed]}), flush=True)
     names = list(runs[args.seeds[0]]["figures"])
@@ -120,7 +127,6 @@ def main() -> int:
             + "  ".join(f"{v:7.2f}" for v in row["values"])
             + f"  {row['mean']:6.2f}  {row['std']:5.2f}  {row['range']:5.2f}"
         )
-    path = Path(args.json or REPO / f"benchmarks/results/seeds_{base['run_name']}.json")
     path.write_text(
         json.dumps(
             {"configfile": args.configfile, "seeds": args.seeds, "runs": runs, "summary": summary},

@@ -199,26 +199,17 @@ if config["predict"].get("images"):
         )
 
 
-# The files (or folders: a change of their entries reruns the import) that hold a split's
-# annotations, per format; image folders are validated by the import itself.
-ANNOTATION_KEYS = ("annotations", "labels", "masks", "classes", "root")
-
-
-def annotation_paths(source):
-    return [
-        source[k]
-        for k in ANNOTATION_KEYS
-        if isinstance(source.get(k), str) and os.path.exists(source[k])
-    ]
-
-
 def prepare_inputs(wildcards):
+    from boxcaseg.data.prepare import annotation_paths
+
     if GENERATED_DIR:
         return [GENERATED_DIR]
     return [p for s in config["data"]["splits"].values() for p in annotation_paths(s)]
 
 
 def derive_inputs(wildcards):
+    from boxcaseg.data.prepare import annotation_paths
+
     return annotation_paths(config["data"].get("derive", {}))
 
 

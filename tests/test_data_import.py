@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from boxcaseg.data.coco import has_masks, load_json, strip_masks
-from boxcaseg.data.importers import import_coco, import_duts, import_voc, import_yolo_seg
-from boxcaseg.data.prepare import prepare_dataset
+from boxcaseg.data.coco import has_masks, import_coco, load_json, strip_masks
+from boxcaseg.data.prepare import annotation_paths, prepare_dataset
 from boxcaseg.data.report import DataError
+from boxcaseg.data.salient import import_duts
+from boxcaseg.data.voc import import_voc
+from boxcaseg.data.yolo_seg import import_yolo_seg
 from boxcaseg.masks import rle_encode, segmentation_to_mask
 
 
@@ -802,7 +804,7 @@ def test_save_json_streams_long_lists_as_json_dump_writes_them(tmp_path, monkeyp
 
 
 def test_salient_folder_without_masks_names_the_masks_folder(tmp_path):
-    from boxcaseg.data.importers import import_salient
+    from boxcaseg.data.salient import import_salient
 
     root = duts_folder(tmp_path)
     empty = tmp_path / "no_masks_here"
@@ -840,3 +842,18 @@ def test_instance_png_classes_as_a_list_of_names(tmp_path):
         DataError, match=r"a_mask\.png \[a instance 7\]: instance id 7 has no class"
     ):
         report.raise_if_errors()
+
+
+def test_annotation_paths_are_a_sources_existing_annotation_files(tmp_path):
+    """What the workflow's import rules take as inputs (an edit of them reruns the import):
+    the annotation files and folders, a names file, never the image folder or a builtin list."""
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    source = {"format": "yolo_seg", "images": str(images), "labels": str(labels), "names": "coco80"}
+    assert annotation_paths(source) == [str(labels)]
+    names = tmp_path / "names.txt"
+    names.write_text("person\n")
+    assert annotation_paths({**source, "names": str(names)}) == [str(labels), str(names)]
+    missing = {"format": "coco", "annotations": str(tmp_path / "no.json"), "images": str(images)}
+    assert annotation_paths(missing) == []  # the import names the missing file itself

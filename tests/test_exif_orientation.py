@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from boxcaseg.data.importers import import_coco, import_yolo_seg
+from boxcaseg.data.coco import import_coco
 from boxcaseg.data.report import DataError
+from boxcaseg.data.yolo_seg import import_yolo_seg
 from boxcaseg.engine import CONFIG_DIR, load_config
 
 STORED_H, STORED_W = 48, 64

@@ -1,6 +1,8 @@
-"""The internal dataset form: a COCO instances dict, validated.
+"""The internal dataset form: a COCO instances dict, validated; and the COCO importer
+(:func:`import_coco`), which is that validation applied to a COCO file.
 
-Every importer produces one of these. Conventions on top of COCO:
+Every importer (one module per format: here, voc, yolo_seg, instance_masks, labelme, salient)
+produces one of these. Conventions on top of COCO:
 - ``images[].file_name`` is relative to ``info.image_root`` (an absolute path), so the files
   written by Stage 1 can be read from anywhere; :func:`image_path` joins them.
 - ``iscrowd = 1`` marks regions to ignore (COCO crowds, VOC "difficult"); they carry a box and
@@ -466,3 +468,25 @@ def validate_coco(
         "annotations": annotations,
         "categories": sorted(categories.values(), key=lambda c: c["id"]),
     }
+
+
+# --- the COCO importer (Stage 1): a COCO instances JSON, validated as it is ---------------
+
+
+def import_coco(
+    annotation_file: str | Path,
+    image_dir: str | Path,
+    *,
+    strict: bool = False,
+    decode_images: bool = True,
+) -> tuple[Coco, ValidationReport]:
+    """A COCO instances JSON (also SBD/VOC converted to COCO style). Polygons and RLE masks are
+    kept for evaluation; crowd regions stay as ``iscrowd`` ignore regions."""
+    report = ValidationReport(source=str(annotation_file), strict=strict)
+    coco = load_json(annotation_file)
+    if not isinstance(coco, dict):
+        raise DataError(f"{annotation_file}: a COCO file must hold a JSON object")
+    clean = validate_coco(
+        coco, image_dir, report, source_file=str(annotation_file), decode_images=decode_images
+    )
+    return clean, report

@@ -12,22 +12,19 @@ failed import never leaves a half-updated dataset behind.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from boxcaseg.data.coco import Coco, has_masks, save_json, strip_masks
+from boxcaseg.data.coco import Coco, has_masks, import_coco, save_json, strip_masks
 from boxcaseg.data.fields import describe
-from boxcaseg.data.importers import (
-    import_coco,
-    import_duts,
-    import_salient,
-    import_voc,
-    import_yolo_seg,
-)
 from boxcaseg.data.instance_masks import import_instance_png
 from boxcaseg.data.labelme import import_labelme
 from boxcaseg.data.report import DataError, ValidationReport
+from boxcaseg.data.salient import import_duts, import_salient
+from boxcaseg.data.voc import import_voc
+from boxcaseg.data.yolo_seg import import_yolo_seg
 
 BOX_FORMATS = ("coco", "voc", "yolo_seg", "instance_png", "labelme")
 SALIENT_FORMATS = ("duts", "folders")
@@ -53,6 +50,22 @@ BOX_SOURCE_KEYS = tuple(
         + ["names", "classes"]
     )
 )
+
+
+# The keys whose files (or folders: a change of their entries counts) hold a source's
+# annotations: the workflow makes them the inputs of its import rules, so that an edit reruns
+# the import. Image folders are not among them: the import validates the images itself.
+ANNOTATION_PATH_KEYS = ("annotations", "labels", "masks", "root", "names", "classes")
+
+
+def annotation_paths(source: dict[str, Any]) -> list[str]:
+    """The paths of ``source`` (a box split, or ``data.derive``) under
+    :data:`ANNOTATION_PATH_KEYS` that exist (``names: coco80`` is a builtin list, no path)."""
+    return [
+        source[k]
+        for k in ANNOTATION_PATH_KEYS
+        if isinstance(source.get(k), str) and os.path.exists(source[k])
+    ]
 
 
 def source_entry(section: dict[str, Any]) -> dict[str, Any]:

@@ -13,8 +13,9 @@ _base_ = ['./boxcaseg_hr18s_real_cpu.py', './_base_/efficientnet_lite0.py']
 crop_size = 160
 salient_resize = 176
 infer_size = 160
-model = _base_.lite0_encoder
-model['data_preprocessor']['size'] = (crop_size, crop_size)
+# a copy of the shared encoder block with this crop size (the block itself stays as written)
+model = dict(_base_.lite0_encoder)
+model['data_preprocessor'] = dict(model['data_preprocessor'], size=(crop_size, crop_size))
 train_pipeline = _base_.train_pipeline
 train_pipeline[1].update(crop_size=crop_size, salient_resize=salient_resize)  # BoxCasegCrop
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
