@@ -143,6 +143,13 @@ def load_label_map(path: str | Path) -> tuple[np.ndarray, int]:
     return values, bits
 
 
+def mask_size_problem(values: np.ndarray, width: int, height: int) -> str | None:
+    """Why a mask array does not fit its image (None when its shape is (height, width))."""
+    if values.shape == (height, width):
+        return None
+    return f"mask is {values.shape[1]}x{values.shape[0]} but the image is {width}x{height}"
+
+
 def binarize_mask(values: np.ndarray) -> np.ndarray:
     """A salient mask as bool: values > 0.5 of the mask's scale (0/1 masks or 0/255 masks)."""
     scale = 1 if values.max(initial=0) <= 1 else 255

@@ -33,6 +33,7 @@ from boxcaseg.data.images import (
     image_size,
     list_images,
     load_label_map,
+    mask_size_problem,
 )
 from boxcaseg.data.report import DataError, ValidationReport
 from boxcaseg.masks import mask_to_box, rle_encode
@@ -119,12 +120,9 @@ def _import_maps(
         except ImageProblem as err:
             report.error(str(mask_path), stem, str(err))
             continue
-        if values.shape != (height, width):
-            report.error(
-                str(mask_path),
-                stem,
-                f"mask is {values.shape[1]}x{values.shape[0]} but the image is {width}x{height}",
-            )
+        problem = mask_size_problem(values, width, height)
+        if problem:
+            report.error(str(mask_path), stem, problem)
             continue
         ids = _instance_ids(values, bits)
         if not ids and bits == 8 and (values == VOID).any():

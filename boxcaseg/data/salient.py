@@ -18,6 +18,7 @@ from boxcaseg.data.images import (
     is_binary,
     list_images,
     load_gray,
+    mask_size_problem,
 )
 from boxcaseg.data.report import DataError, ValidationReport
 from boxcaseg.masks import mask_to_box
@@ -77,12 +78,9 @@ def import_salient(
         except OSError as err:
             report.error(str(mask_path), stem, f"corrupt or unreadable mask ({err})")
             continue
-        if values.shape != (height, width):
-            report.error(
-                str(mask_path),
-                stem,
-                f"mask is {values.shape[1]}x{values.shape[0]} but the image is {width}x{height}",
-            )
+        problem = mask_size_problem(values, width, height)
+        if problem:
+            report.error(str(mask_path), stem, problem)
             continue
         if not is_binary(values):
             n_nonbinary += 1

@@ -16,7 +16,7 @@ from typing import Any
 from boxcaseg.data.classes import categories_for, resolve_class_names, voc_image_ids
 from boxcaseg.data.coco import WHERE, Coco, validate_coco
 from boxcaseg.data.fields import describe, finite_number, image_side
-from boxcaseg.data.images import ImageProblem, load_label_map
+from boxcaseg.data.images import ImageProblem, load_label_map, mask_size_problem
 from boxcaseg.data.instance_masks import import_voc_masks
 from boxcaseg.data.report import ValidationReport
 from boxcaseg.masks import rle_encode
@@ -154,17 +154,13 @@ def import_voc(
                 instance_map, _ = load_label_map(obj_png)
             except ImageProblem as err:
                 report.error(str(obj_png), stem, str(err))
-            if (
-                instance_map is not None
-                and width is not None
-                and instance_map.shape != (height, width)
-            ):
-                report.error(
-                    str(obj_png),
-                    stem,
-                    f"mask is {instance_map.shape[1]}x"
-                    f"{instance_map.shape[0]} but the image is {width}x{height}",
-                )
+            problem = (
+                mask_size_problem(instance_map, width, height)
+                if instance_map is not None and width is not None
+                else None
+            )
+            if problem:
+                report.error(str(obj_png), stem, problem)
                 instance_map = None
         for k, obj in enumerate(objects):
             if obj["name"] not in cat_ids:
