@@ -8,8 +8,7 @@
 #
 # One rule file per stage; every rule calls the `boxcaseg` command with paths and one config
 # section, so editing a section reruns exactly that stage and what depends on it.
-import copy
-
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -18,9 +17,12 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-# the resources as the config wrote them, before the schema fills in its per-rule defaults
-# (rules/common.smk, rule_resources: the config's `default` beats the schema's rule defaults)
-CONFIGURED_RESOURCES = copy.deepcopy(config.get("resources") or {})
+if "resources" in config:
+    raise WorkflowError(
+        "config: the `resources:` section is gone. A job's threads and resources are set the "
+        "Snakemake way and the launch follows them: --set-threads / --set-resources on the "
+        "command line or in a profile (profiles/default, profiles/slurm); docs/cluster.md"
+    )
 validate(config, schema="schemas/config.schema.yaml")
 
 

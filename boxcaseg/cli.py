@@ -261,6 +261,7 @@ def cmd_train_det(args: argparse.Namespace) -> int:
         args.work_dir,
         train_ann=args.train,
         drop_threshold=args.drop_threshold,
+        iters_scale=args.iters_scale,
         cfg_options=detection_options(section),
         launcher=args.launcher,
         amp=section.get("amp"),
@@ -367,6 +368,9 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         out_json=args.out_json,
         out_md=args.out_md,
         out_png=args.out_png,
+        variant_costs={
+            variant: files.split(",") for variant, files in (v.split("=", 1) for v in args.costs)
+        },
     )
     print(Path(args.out_md).read_text())
     return 0
@@ -420,6 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument(
                 "--drop-threshold", type=float, help="mask loss only above this confidence"
+            )
+            p.add_argument(
+                "--iters-scale",
+                type=float,
+                default=1.0,
+                help="train this many times the config's iterations, the schedule stretched alike",
             )
             p.add_argument("--title", default="", help="variant name for the plot title")
 
@@ -553,6 +563,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", nargs="*", help="VARIANT=metrics.json ...")
     p.add_argument("--seg-metrics")
     p.add_argument("--quality", nargs="*", help="NAME=quality.json ... (proxy, grabcut)")
+    p.add_argument(
+        "--costs",
+        nargs="*",
+        default=[],
+        help="VARIANT=bench.tsv[,bench.tsv...]: the Snakemake benchmark files of its jobs",
+    )
     p.add_argument("--out-json", required=True)
     p.add_argument("--out-md", required=True)
     p.add_argument("--out-png", required=True)

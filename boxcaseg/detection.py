@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from boxcaseg.compat import patch_mmengine_checkpoint_loading
-from boxcaseg.engine import backbone_from_scratch, load_config, run_training, setup_distributed
+from boxcaseg.engine import (
+    backbone_from_scratch,
+    load_config,
+    run_training,
+    setup_distributed,
+    sync_schedule_end,
+)
 
 
 def dataset_fields(coco_file: str | Path) -> dict[str, Any]:
@@ -38,19 +44,43 @@ def _set_num_classes(model_cfg: Any, num_classes: int) -> None:
                 h["num_classes"] = num_classes
 
 
+def stretch_schedule(cfg: Any, scale: float) -> str:
+    """An iteration-based schedule made ``scale`` times as long: max_iters, the lr milestones
+    (they stay at the same fraction of training) and, for BoxInst, the ramp-up of its pairwise
+    term (mmdet: 10k of 90k iterations); the lr warm-up at the start stays as it is. Returns
+    the line to log."""
+    configured = cfg.train_cfg.max_iters
+    cfg.train_cfg.max_iters = max(1, round(configured * scale))
+    sync_schedule_end(cfg, configured)
+    mask_head = cfg.model.get("mask_head") or {}
+    if "warmup_iters" in mask_head:
+        mask_head["warmup_iters"] = max(1, round(mask_head["warmup_iters"] * scale))
+    return (
+        f"[boxcaseg] schedule x{scale:g}: {configured} -> {cfg.train_cfg.max_iters} iterations, "
+        "lr milestones and the pairwise warm-up stretched alike"
+    )
+
+
 def train_detection(
     config: str,
     work_dir: str | Path,
     *,
     train_ann: str,
     drop_threshold: float | None = None,
+    iters_scale: float = 1.0,
     cfg_options: dict[str, Any] | None = None,
     launcher: str = "none",
     resume: bool = True,
     amp: bool | str | None = None,
 ) -> Any:
-    """Stage 5: train Mask R-CNN on a COCO file with masks (proxy, true or box masks)."""
+    """Stage 5: train Mask R-CNN on a COCO file with masks (proxy, true or box masks), or
+    BoxInst on the boxes. ``iters_scale``: train that many times the schedule's iterations
+    (:func:`stretch_schedule`; the boxinst_equal variant)."""
     cfg = load_config(config, cfg_options)
+    if iters_scale != 1.0:
+        line = stretch_schedule(cfg, iters_scale)
+        if os.environ.get("RANK", "0") == "0":
+            print(line, flush=True)
     fields = dataset_fields(train_ann)
     cfg.train_dataloader.dataset.update(fields)
     _set_num_classes(cfg.model, len(fields["metainfo"]["classes"]))

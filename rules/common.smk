@@ -1,11 +1,8 @@
-# Helpers shared by the rule files, kept apart from the rules. Output paths, per-rule
-# resources, how a stage is launched, input and output lists that depend on the config.
+# Helpers shared by the rule files, kept apart from the rules. Output paths, how a job is
+# launched from its own threads and resources, input and output lists that depend on the config.
 import json
 import os
-import sys
 from pathlib import Path
-
-import yaml
 
 RUN = config["run_name"]
 OUT = f"results/{RUN}"
@@ -47,44 +44,29 @@ def section(name, exclude=()):
     return json.dumps({k: v for k, v in config[name].items() if k not in exclude}, sort_keys=True)
 
 
-RESOURCE_SCHEMA = yaml.safe_load(Path(workflow.basedir, "schemas/config.schema.yaml").read_text())[
-    "properties"
-]["resources"]["properties"]
+# --- how a job is launched: from the job's own threads and resources ------------------------
+# The rules state their defaults (threads; mem_mb, runtime and gpu in their resources); Snakemake
+# settles a job's final values from them, a profile's default-resources / set-threads /
+# set-resources, the command line's --set-threads / --set-resources and --cores (which caps
+# the threads), and the SLURM executor books exactly those. The params functions below read
+# the settled values from the job itself, so what a job books is what it runs with.
+# `processes` (a resource of ours): training / inference processes of a job; default one per
+# GPU; without a GPU, N > 1 runs N CPU processes with gloo (the multi-GPU code path on a CPU).
 
 
-def rule_resources(rule_name):
-    """A rule's resources, each key from the first that sets it: the config's entry for the
-    rule, the config's `default`, the schema's default for the rule (needs measured at COCO
-    scale), the schema's `default`. So `default: {threads: 1}` in a config gives every rule it
-    does not name one thread, as the schema says ("rules not named get `default`")."""
-    spec = dict(RESOURCE_SCHEMA["default"]["default"])
-    spec.update(RESOURCE_SCHEMA.get(rule_name, {}).get("default", {}))
-    spec.update(CONFIGURED_RESOURCES.get("default") or {})
-    spec.update(CONFIGURED_RESOURCES.get(rule_name) or {})
-    return spec
+def job_processes(resources):
+    gpus = int(resources.get("gpu", 0) or 0)
+    return int(resources.get("processes", 0) or 0) or max(gpus, 1)
 
 
-def resource(rule_name, key, fallback=None):
-    return rule_resources(rule_name).get(key, fallback)
-
-
-def processes(rule_name):
-    """Training / inference processes of a job: `processes` if given (CPU processes with gloo
-    when there is no GPU), else one per GPU."""
-    spec = rule_resources(rule_name)
-    gpus = int(spec.get("gpu", 0) or 0)
-    return int(spec.get("processes", 0) or 0) or max(gpus, 1)
-
-
-def launch(rule_name):
-    """The command that runs a `boxcaseg` subcommand for a job: CUDA hidden when the job asks
-    for no GPU, else its GPUs chosen among the free ones (python -m boxcaseg.gpus; SLURM's own
-    choice is kept); several processes through torchrun (mmengine's `pytorch` launcher), each
-    with its share of the job's threads."""
-    spec = rule_resources(rule_name)
-    gpus = int(spec.get("gpu", 0) or 0)
-    procs = processes(rule_name)
-    env = f"OMP_NUM_THREADS={max(1, int(spec.get('threads', 1)) // procs)}"
+def launch(wildcards, threads, resources):
+    """The command that runs a `boxcaseg` subcommand for this job: its threads shared among its
+    processes (OMP_NUM_THREADS), CUDA hidden when it books no GPU, else its GPUs chosen among the
+    free ones (python -m boxcaseg.gpus; SLURM's own choice is kept), several processes through
+    torchrun (mmengine's `pytorch` launcher)."""
+    gpus = int(resources.get("gpu", 0) or 0)
+    procs = job_processes(resources)
+    env = f"OMP_NUM_THREADS={max(1, threads // procs)}"
     prefix = (
         f"{env} CUDA_VISIBLE_DEVICES=" if gpus == 0 else f"{env} python -m boxcaseg.gpus {gpus}"
     )
@@ -96,8 +78,8 @@ def launch(rule_name):
     )
 
 
-def launcher_flag(rule_name):
-    return "--launcher pytorch" if processes(rule_name) > 1 else ""
+def launcher_flag(wildcards, resources):
+    return "--launcher pytorch" if job_processes(resources) > 1 else ""
 
 
 def model_config_file(config_name):
@@ -115,32 +97,56 @@ VARIANT_FILES = {
     "box": "data/train.boxmask.json",  # the box filled as mask
     "grabcut": "proxy/grabcut_masks.json",  # GrabCut from each box, training-free
     "boxinst": "data/train.boxes.json",  # mmdet's BoxInst learns from the boxes themselves
+    "boxinst_equal": "data/train.boxes.json",  # the same, at the compute of BoxCaseg's route
 }
+BOXINST_VARIANTS = ("boxinst", "boxinst_equal")
 
 
 def detection_section(wildcards):
-    """The detection section as a variant's jobs see it: without the variant list and the
-    other detector's config, so editing BoxInst's config reruns BoxInst only (and back)."""
-    other = "config" if wildcards.variant == "boxinst" else "boxinst_config"
-    return section("detection", exclude=("variants", other))
+    """The detection section as a variant's jobs see it: without the variant list, the other
+    detector's config and the equal-compute ratio (boxinst_equal gets it as --iters-scale), so
+    editing BoxInst's config reruns BoxInst only (and back)."""
+    other = "config" if wildcards.variant in BOXINST_VARIANTS else "boxinst_config"
+    return section("detection", exclude=("variants", other, "boxinst_equal_ratio"))
 
 
 def variant_model_config(wildcards):
     """BoxInst has its own detector config; every other variant is the same Mask R-CNN."""
-    name = config["detection"]["boxinst_config" if wildcards.variant == "boxinst" else "config"]
-    return model_config_file(name)
+    boxinst = wildcards.variant in BOXINST_VARIANTS
+    return model_config_file(config["detection"]["boxinst_config" if boxinst else "config"])
 
 
 def variant_train_file(wildcards):
     return out(VARIANT_FILES[wildcards.variant])
 
 
-def variant_drop_option(wildcards):
+def variant_train_options(wildcards):
+    """What only some variants train with: the weak one's drop threshold (the only variant that
+    depends on merge.drop_threshold), boxinst_equal's longer schedule."""
     if wildcards.variant == "weak":
         return f"--drop-threshold {config['merge']['drop_threshold']}"
     if wildcards.variant == "grabcut":  # no drop: only empty (fully overwritten) masks
         return "--drop-threshold 0.0"
+    if wildcards.variant == "boxinst_equal":
+        return f"--iters-scale {config['detection']['boxinst_equal_ratio']}"
     return ""
+
+
+def variant_cost_files(variant):
+    """The benchmark files of the jobs that lead from Stage 1's files to a variant's detector:
+    its training, and for the weak one Stage 2, Stage 3 and Stage 4 before it (the summary's
+    compute columns)."""
+    proxy = (
+        [bench_file(f"proxy_masks_{i}") for i in range(PROXY_SHARDS)]
+        if PROXY_SHARDS > 1
+        else [bench_file("proxy_masks")]
+    )
+    route = {
+        "weak": [bench_file("train_segmentation"), *proxy, bench_file("merge_drop")],
+        "grabcut": [bench_file("grabcut_masks")],
+        "box": [bench_file("box_masks")],
+    }
+    return route.get(variant, []) + [bench_file(f"train_detection_{variant}")]
 
 
 def quality_files():

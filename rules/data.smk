@@ -11,13 +11,13 @@ rule demo_dataset:
         bench_file("demo_dataset")
     conda:
         "../envs/data.yaml"
-    threads: resource("demo_dataset", "threads", 1)
+    threads: 1
     resources:
-        mem_mb=resource("demo_dataset", "mem_mb"),
-        runtime=resource("demo_dataset", "runtime"),
+        mem_mb=4000,
+        runtime=60,
     params:
         section=section("demo"),
-        launch=launch("demo_dataset"),
+        launch=launch,
     shell:
         "{params.launch} demo-data --section {params.section:q} --out-dir {output} > {log} 2>&1"
 
@@ -33,10 +33,10 @@ rule derive_dataset:
         bench_file("derive_dataset")
     conda:
         "../envs/data.yaml"
-    threads: resource("derive_dataset", "threads", 1)
+    threads: 2
     resources:
-        mem_mb=resource("derive_dataset", "mem_mb"),
-        runtime=resource("derive_dataset", "runtime"),
+        mem_mb=5000,
+        runtime=60,
     params:
         # data.categories: images of those classes stay in the box splits
         section=json.dumps(
@@ -46,7 +46,7 @@ rule derive_dataset:
             },
             sort_keys=True,
         ),
-        launch=launch("derive_dataset"),
+        launch=launch,
     shell:
         "{params.launch} derive --section {params.section:q} --out-dir {output} > {log} 2>&1"
 
@@ -65,16 +65,16 @@ rule prepare_data:
         bench_file("prepare_data")
     conda:
         "../envs/data.yaml"
-    threads: resource("prepare_data", "threads", 1)
+    threads: 2
     resources:
-        mem_mb=resource("prepare_data", "mem_mb"),
-        runtime=resource("prepare_data", "runtime"),
+        mem_mb=5000,
+        runtime=60,
     params:
         section=section("data"),
         generated=f"--generated {GENERATED_DIR}" if GENERATED_DIR else "",
         masks="--require-train-masks" if "full" in VARIANTS else "",
         out_dir=lambda wc, output: os.path.dirname(output.train),
-        launch=launch("prepare_data"),
+        launch=launch,
     shell:
         "{params.launch} prepare --section {params.section:q} --out-dir {params.out_dir} "
         "{params.generated} {params.masks} --figure {output.figure} > {log} 2>&1"

@@ -26,23 +26,20 @@ rule train_detection:
     priority: variant_priority
     conda:
         "../envs/openmmlab.yaml"
-    threads: resource("train_detection", "threads", 1)
+    threads: 8
     resources:
-        mem_mb=resource("train_detection", "mem_mb"),
-        runtime=resource("train_detection", "runtime"),
-        gpu=resource("train_detection", "gpu", 0),
-        gpu_model=resource("train_detection", "gpu_model"),
-        cpus_per_gpu=resource("train_detection", "cpus_per_gpu"),
+        mem_mb=12000,
+        runtime=1440,
+        gpu=0,
     params:
         section=detection_section,
-        # only the weak variant depends on merge.drop_threshold
-        drop=variant_drop_option,
+        variant_options=variant_train_options,
         work_dir=lambda wc: out(f"detection/{wc.variant}/work"),
-        launch=launch("train_detection"),
-        launcher=launcher_flag("train_detection"),
+        launch=launch,
+        launcher=launcher_flag,
     shell:
         "{params.launch} train-det --section {params.section:q} --config {input.model_config} "
-        "--train {input.train} {params.drop} --work-dir {params.work_dir} "
+        "--train {input.train} {params.variant_options} --work-dir {params.work_dir} "
         "--checkpoint-out {output.checkpoint} --curve-out {output.curve} --title {wildcards.variant} "
         "{params.launcher} > {log} 2>&1"
 
@@ -63,18 +60,16 @@ rule evaluate_detection:
     priority: variant_priority
     conda:
         "../envs/openmmlab.yaml"
-    threads: resource("evaluate_detection", "threads", 1)
+    threads: 8
     resources:
-        mem_mb=resource("evaluate_detection", "mem_mb"),
-        runtime=resource("evaluate_detection", "runtime"),
-        gpu=resource("evaluate_detection", "gpu", 0),
-        gpu_model=resource("evaluate_detection", "gpu_model"),
-        cpus_per_gpu=resource("evaluate_detection", "cpus_per_gpu"),
+        mem_mb=8000,
+        runtime=120,
+        gpu=0,
     params:
         section=detection_section,
         out_dir=lambda wc: out(f"detection/{wc.variant}/val"),
-        launch=launch("evaluate_detection"),
-        launcher=launcher_flag("evaluate_detection"),
+        launch=launch,
+        launcher=launcher_flag,
     shell:
         "{params.launch} eval-det --section {params.section:q} --config {input.model_config} "
         "--checkpoint {input.checkpoint} --gt {input.gt} --out-dir {params.out_dir} "
@@ -97,17 +92,15 @@ rule predict_images:
         log_file("predict_images"),
     conda:
         "../envs/openmmlab.yaml"
-    threads: resource("predict_images", "threads", 1)
+    threads: 8
     resources:
-        mem_mb=resource("predict_images", "mem_mb"),
-        runtime=resource("predict_images", "runtime"),
-        gpu=resource("predict_images", "gpu", 0),
-        gpu_model=resource("predict_images", "gpu_model"),
-        cpus_per_gpu=resource("predict_images", "cpus_per_gpu"),
+        mem_mb=4000,
+        runtime=60,
+        gpu=0,
     params:
         section=section("predict", exclude=("images",)),
         folder=config["predict"].get("images"),
-        launch=launch("predict_images"),
+        launch=launch,
     shell:
         "{params.launch} predict {params.folder:q} --section {params.section:q} "
         "--checkpoint {input.checkpoint} --categories {input.categories} "

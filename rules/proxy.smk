@@ -26,17 +26,15 @@ rule proxy_masks:
     priority: CRITICAL_PATH
     conda:
         "../envs/openmmlab.yaml"
-    threads: resource("proxy_masks", "threads", 1)
+    threads: 8
     resources:
-        mem_mb=resource("proxy_masks", "mem_mb"),
-        runtime=resource("proxy_masks", "runtime"),
-        gpu=resource("proxy_masks", "gpu", 0),
-        gpu_model=resource("proxy_masks", "gpu_model"),
-        cpus_per_gpu=resource("proxy_masks", "cpus_per_gpu"),
+        mem_mb=10000,
+        runtime=240,
+        gpu=0,
     params:
         section=section("proxy", exclude=("shards",)),
         shard=(lambda wc: f"--shard {wc.shard} --shards {PROXY_SHARDS}") if SHARDED else "",
-        launch=launch("proxy_masks"),
+        launch=launch,
     shell:
         "{params.launch} proxy --section {params.section:q} --checkpoint {input.checkpoint} "
         "--boxes {input.boxes} {params.shard} --out {output} > {log} 2>&1"
@@ -55,12 +53,12 @@ if SHARDED:
         priority: CRITICAL_PATH
         conda:
             "../envs/data.yaml"
-        threads: resource("gather_proxy_masks", "threads", 1)
+        threads: 1
         resources:
-            mem_mb=resource("gather_proxy_masks", "mem_mb"),
-            runtime=resource("gather_proxy_masks", "runtime"),
+            mem_mb=4000,
+            runtime=60,
         params:
-            launch=launch("gather_proxy_masks"),
+            launch=launch,
         shell:
             "{params.launch} gather-proxy --boxes {input.boxes} --parts {input.parts} "
             "--out {output} > {log} 2>&1"
@@ -87,14 +85,14 @@ rule merge_drop:
     priority: CRITICAL_PATH
     conda:
         "../envs/data.yaml"
-    threads: resource("merge_drop", "threads", 1)
+    threads: 1
     resources:
-        mem_mb=resource("merge_drop", "mem_mb"),
-        runtime=resource("merge_drop", "runtime"),
+        mem_mb=6000,
+        runtime=60,
     params:
         section=section("merge"),
         gt=lambda wc, input: f"--gt {input.gt}" if "gt" in input.keys() else "",
-        launch=launch("merge_drop"),
+        launch=launch,
     shell:
         "{params.launch} merge --section {params.section:q} --raw {input.raw} {params.gt} "
         "--out {output.masks} --quality-out {output.quality} --overlays-out {output.overlays} "
@@ -108,14 +106,16 @@ rule box_masks:
         out("data/train.boxmask.json"),
     log:
         log_file("box_masks"),
+    benchmark:
+        bench_file("box_masks")
     conda:
         "../envs/data.yaml"
-    threads: resource("box_masks", "threads", 1)
+    threads: 1
     resources:
-        mem_mb=resource("box_masks", "mem_mb"),
-        runtime=resource("box_masks", "runtime"),
+        mem_mb=4000,
+        runtime=60,
     params:
-        launch=launch("box_masks"),
+        launch=launch,
     shell:
         "{params.launch} box-masks --boxes {input} --out {output} > {log} 2>&1"
 
@@ -132,14 +132,14 @@ rule grabcut_masks:
         bench_file("grabcut_masks")
     conda:
         "../envs/data.yaml"
-    threads: resource("grabcut_masks", "threads", 1)
+    threads: 8
     resources:
-        mem_mb=resource("grabcut_masks", "mem_mb"),
-        runtime=resource("grabcut_masks", "runtime"),
+        mem_mb=6000,
+        runtime=60,
     params:
         section=section("grabcut"),
         gt=lambda wc, input: f"--gt {input.gt}" if "gt" in input.keys() else "",
-        launch=launch("grabcut_masks"),
+        launch=launch,
     shell:
         "{params.launch} grabcut --section {params.section:q} --boxes {input.boxes} {params.gt} "
         "--out {output.masks} --quality-out {output.quality} --threads {threads} > {log} 2>&1"

@@ -21,19 +21,17 @@ rule train_segmentation:
     priority: CRITICAL_PATH
     conda:
         "../envs/openmmlab.yaml"
-    threads: resource("train_segmentation", "threads", 1)
+    threads: 8
     resources:
-        mem_mb=resource("train_segmentation", "mem_mb"),
-        runtime=resource("train_segmentation", "runtime"),
-        gpu=resource("train_segmentation", "gpu", 0),
-        gpu_model=resource("train_segmentation", "gpu_model"),
-        cpus_per_gpu=resource("train_segmentation", "cpus_per_gpu"),
+        mem_mb=8000,
+        runtime=720,
+        gpu=0,
     params:
         section=section("segmentation"),
         val=lambda wc, input: f"--val {input.val}" if "val" in input.keys() else "",
         work_dir=out("segmentation/work"),
-        launch=launch("train_segmentation"),
-        launcher=launcher_flag("train_segmentation"),
+        launch=launch,
+        launcher=launcher_flag,
     shell:
         "{params.launch} train-seg --section {params.section:q} --config {input.model_config} "
         "--train {input.train} --salient {input.salient} {params.val} "

@@ -6,6 +6,7 @@ rule summary:
         metrics=expand(out("detection/{variant}/metrics.json"), variant=VARIANTS),
         seg=out("segmentation/miou_star.json"),
         quality=list(quality_files().values()),
+        costs=[f for v in VARIANTS for f in variant_cost_files(v)],
     output:
         json=out("summary/results.json"),
         md=out("summary/results.md"),
@@ -16,15 +17,16 @@ rule summary:
         log_file("summary"),
     conda:
         "../envs/data.yaml"
-    threads: resource("summary", "threads", 1)
+    threads: 1
     resources:
-        mem_mb=resource("summary", "mem_mb"),
-        runtime=resource("summary", "runtime"),
+        mem_mb=4000,
+        runtime=60,
     params:
         metrics=" ".join(f"{v}={out(f'detection/{v}/metrics.json')}" for v in VARIANTS),
         quality=" ".join(f"{name}={path}" for name, path in quality_files().items()),
-        launch=launch("summary"),
+        costs=" ".join(f"{v}={','.join(variant_cost_files(v))}" for v in VARIANTS),
+        launch=launch,
     shell:
         "{params.launch} summarize --metrics {params.metrics} --seg-metrics {input.seg} "
-        "--quality {params.quality} --out-json {output.json} --out-md {output.md} "
-        "--out-png {output.png} > {log} 2>&1"
+        "--quality {params.quality} --costs {params.costs} --out-json {output.json} "
+        "--out-md {output.md} --out-png {output.png} > {log} 2>&1"

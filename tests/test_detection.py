@@ -284,3 +284,19 @@ def test_a_real_photo_config_changes_only_the_scale_of_its_parents_pipelines(chi
             (256, 256) if t.pop("scale", None) else None for t in theirs
         ]
         assert mine == theirs
+
+
+def test_a_stretched_schedule_keeps_its_milestones_and_pairwise_ramp_at_their_fraction():
+    """boxinst_equal trains BoxInst `boxinst_equal_ratio` times as long: the lr step stays at
+    3/4 of training and the pairwise term's ramp-up at 1/9, the lr warm-up at the start stays."""
+    from boxcaseg.detection import stretch_schedule
+    from boxcaseg.engine import load_config
+
+    cfg = load_config("det/boxinst_lite0_fpn_demo.py")
+    assert cfg.train_cfg.max_iters == 300 and cfg.model.mask_head.warmup_iters == 33
+    line = stretch_schedule(cfg, 3.5)
+    assert cfg.train_cfg.max_iters == 1050 and "300 -> 1050" in line
+    warmup, step = cfg.param_scheduler
+    assert (warmup.type, warmup.end) == ("LinearLR", 50)
+    assert step.end == 1050 and step.milestones == [788]  # 225 of 300 -> 3/4 of 1050
+    assert cfg.model.mask_head.warmup_iters == 116  # 33 of 300 -> 1/9 of 1050

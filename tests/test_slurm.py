@@ -31,11 +31,29 @@ needs_cluster = pytest.mark.skipif(
     not cluster_up(), reason="no SLURM cluster (scripts/local_slurm.sh start)"
 )
 
+# what each job books, set the Snakemake way on the command line (over the profile's GPU jobs:
+# this cluster has no GPU)
 RESOURCES = {
     "default": {"threads": 1, "mem_mb": 1500, "runtime": 20},
     "train_segmentation": {"threads": 2, "mem_mb": 3000, "runtime": 30, "gpu": 0},
     "train_detection": {"threads": 2, "mem_mb": 2500, "runtime": 25, "gpu": 0},
 }
+RULES = (
+    "demo_dataset", "prepare_data", "train_segmentation", "proxy_masks", "merge_drop",
+    "box_masks", "grabcut_masks", "train_detection", "evaluate_detection", "predict_images",
+    "summary",
+)  # fmt: skip
+RESOURCE_ARGS = [
+    "--default-resources",
+    "slurm_partition=main",
+    "tasks_per_gpu=0",
+    "--set-threads",
+    *(f"{rule}={RESOURCES.get(rule, RESOURCES['default'])['threads']}" for rule in RULES),
+    "--set-resources",
+    *(f"{rule}:{key}={value}" for rule in RULES
+      for key, value in {"gpu": 0, **RESOURCES.get(rule, RESOURCES["default"])}.items()
+      if key != "threads"),
+]  # fmt: skip
 
 
 @pytest.mark.slow
@@ -45,7 +63,6 @@ def test_tiny_workflow_through_the_slurm_profile(tmp_path):
         **TINY_CONFIG,
         "run_name": "slurm",
         "segmentation": {**TINY_CONFIG["segmentation"], "max_iters": 6},
-        "resources": RESOURCES,
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
@@ -59,6 +76,7 @@ def test_tiny_workflow_through_the_slurm_profile(tmp_path):
             "--slurm-no-account",
             "--jobs",
             "4",
+            *RESOURCE_ARGS,
         ],
         capture_output=True,
         text=True,

@@ -361,9 +361,11 @@ def test_html_report(tiny_run):
 
 
 def test_cluster_example_plans_its_gpu_jobs_through_the_slurm_profile(tmp_path):
-    """config/slurm_coco.yaml (README, "GPUs and SLURM") as a SLURM dry run: Stage 2 on one
-    4-GPU node through torchrun, Stage 3 as 16 one-GPU jobs and a gather, the detectors on
-    8 GPUs, each job with the resources the plugin turns into sbatch options."""
+    """config/slurm_coco.yaml (README, "GPUs and SLURM") through the SLURM profile, a dry run:
+    the profile's per-rule threads and GPUs (set-threads, set-resources) reach each job's
+    resources (what the plugin turns into sbatch options) AND its launch: Stage 2 on one 4-GPU
+    node through torchrun, Stage 3 as 16 one-GPU jobs and a gather, the detectors on 8 GPUs.
+    (A dry run without --cores caps every job at one thread; a real submission does not.)"""
     example = yaml.safe_load((REPO / "config/slurm_coco.yaml").read_text())
     for name, split in example["data"]["splits"].items():  # stand-ins for the COCO files
         split["annotations"] = str(tmp_path / f"{name}.json")
@@ -375,18 +377,16 @@ def test_cluster_example_plans_its_gpu_jobs_through_the_slurm_profile(tmp_path):
         "--workflow-profile",
         str(REPO / "profiles/slurm"),
         "--slurm-no-account",
+        "--cores",
+        "64",
         "-p",
     )
     output = dry.stdout + dry.stderr
     assert dry.returncode == 0, output[-3000:]
     jobs = planned_jobs(output)
     assert jobs.count("proxy_masks") == 16 and "gather_proxy_masks" in jobs
-    blocks = {}
-    for block in re.split(r"\n(?=rule \w+:)", output):
-        match = re.match(r"rule (\w+):", block)
-        if match:
-            blocks.setdefault(match.group(1), []).append(block)
-    seg = blocks["train_segmentation"][0]
+    blocks = job_blocks(output)
+    seg = blocks["train_segmentation"]
     assert (
         re.search(r"resources:.*\bgpu=4\b", seg)
         and "gpu_model=a100" in seg
@@ -397,40 +397,74 @@ def test_cluster_example_plans_its_gpu_jobs_through_the_slurm_profile(tmp_path):
         "torch.distributed.run --standalone --nproc_per_node=4" in seg
         and "--launcher pytorch" in seg
     )
-    assert "OMP_NUM_THREADS=8" in seg  # 32 threads over 4 processes
-    shard = blocks["proxy_masks"][0]
+    assert "threads: 32" in seg and "OMP_NUM_THREADS=8 " in seg  # 32 threads over 4 processes
+    shard = blocks["proxy_masks"]
     assert re.search(r"\bgpu=1\b", shard) and "--shards 16" in shard and "mem_mb=32000" in shard
-    assert "python -m boxcaseg.gpus 1" in shard  # locally a free card; under SLURM its own
-    det = blocks["train_detection"][0]
+    assert "OMP_NUM_THREADS=8 python -m boxcaseg.gpus 1" in shard  # under SLURM: its own card
+    det = blocks["train_detection"]
     assert re.search(r"\bgpu=8\b", det) and "--nproc_per_node=8" in det
+    assert "OMP_NUM_THREADS=8 " in det  # 64 threads over 8 processes
+    # a rule the profile does not name keeps its own default, on the CPU
+    assert "OMP_NUM_THREADS=1 CUDA_VISIBLE_DEVICES= " in blocks["merge_drop"]
 
 
-def test_the_configs_default_resources_beat_the_schemas_rule_defaults(tmp_path):
-    """`resources.default` reaches every rule the config does not name, over the schema's
-    per-rule defaults (which once gave merge_drop two threads in a one-thread-per-job run, so
-    it waited for a second free core); a rule the config names keeps its own values, and the
-    schema's per-rule need still fills what neither sets."""
-    config = {
-        **TINY_CONFIG,
-        "resources": {
-            "default": {"threads": 1, "runtime": 30},
-            "train_segmentation": {"mem_mb": 7000},
-        },
-    }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    dry = run_snakemake(tmp_path, "-n", "-p", "--cores", "2")
+def job_blocks(output: str) -> dict[str, str]:
+    """A dry run's (`-p`) listing as rule name -> the first job's block (with its command)."""
+    blocks = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        if match := re.match(r"(?:local)?rule (\w+):", block):
+            blocks.setdefault(match.group(1), block)
+    return blocks
+
+
+def test_the_jobs_own_threads_and_resources_drive_its_launch(tmp_path):
+    """What Snakemake settles for a job (the rule's defaults, a profile, the command line's
+    --set-threads / --set-resources, --cores) is what its command runs with: OMP threads, GPU
+    selection, torchrun processes. (Once the launch came from the config's own `resources:`
+    section and a job booked 2 threads and a GPU while training on one thread without one.)"""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    target = "results/tiny/segmentation/final.pth"
+    dry = run_snakemake(
+        tmp_path, target, "-n", "-p", "--forceall", "--cores", "2",
+        "--set-threads", "train_segmentation=2",
+        "--set-resources", "train_segmentation:gpu=1", "train_segmentation:mem_mb=9999",
+    )  # fmt: skip
     output = dry.stdout + dry.stderr
     assert dry.returncode == 0, output[-3000:]
-    blocks = {
-        m.group(1): b
-        for b in re.split(r"\n(?=(?:local)?rule \w+:)", output)
-        if (m := re.match(r"(?:local)?rule (\w+):", b))
-    }
-    merge = blocks["merge_drop"]
-    assert "OMP_NUM_THREADS=1 " in merge and "threads: 2" not in merge
-    assert "mem_mb=6000" in merge and "runtime=30" in merge  # schema's rule need, config's default
-    seg = blocks["train_segmentation"]
-    assert "mem_mb=7000" in seg and "OMP_NUM_THREADS=1 " in seg
+    seg = job_blocks(output)["train_segmentation"]
+    assert "threads: 2" in seg and re.search(r"resources:.*\bgpu=1\b", seg)
+    assert "mem_mb=9999" in seg
+    assert "OMP_NUM_THREADS=2 python -m boxcaseg.gpus 1 python -m boxcaseg.cli train-seg" in seg
+    assert "CUDA_VISIBLE_DEVICES=" not in seg and "--launcher" not in seg
+
+    # processes: 2 CPU processes through torchrun, the job's 2 threads shared between them
+    dry = run_snakemake(
+        tmp_path, target, "-n", "-p", "--forceall", "--cores", "2",
+        "--set-threads", "train_segmentation=2",
+        "--set-resources", "train_segmentation:processes=2",
+    )  # fmt: skip
+    output = dry.stdout + dry.stderr
+    assert dry.returncode == 0, output[-3000:]
+    seg = job_blocks(output)["train_segmentation"]
+    assert "OMP_NUM_THREADS=1 CUDA_VISIBLE_DEVICES= python -m torch.distributed.run" in seg
+    assert "--nproc_per_node=2 -m boxcaseg.cli train-seg" in seg and "--launcher pytorch" in seg
+
+    # nothing set: the rule's defaults, --cores capping the threads (one core here)
+    dry = run_snakemake(tmp_path, target, "-n", "-p", "--forceall", "--cores", "1")
+    output = dry.stdout + dry.stderr
+    assert dry.returncode == 0, output[-3000:]
+    seg = job_blocks(output)["train_segmentation"]
+    assert "OMP_NUM_THREADS=1 CUDA_VISIBLE_DEVICES= python -m boxcaseg.cli train-seg" in seg
+
+
+def test_a_config_with_the_old_resources_section_is_refused_by_name(tmp_path):
+    (tmp_path / "config.yaml").write_text(
+        yaml.safe_dump({**TINY_CONFIG, "resources": {"default": {"threads": 1}}})
+    )
+    result = run_snakemake(tmp_path, "-n", timeout=300)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "the `resources:` section is gone" in output and "--set-threads" in output
 
 
 def test_the_weak_detectors_chain_is_scheduled_before_the_baselines(tmp_path):
