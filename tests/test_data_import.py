@@ -678,6 +678,43 @@ def test_labelme_rectangle_only_folder_is_box_supervision(tmp_path):
     assert not has_masks(coco)
 
 
+def test_labelme_ignore_and_background_shapes_are_neither_instances_nor_classes(tmp_path):
+    """LabelMe's conventions: `__ignore__` marks a region to ignore (labelme2coco makes no
+    annotation of it), `_background_` is the background; neither is an instance or a class,
+    also when a labels.txt in labelme's layout names them, and the other shapes import as
+    they would without them."""
+    from boxcaseg.data.labelme import import_labelme
+
+    write_image(tmp_path / "images" / "a.png", 20, 16)
+    kept = [
+        shape("dog", [[2, 2], [10, 2], [10, 8], [2, 8]]),
+        shape("cat", [[12, 1], [16, 1], [16, 4], [12, 4]], group_id=1),
+        shape("cat", [[12, 10], [18, 10], [18, 14]], group_id=1),
+        shape("cat", [[1, 9], [6, 14]], shape_type="rectangle"),
+    ]
+    ignored = [
+        shape("__ignore__", [[3, 3], [8, 3], [8, 6]]),
+        shape("__ignore__", [[13, 2], [15, 2], [15, 3]], group_id=1),  # inside the cat's group
+        shape("_background_", [[0, 0], [19, 0], [19, 15], [0, 15]]),
+        shape("__ignore__", [[1, 1], [90, 1], [90, 40]]),  # far outside: not even checked
+    ]
+    labelme_file(tmp_path / "with", "a", kept[:2] + ignored + kept[2:])
+    labelme_file(tmp_path / "without", "a", kept)
+    coco, report = import_labelme(tmp_path / "with")
+    report.raise_if_errors()
+    plain, _ = import_labelme(tmp_path / "without")
+    assert [c["name"] for c in coco["categories"]] == ["cat", "dog"]
+    assert coco["categories"] == plain["categories"]
+    assert coco["annotations"] == plain["annotations"] and len(coco["annotations"]) == 3
+    assert report.warnings == [] and report.counts["ignored_shapes"] == 4
+    labels_txt = tmp_path / "labels.txt"  # labelme's layout: __ignore__, _background_, classes
+    labels_txt.write_text("__ignore__\n_background_\ndog\ncat\n")
+    coco, report = import_labelme(tmp_path / "with", str(labels_txt))
+    report.raise_if_errors()
+    assert [c["name"] for c in coco["categories"]] == ["dog", "cat"]
+    assert sorted(a["category_id"] for a in coco["annotations"]) == [1, 2, 2]
+
+
 def test_labelme_problems_name_the_json_and_the_shape(tmp_path):
     from boxcaseg.data.labelme import import_labelme
 

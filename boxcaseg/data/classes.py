@@ -119,6 +119,11 @@ COCO80_CLASSES = (
 # Names a config may give instead of a list of class names.
 BUILTIN_CLASS_LISTS = {"voc": VOC_CLASSES, "coco80": COCO80_CLASSES}
 
+# LabelMe's labels that are not classes: ``__ignore__`` marks a region to ignore (labelme's
+# labels.txt starts with it; labelme2coco makes no instance of it, labelme2voc writes it as
+# void) and ``_background_`` is value 0, the background, of labelme2voc's class maps.
+LABELME_NON_CLASSES = ("__ignore__", "_background_")
+
 
 def resolve_class_names(names: Any) -> list[str]:
     """A list of names, a builtin list name ('voc', 'coco80'), or a file (one name per line,

@@ -25,7 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from boxcaseg.data.classes import categories_for, resolve_class_names, voc_image_ids
+from boxcaseg.data.classes import (
+    LABELME_NON_CLASSES,
+    categories_for,
+    resolve_class_names,
+    voc_image_ids,
+)
 from boxcaseg.data.coco import WHERE, Coco, load_json_object, validate_coco
 from boxcaseg.data.fields import describe
 from boxcaseg.data.images import (
@@ -509,8 +514,8 @@ def _voc_names(root: Path, class_names: Any) -> list[str]:
     if listed.is_file():
         names = resolve_class_names(str(listed))
         return (
-            [n for n in names if n not in ("_background_", "__ignore__")]
-            if names[0] in ("_background_", "__ignore__")
+            [n for n in names if n not in LABELME_NON_CLASSES]
+            if names[0] in LABELME_NON_CLASSES
             else names
         )
     return resolve_class_names("voc")

@@ -18,8 +18,15 @@ One ``.json`` per image (the folder ``root``, not recursive), as LabelMe writes 
 - An instance made of rectangles only has a box and no mask: a rectangle-only folder is box
   supervision (fine for ``train``; a ``val`` split needs masks).
 - ``"difficult": true`` on a shape makes its instance an ignore region (``iscrowd = 1``).
-- Class names: ``names`` (a list, builtin list or file: the class order), default the sorted
-  labels found. A label not in ``names`` is an error.
+- Shapes labelled ``__ignore__`` or ``_background_`` (LabelMe's own conventions: a region to
+  ignore, the background) are skipped, counted in the report as ``ignored_shapes``: never an
+  instance, never a class. labelme2coco makes no annotation of ``__ignore__``; labelme2voc
+  paints it void and ``_background_`` as value 0, no object. They are not kept as ``iscrowd``
+  regions: a COCO ignore region belongs to one class and these name none (a shape of a class
+  with ``"difficult": true`` is such a region).
+- Class names: ``names`` (a list, builtin list or file: the class order; ``__ignore__`` and
+  ``_background_`` in it, as in labelme's labels.txt, are left out), default the sorted labels
+  found. A label not in ``names`` is an error.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from boxcaseg.data.classes import categories_for, resolve_class_names
+from boxcaseg.data.classes import LABELME_NON_CLASSES, categories_for, resolve_class_names
 from boxcaseg.data.coco import WHERE, Coco, load_json_object, validate_coco
 from boxcaseg.data.fields import describe, finite_number, flag01, image_side, polygon_problem
 from boxcaseg.data.report import ValidationReport
@@ -162,6 +169,11 @@ def _read_file(
     groups: dict[Any, list[dict[str, Any]]] = {}
     items: dict[Any, str] = {}
     for k, raw in enumerate(shapes):
+        label = raw.get("label") if isinstance(raw, dict) else None
+        if isinstance(label, str) and label.strip() in LABELME_NON_CLASSES:
+            # skipped before its points are checked: nothing of it is used
+            report.counts["ignored_shapes"] += 1
+            continue
         shape = _shape(raw, width, height)
         if isinstance(shape, str):
             if shape.startswith("drop: "):
@@ -205,6 +217,7 @@ def import_labelme(
         report.error(str(root), "", "no LabelMe *.json file in this folder")
         report.raise_if_errors()
     parsed = []
+    report.counts["ignored_shapes"] = 0  # labelled __ignore__ or _background_
     for path in files:
         result = _read_file(path, root, report)
         if result is not None:
@@ -213,6 +226,7 @@ def import_labelme(
         {s["label"] for _, _, instances in parsed for _, shapes in instances for s in shapes}
     )
     names = resolve_class_names(class_names) if class_names is not None else found
+    names = [n for n in names if n not in LABELME_NON_CLASSES]
     if not names:
         report.error(str(root), "", "no polygon or rectangle shape in any file")
         report.raise_if_errors()
