@@ -135,7 +135,7 @@ def build_inferencer(
 
     import boxcaseg.mm  # noqa: F401  (our registered backbone, heads and transforms)
     from boxcaseg.compat import patch_mmengine_checkpoint_loading
-    from boxcaseg.engine import resolve_config
+    from boxcaseg.configs import resolve_config
 
     patch_mmengine_checkpoint_loading()
     device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")

@@ -102,7 +102,7 @@ def launcher_flag(rule_name):
 
 def model_config_file(config_name):
     """The model config as a file path (an input: editing it reruns the stage)."""
-    from boxcaseg.engine import resolve_config
+    from boxcaseg.configs import resolve_config
 
     return resolve_config(config_name)
 

@@ -20,8 +20,9 @@ def module_imports() -> dict[str, set[str]]:
     """``{module: the boxcaseg modules it imports anywhere in its body}``."""
     modules = {}
     for path in PACKAGE.rglob("*.py"):
-        if "configs" in path.relative_to(PACKAGE).parts:  # OpenMMLab config files, not modules
-            continue
+        relative = path.relative_to(PACKAGE)
+        if relative.parts[0] == "configs" and len(relative.parts) > 2:
+            continue  # OpenMMLab config files (seg/, det/), not modules
         parts = ("boxcaseg", *path.relative_to(PACKAGE).with_suffix("").parts)
         modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     graph = {}
@@ -98,3 +99,17 @@ def test_every_module_imports_alone():
         if result.returncode:
             failures[name] = result.stderr.strip().splitlines()[-1:]
     assert len(names) > 40 and failures == {}
+
+
+def test_the_config_lookup_loads_no_training_stack():
+    """Snakemake's parse resolves every rule's model config (rules/common.smk,
+    ``model_config_file``): the lookup must not pull in torch or mmengine."""
+    code = (
+        "import sys; from boxcaseg.configs import resolve_config; "
+        "resolve_config('seg/boxcaseg_hr48_voc.py'); "
+        "print(sorted(m for m in ('torch', 'mmengine', 'boxcaseg.engine') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
