@@ -140,7 +140,7 @@ def evaluate(checkpoint: Path, val_gt: Path, test_cfg: dict | None = None) -> di
     sys.path.insert(0, str(REPO))
     from boxcaseg.data.coco import load_json
     from boxcaseg.mm.seg.model import load_segmentor
-    from boxcaseg.proxy import grade_in_true_boxes
+    from boxcaseg.proxy_inference import grade_in_true_boxes
 
     cfg = real_config()
     model = load_segmentor(str(checkpoint), "cpu")

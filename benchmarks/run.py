@@ -119,7 +119,7 @@ def bench_proxy(
 ) -> dict[str, Any]:
     """Stage 3 as it runs (crops read in 2 DataLoader workers, masks pasted, thresholded and
     RLE-encoded), three ways: a batch-1 loop, batched (``batch_size`` crops a forward pass, as
-    many as the device's budget allows: see ``proxy.effective_batch_size``), and batched with
+    many as the device's budget allows: see ``proxy_inference.effective_batch_size``), and batched with
     the post-processing in 2 threads; each the best of ``repeats`` interleaved rounds."""
     import torch
     from mmengine.registry import init_default_scope
@@ -128,7 +128,7 @@ def bench_proxy(
     from boxcaseg.data.coco import load_json
     from boxcaseg.engine import load_config
     from boxcaseg.masks import rle_encode_window
-    from boxcaseg.proxy import effective_batch_size, iter_proxy_masks
+    from boxcaseg.proxy_inference import effective_batch_size, iter_proxy_masks
 
     # the paper's HRNet-W48 on a GPU; on a CPU the demo's W18-small (W48 at 320 px is ~1 s a crop)
     config = config or (

@@ -286,7 +286,8 @@ def masks_from_boxes(
     from boxcaseg.baselines import grabcut_raw_masks
     from boxcaseg.data.prepare import import_box_split
     from boxcaseg.merge_drop import run_merge
-    from boxcaseg.proxy import model_input_size, proxy_masks_file
+    from boxcaseg.proxy import proxy_masks_file
+    from boxcaseg.proxy_inference import model_input_size
 
     if (checkpoint is None) == (not grabcut):
         raise DataError("give a Stage 2 checkpoint or choose GrabCut (one of the two)")

@@ -120,7 +120,7 @@ def test_detector_and_segmenter_pipelines_see_the_stored_pixels(photo):
 def test_stage3_crops_and_grabcut_read_the_stored_pixels(tmp_path, photo):
     from boxcaseg.baselines import grabcut_raw_masks
     from boxcaseg.grabcut import GrabCutSpec
-    from boxcaseg.proxy import _ImageCropDataset
+    from boxcaseg.proxy_inference import _ImageCropDataset
 
     coco, report = import_coco(coco_file(tmp_path, STORED_W, STORED_H), tmp_path / "images")
     report.raise_if_errors()
