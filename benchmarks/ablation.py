@@ -35,7 +35,6 @@ PLAIN_PAIR = dict(_delete_=True, type="PairwiseSmoothLoss", loss_weight=0.05)
 @functools.cache
 def real_config():
     """REAL_CONFIG, loaded once."""
-    sys.path.insert(0, str(REPO))
     from boxcaseg.engine import load_config
 
     return load_config(REAL_CONFIG)
@@ -137,10 +136,9 @@ def rows() -> list[tuple[str, str, dict]]:
 def evaluate(checkpoint: Path, val_gt: Path, test_cfg: dict | None = None) -> dict:
     """mIoU* of a trained checkpoint with REAL_CONFIG's inference settings, updated by
     ``test_cfg`` (Stage 3's code)."""
-    sys.path.insert(0, str(REPO))
     from boxcaseg.data.coco import load_json
     from boxcaseg.mm.seg.model import load_segmentor
-    from boxcaseg.proxy import grade_in_true_boxes
+    from boxcaseg.proxy_inference import grade_in_true_boxes
 
     cfg = real_config()
     model = load_segmentor(str(checkpoint), "cpu")

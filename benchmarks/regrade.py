@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     from boxcaseg.data.coco import load_json, save_json
     from boxcaseg.merge_drop import run_merge
     from boxcaseg.mm.seg.model import load_segmentor
-    from boxcaseg.proxy import grade_in_true_boxes, model_input_size, proxy_masks_file
+    from boxcaseg.proxy import proxy_masks_file
+    from boxcaseg.proxy_inference import grade_in_true_boxes, model_input_size
 
     torch.set_num_threads(args.threads)
     results, out = Path(args.results), Path(args.out)

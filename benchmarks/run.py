@@ -1,26 +1,15 @@
 """BoxCaseg benchmarks: print a table of speed and memory figures and write them as JSON.
 
-    python benchmarks/run.py                       # all benchmarks that can run here
+    python benchmarks/run.py                       # the default benchmarks (all but scale)
     python benchmarks/run.py --only proxy merge    # some of them
     python benchmarks/run.py --json out.json --demo-results results/demo
+    python benchmarks/run.py --help                # every benchmark, with what it measures
 
-Benchmarks (not tests: they assert nothing, they measure):
-- import       Stage 1 import + validation speed on ../shared/data/coco128-seg (images/s)
-- proxy        Stage 3 inference, batched vs a batch-1 per-instance loop, same model and boxes
-               (instances/s each, and the ratio)
-- merge        Stage 4 merge + drop + RLE on coco128-seg's true masks (images/s)
-- seg_train    Stage 2 training: iterations/s through the full data pipeline (dataloader,
-               crops, sampler) vs the raw model forward+backward on the same batch size
-               (the pipeline's overhead ratio), peak memory
-- det_train    Stage 5 Mask R-CNN training images/s (demo config), peak memory
-- demo_dag     per-stage wall time and peak RSS of a finished demo run (its Snakemake
-               benchmark files), and the DAG's total
-- scale        every data stage at COCO scale (synthetic: 118k images, 860k instances) and at
-               10% of it, each stage in its own process: wall time, peak RSS, linear
-               extrapolation (benchmarks/scale.py). NOT in the default list: about 15 minutes
-               on 2 cores and 3 GB of disk; run it with `--only scale`
-Runs on the GPU when there is one (CUDA figures then include peak GPU memory).
-coco128-seg is read from ../shared/data when present; benchmarks that need it say so and skip.
+Benchmarks are not tests: they assert nothing, they measure. Each one is an entry of the
+registry BENCHMARKS (below the benchmark functions): its name, function and description; the
+--only choices, the default list and the --help listing all come from there. Runs on the GPU when there is one (CUDA figures then
+include peak GPU memory). coco128-seg is read from ../shared/data when present; benchmarks that
+need it say so and skip.
 """
 
 from __future__ import annotations
@@ -33,8 +22,10 @@ import resource
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +81,7 @@ def tiny_demo(root: Path, **kw: Any) -> dict[str, Path]:
 # --- benchmarks ---------------------------------------------------------------------------------
 
 
-def bench_import(tmp: Path) -> dict[str, Any]:
+def bench_import(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     from boxcaseg.data.yolo_seg import import_yolo_seg
 
     data = coco128_or_skip()
@@ -119,7 +110,7 @@ def bench_proxy(
 ) -> dict[str, Any]:
     """Stage 3 as it runs (crops read in 2 DataLoader workers, masks pasted, thresholded and
     RLE-encoded), three ways: a batch-1 loop, batched (``batch_size`` crops a forward pass, as
-    many as the device's budget allows: see ``proxy.effective_batch_size``), and batched with
+    many as the device's budget allows: see ``proxy_inference.effective_batch_size``), and batched with
     the post-processing in 2 threads; each the best of ``repeats`` interleaved rounds."""
     import torch
     from mmengine.registry import init_default_scope
@@ -128,7 +119,7 @@ def bench_proxy(
     from boxcaseg.data.coco import load_json
     from boxcaseg.engine import load_config
     from boxcaseg.masks import rle_encode_window
-    from boxcaseg.proxy import effective_batch_size, iter_proxy_masks
+    from boxcaseg.proxy_inference import effective_batch_size, iter_proxy_masks
 
     # the paper's HRNet-W48 on a GPU; on a CPU the demo's W18-small (W48 at 320 px is ~1 s a crop)
     config = config or (
@@ -189,7 +180,7 @@ def bench_proxy(
     }
 
 
-def bench_merge(tmp: Path) -> dict[str, Any]:
+def bench_merge(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     from boxcaseg.data.yolo_seg import import_yolo_seg
     from boxcaseg.masks import rle_encode, segmentation_to_mask
     from boxcaseg.merge_drop import merge_proxy_file
@@ -218,7 +209,10 @@ def bench_merge(tmp: Path) -> dict[str, Any]:
 
 
 def bench_seg_train(
-    tmp: Path, iters: int = 20, config: str = "seg/boxcaseg_hr18s_demo.py"
+    tmp: Path,
+    args: argparse.Namespace,
+    iters: int = 20,
+    config: str = "seg/boxcaseg_hr18s_demo.py",
 ) -> dict[str, Any]:
     from mmengine.runner import Runner
 
@@ -270,7 +264,10 @@ def bench_seg_train(
 
 
 def bench_det_train(
-    tmp: Path, iters: int = 20, config: str = "det/maskrcnn_r18_fpn_demo.py"
+    tmp: Path,
+    args: argparse.Namespace,
+    iters: int = 20,
+    config: str = "det/maskrcnn_r18_fpn_demo.py",
 ) -> dict[str, Any]:
     from mmengine.runner import Runner
 
@@ -306,7 +303,18 @@ def bench_det_train(
     }
 
 
-def bench_demo_dag(results: Path) -> dict[str, Any]:
+def bench_proxy_sizes(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`bench_proxy` at 64 and 320 px crops."""
+    return {
+        f"input_{size}": bench_proxy(
+            tmp / str(size), batch_size=args.proxy_batch_size, input_size=size
+        )
+        for size in (64, 320)
+    }
+
+
+def bench_demo_dag(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    results = Path(args.demo_results)
     files = sorted((results / "benchmarks").glob("*.tsv"))
     if not files:
         return {
@@ -326,18 +334,88 @@ def bench_demo_dag(results: Path) -> dict[str, Any]:
     }
 
 
-BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
-    "import": bench_import,
-    "proxy": bench_proxy,
-    "merge": bench_merge,
-    "seg_train": bench_seg_train,
-    "det_train": bench_det_train,
+def bench_scale_stages(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from scale import bench_scale  # benchmarks/scale.py, beside this script
+
+    return bench_scale(tmp, args.scale_fractions, args.scale_data, args.scale_input_size)
+
+
+# --- the registry -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    run: Callable[[Path, argparse.Namespace], dict[str, Any]]  # (a temporary folder, the args)
+    description: str
+    default: bool = True  # in the list a plain `python benchmarks/run.py` runs
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "import": Benchmark(
+        bench_import,
+        "Stage 1 import + validation speed on ../shared/data/coco128-seg (images/s)",
+    ),
+    "proxy": Benchmark(
+        bench_proxy_sizes,
+        "Stage 3 inference at 64 and 320 px, batched vs a batch-1 per-instance loop, same "
+        "model and boxes (instances/s each, and the ratio)",
+    ),
+    "merge": Benchmark(
+        bench_merge, "Stage 4 merge + drop + RLE on coco128-seg's true masks (images/s)"
+    ),
+    "seg_train": Benchmark(
+        bench_seg_train,
+        "Stage 2 training: iterations/s through the full data pipeline (dataloader, crops, "
+        "sampler) vs the raw model forward+backward on the same batch size (the pipeline's "
+        "overhead ratio), peak memory",
+    ),
+    "det_train": Benchmark(
+        bench_det_train, "Stage 5 Mask R-CNN training images/s (demo config), peak memory"
+    ),
+    "demo_dag": Benchmark(
+        bench_demo_dag,
+        "per-stage wall time and peak RSS of a finished demo run (its Snakemake benchmark "
+        "files), and the DAG's total",
+    ),
+    "scale": Benchmark(
+        bench_scale_stages,
+        "every data stage at COCO scale (synthetic: 118k images, 860k instances) and at 10% of "
+        "it, each stage in its own process: wall time, peak RSS, linear extrapolation "
+        "(benchmarks/scale.py). NOT in the default list: about 15 minutes on 2 cores and 3 GB "
+        "of disk; run it with `--only scale`",
+        default=False,
+    ),
 }
 
 
+def benchmark_list() -> str:
+    """The registry as the --help listing."""
+    lines = ["benchmarks (--only NAME ...; * = not in the default list):"]
+    for name, bench in BENCHMARKS.items():
+        lines.append(
+            textwrap.fill(
+                bench.description,
+                width=96,
+                initial_indent=f"  {name + ('*' if not bench.default else ''):<11}",
+                subsequent_indent=" " * 13,
+            )
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", choices=[*BENCHMARKS, "demo_dag", "scale"])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=benchmark_list(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=list(BENCHMARKS),
+        metavar="NAME",
+        help="the benchmarks to run (listed below; default: all but those marked *)",
+    )
     parser.add_argument("--json", default="benchmark_results.json")
     parser.add_argument("--demo-results", default=str(REPO / "results/demo"))
     parser.add_argument("--proxy-batch-size", type=int, default=32)
@@ -361,7 +439,7 @@ def main() -> int:
         "per crop grows with it)",
     )
     args = parser.parse_args()
-    names = args.only or [*BENCHMARKS, "demo_dag"]
+    names = args.only or [name for name, bench in BENCHMARKS.items() if bench.default]
     results: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "device": None}
     }
@@ -395,24 +473,7 @@ def main() -> int:
             name = names[0]
             print(f"== {name}", flush=True)
             start = time.perf_counter()
-            if name == "demo_dag":
-                out = bench_demo_dag(Path(args.demo_results))
-            elif name == "scale":
-                sys.path.insert(0, str(Path(__file__).parent))
-                from scale import bench_scale
-
-                out = bench_scale(
-                    Path(tmp), args.scale_fractions, args.scale_data, args.scale_input_size
-                )
-            elif name == "proxy":
-                out = {
-                    f"input_{size}": bench_proxy(
-                        Path(tmp) / str(size), batch_size=args.proxy_batch_size, input_size=size
-                    )
-                    for size in (64, 320)
-                }
-            else:
-                out = BENCHMARKS[name](Path(tmp))
+            out = BENCHMARKS[name].run(Path(tmp), args)
             out["bench_seconds"] = round(time.perf_counter() - start, 1)
             results[name] = out
             print(json.dumps(out, indent=1), flush=True)
@@ -483,8 +544,7 @@ def summary_table(results: dict[str, Any]) -> str:
     width = max(len(r[0]) for r in rows)
     table = "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
     if "scale" in results:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from scale import scale_table
+        from scale import scale_table  # benchmarks/scale.py, beside this script
 
         table += "\n\nCOCO scale, each stage in its own process:\n" + scale_table(results["scale"])
     return table

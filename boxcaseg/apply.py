@@ -135,7 +135,7 @@ def build_inferencer(
 
     import boxcaseg.mm  # noqa: F401  (our registered backbone, heads and transforms)
     from boxcaseg.compat import patch_mmengine_checkpoint_loading
-    from boxcaseg.engine import resolve_config
+    from boxcaseg.configs import resolve_config
 
     patch_mmengine_checkpoint_loading()
     device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
@@ -286,7 +286,8 @@ def masks_from_boxes(
     from boxcaseg.baselines import grabcut_raw_masks
     from boxcaseg.data.prepare import import_box_split
     from boxcaseg.merge_drop import run_merge
-    from boxcaseg.proxy import model_input_size, proxy_masks_file
+    from boxcaseg.proxy import proxy_masks_file
+    from boxcaseg.proxy_inference import model_input_size
 
     if (checkpoint is None) == (not grabcut):
         raise DataError("give a Stage 2 checkpoint or choose GrabCut (one of the two)")

@@ -16,22 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from boxcaseg.compat import patch_mmengine_checkpoint_loading
+from boxcaseg.configs import resolve_config
 from boxcaseg.data.report import DataError
-
-CONFIG_DIR = Path(__file__).parent / "configs"
-
-
-def resolve_config(config: str) -> str:
-    """A config path as given, or relative to the packaged configs (``seg/…``, ``det/…``)."""
-    if Path(config).is_file():
-        return str(Path(config).resolve())
-    packaged = CONFIG_DIR / config
-    if packaged.is_file():
-        return str(packaged)
-    raise FileNotFoundError(
-        f"config {config} not found (neither a file nor one of "
-        f"{sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob('*.py') if '_base_' not in p.parts and p.name != '__init__.py')})"
-    )
 
 
 def sync_schedule_end(cfg: Any, configured_max_iters: int | None) -> None:

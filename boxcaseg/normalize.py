@@ -1,7 +1,8 @@
 """Per-instance min-max normalisation of the salient head's probabilities, shared by Stage 2's
 model (its ``predict``, :mod:`boxcaseg.mm.seg.model`) and Stage 3's inference
-(:mod:`boxcaseg.proxy`). It lives below both: Stage 3 loads the Stage 2 model
-(:func:`boxcaseg.mm.seg.model.load_segmentor`), so the model cannot import it from Stage 3.
+(:mod:`boxcaseg.proxy_inference`). It lives below both: Stage 3 loads the Stage 2 model
+(:func:`boxcaseg.mm.seg.model.load_segmentor`) and the model's mIoU* hook runs Stage 3's
+inference, so neither can import it from the other.
 """
 
 from __future__ import annotations

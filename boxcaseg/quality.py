@@ -17,7 +17,7 @@ def instance_ious(
 ) -> dict[str, np.ndarray]:
     """IoU vs the true mask of every predicted instance, and of its box-as-mask baseline.
 
-    ``predictions`` yields ``(image_id, ann_ids, masks)`` as :func:`boxcaseg.proxy.iter_proxy_masks`
+    ``predictions`` yields ``(image_id, ann_ids, masks)`` as :func:`boxcaseg.proxy_inference.iter_proxy_masks`
     does. Returns arrays aligned by instance: ann_id, category_id, iou, box_iou.
     """
     anns = {a["id"]: a for a in gt_coco["annotations"]}

@@ -84,7 +84,7 @@ def launcher_flag(wildcards, resources):
 
 def model_config_file(config_name):
     """The model config as a file path (an input: editing it reruns the stage)."""
-    from boxcaseg.engine import resolve_config
+    from boxcaseg.configs import resolve_config
 
     return resolve_config(config_name)
 

@@ -191,7 +191,7 @@ def test_two_process_stage2_weight_average_is_saved_graded_and_resumed(seg_runs,
 
     from boxcaseg.data.coco import load_json
     from boxcaseg.mm.seg.model import load_segmentor
-    from boxcaseg.proxy import grade_in_true_boxes
+    from boxcaseg.proxy_inference import grade_in_true_boxes
 
     whole = seg_runs["whole"].parent
     ckpt = torch.load(whole / "whole.pth", map_location="cpu", weights_only=False)

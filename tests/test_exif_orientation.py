@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from boxcaseg.configs import packaged_configs
 from boxcaseg.data.coco import import_coco
 from boxcaseg.data.report import DataError
 from boxcaseg.data.yolo_seg import import_yolo_seg
-from boxcaseg.engine import CONFIG_DIR, load_config
+from boxcaseg.engine import load_config
 
 STORED_H, STORED_W = 48, 64
 OBJECT = (10, 8, 30, 12)  # x, y, w, h of the bright rectangle, in stored pixels
@@ -86,15 +87,7 @@ def test_yolo_labels_on_a_tagged_photo_are_refused_by_name(tmp_path, photo):
         report.raise_if_errors()
 
 
-def all_packaged_configs() -> list[str]:
-    return sorted(
-        str(p.relative_to(CONFIG_DIR))
-        for p in CONFIG_DIR.rglob("*.py")
-        if "_base_" not in p.parts and p.name != "__init__.py"
-    )
-
-
-@pytest.mark.parametrize("config", all_packaged_configs())
+@pytest.mark.parametrize("config", packaged_configs())
 def test_every_packaged_pipeline_reads_stored_pixels(config):
     cfg = load_config(config)
     loaders = []
@@ -127,7 +120,7 @@ def test_detector_and_segmenter_pipelines_see_the_stored_pixels(photo):
 def test_stage3_crops_and_grabcut_read_the_stored_pixels(tmp_path, photo):
     from boxcaseg.baselines import grabcut_raw_masks
     from boxcaseg.grabcut import GrabCutSpec
-    from boxcaseg.proxy import _ImageCropDataset
+    from boxcaseg.proxy_inference import _ImageCropDataset
 
     coco, report = import_coco(coco_file(tmp_path, STORED_W, STORED_H), tmp_path / "images")
     report.raise_if_errors()

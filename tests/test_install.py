@@ -38,6 +38,34 @@ def test_doctor_command_exits_zero_and_prints_versions():
     )
     assert result.returncode == 0, result.stderr
     assert "mmcv" in result.stdout and "2.1.0" in result.stdout and "all good" in result.stdout
+    assert "pkg_resources" not in result.stderr
+
+
+PKG_RESOURCES_WARNING = "UserWarning: pkg_resources is deprecated"
+
+
+def test_mmengines_pkg_resources_warning_is_silenced_once_boxcaseg_is_imported():
+    """mmengine imports (and reloads) pkg_resources when it looks up an installed package, as
+    for every `mmdet::` base of a config: setuptools' deprecation warning used to open every
+    command's and rule's log. Importing boxcaseg (as `python -m boxcaseg.cli` does first)
+    silences that warning, and only that one."""
+    lookup = "from mmengine.utils import is_installed; is_installed('mmdet'); "
+
+    def stderr(code: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-W", "default", "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stderr
+
+    if PKG_RESOURCES_WARNING not in stderr(lookup):
+        pytest.skip("this setuptools / mmengine does not warn about pkg_resources")
+    assert PKG_RESOURCES_WARNING not in stderr("import boxcaseg; " + lookup)
+    other = "import warnings; warnings.warn('another one', UserWarning)"
+    assert "UserWarning: another one" in stderr("import boxcaseg; " + other)
 
 
 def test_doctor_fails_clearly_when_mmcv_has_no_compiled_ops(monkeypatch):

@@ -159,7 +159,7 @@ def test_the_detector_configs_build_in_plain_mmdet(config):
     import subprocess
     import sys
 
-    from boxcaseg.engine import resolve_config
+    from boxcaseg.configs import resolve_config
 
     code = (
         "from mmengine.config import Config; from mmdet.registry import MODELS; "

@@ -13,7 +13,7 @@ from boxcaseg.data.coco import load_json
 from boxcaseg.masks import rle_decode, segmentation_to_mask
 from boxcaseg.merge_drop import merge_proxy_file, proxy_quality
 from boxcaseg.normalize import minmax_normalize
-from boxcaseg.proxy import iter_proxy_masks
+from boxcaseg.proxy_inference import iter_proxy_masks
 
 
 def test_minmax_normalize_per_sample_and_flat_maps():

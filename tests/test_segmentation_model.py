@@ -443,7 +443,7 @@ def test_weight_average_is_what_the_checkpoint_holds_and_the_hook_grades(tiny_da
     from mmengine.runner.checkpoint import load_state_dict
 
     from boxcaseg.mm.seg.model import load_segmentor
-    from boxcaseg.proxy import grade_in_true_boxes
+    from boxcaseg.proxy_inference import grade_in_true_boxes
 
     hooks = [
         {

@@ -23,39 +23,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
-TINY_CONFIG = {
-    "run_name": "tiny",
-    "data": {"source": "demo"},
-    "demo": {
-        "seed": 3,
-        "image_size": 64,
-        "train_images": 6,
-        "val_images": 3,
-        "salient_images": 6,
-        "min_object_size": 14,
-        "max_object_size": 30,
-    },
-    "segmentation": {
-        "max_iters": 200,
-        "batch_size": 4,
-        "box_per_batch": 2,
-        "num_workers": 0,
-        "cfg_options": {
-            "default_hooks.checkpoint.interval": 20,
-            "default_hooks.logger.interval": 10,
-        },
-    },
-    "proxy": {"batch_size": 8, "num_workers": 0},
-    "merge": {"overlay_images": 2},
-    "grabcut": {"iterations": 2},
-    "detection": {
-        "max_iters": 4,
-        "batch_size": 2,
-        "num_workers": 0,
-        "variants": ["weak", "full", "box", "grabcut", "boxinst"],
-        "cfg_options": {"test_dataloader.num_workers": 0, "default_hooks.checkpoint.interval": 2},
-    },
-}
+# The tiny configuration: the whole DAG on 6 generated 64 px images. A file, as the
+# snakemake-workflows convention has it, to run by hand too (the command is in the file).
+TINY_CONFIG = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
 # the tiny run adds the weak detector over a folder of "new photos" (two images and an
 # unreadable file, written by the fixture: write_new_photos)
 TINY_RUN_CONFIG = {**TINY_CONFIG, "predict": {"images": "new_photos"}}

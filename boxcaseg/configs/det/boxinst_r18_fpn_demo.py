@@ -17,6 +17,8 @@ model = dict(
     test_cfg=dict(max_per_img=50))
 
 scale = (128, 128)
+# one training scale instead of mmdet's multi-scale choice of 640-800 px: a training pipeline of
+# its own, not the base's with a new scale
 train_pipeline = [
     dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
     dict(type='LoadAnnotations', with_bbox=True),
@@ -24,12 +26,9 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
-test_pipeline = [
-    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                                          'scale_factor')),
-]
+# the base's test pipeline at this scale (mmengine's `_base_.` syntax: only the scale differs)
+test_pipeline = _base_.test_pipeline
+test_pipeline[1].scale = scale  # Resize
 global_batch_size = 4
 train_dataloader = dict(
     batch_size=global_batch_size, num_workers=2, pin_memory=False,

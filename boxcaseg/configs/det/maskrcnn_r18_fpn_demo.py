@@ -24,19 +24,11 @@ model = dict(
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300), rcnn=dict(max_per_img=50)))
 
 scale = (128, 128)
-train_pipeline = [
-    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
-    dict(type='LoadAnnotationsWithConfidence', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputsWithConfidence'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                                          'scale_factor')),
-]
+# the base's pipelines at this scale (mmengine's `_base_.` syntax: only the scale differs)
+train_pipeline = _base_.train_pipeline
+train_pipeline[2].scale = scale  # Resize
+test_pipeline = _base_.test_pipeline
+test_pipeline[1].scale = scale  # Resize
 global_batch_size = 4
 train_dataloader = dict(
     batch_size=global_batch_size, num_workers=2,

@@ -18,10 +18,3 @@ test_pipeline = _base_.test_pipeline
 test_pipeline[1].scale = scale  # Resize
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-max_iters = 300
-train_cfg = dict(max_iters=max_iters, val_interval=max_iters + 1)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type='MultiStepLR', begin=0, end=max_iters, by_epoch=False,
-         milestones=[int(max_iters * 0.75)], gamma=0.1),
-]

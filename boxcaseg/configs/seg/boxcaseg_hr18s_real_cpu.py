@@ -37,14 +37,11 @@ train_pipeline[1].update(crop_size=crop_size, salient_resize=salient_resize, box
 train_pipeline.insert(2, dict(type='PhotoMetricDistortion'))
 # 11 box + 5 salient per batch of 16: the paper's COCO ratio (22 + 10 of 32)
 train_dataloader = dict(batch_sampler=dict(box_per_batch=11), dataset=dict(pipeline=train_pipeline))
-max_iters = 800
-param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=0.0, begin=0, end=max_iters, by_epoch=False)]
-train_cfg = dict(max_iters=max_iters, val_interval=max_iters + 1)
-default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=200))
-# The EMA runs before the checkpoint hook saves (its `state_dict` is then the average, the raw
-# weights go to `ema_state_dict`), and the mIoU* hook grades the average (boxcaseg/mm/seg/hooks.py).
+# The parent's mIoU* hook at this infer_size, and an EMA of the weights. The EMA runs before the
+# checkpoint hook saves (its `state_dict` is then the average, the raw weights go to
+# `ema_state_dict`), and the mIoU* hook grades the average (boxcaseg/mm/seg/hooks.py).
 # What it adds: docs/results.md, "Real photos" (the ablation's `ema` row and the seed table).
 custom_hooks = [
-    dict(type='MIoUStarHook', ann_file=None, interval=0, input_size=infer_size, batch_size=32),
+    dict(_base_.custom_hooks[0], input_size=infer_size),  # MIoUStarHook
     dict(type='EMAHook', momentum=0.01, priority='ABOVE_NORMAL'),
 ]

@@ -19,7 +19,6 @@ model['data_preprocessor'] = dict(model['data_preprocessor'], size=(crop_size, c
 train_pipeline = _base_.train_pipeline
 train_pipeline[1].update(crop_size=crop_size, salient_resize=salient_resize)  # BoxCasegCrop
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-custom_hooks = [
-    dict(type='MIoUStarHook', ann_file=None, interval=0, input_size=infer_size, batch_size=32),
-    dict(type='EMAHook', momentum=0.01, priority='ABOVE_NORMAL'),
-]
+# the parent's hooks (mIoU*, EMA), the mIoU* one at this infer_size
+custom_hooks = _base_.custom_hooks
+custom_hooks[0].input_size = infer_size  # MIoUStarHook

@@ -1,7 +1,7 @@
 """mIoU* during and after Stage 2 training (docs/method.md: predict inside the true box on a split
 with true masks, IoU per instance, mean per class, then over classes).
 
-It runs the exact Stage 3 inference code (:func:`boxcaseg.proxy.iter_proxy_masks`), so the
+It runs the exact Stage 3 inference code (:func:`boxcaseg.proxy_inference.iter_proxy_masks`), so the
 number measured here is the quality of the proxy masks the next stage will produce.
 """
 
@@ -16,7 +16,7 @@ from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
 from boxcaseg.data.coco import load_json, save_json
-from boxcaseg.proxy import grade_in_true_boxes
+from boxcaseg.proxy_inference import grade_in_true_boxes
 
 
 def inference_model(runner: Any) -> Any:

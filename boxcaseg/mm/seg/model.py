@@ -32,6 +32,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from torch import nn
 
+from boxcaseg.configs import resolve_config
 from boxcaseg.normalize import minmax_normalize
 
 
@@ -322,8 +323,6 @@ def load_segmentor(
     from mmengine.model import revert_sync_batchnorm
     from mmengine.registry import init_default_scope
     from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
-
-    from boxcaseg.engine import resolve_config
 
     state = _load_checkpoint(checkpoint, map_location="cpu")
     text = (state.get("meta") or {}).get("cfg")

@@ -4,7 +4,7 @@
 # from (train.boxes.json: no mask anywhere) and evaluated by the same pycocotools rule.
 # Inherits mmdet's R-50 90k config; data paths and classes are filled in by `boxcaseg
 # train-det` from the dataset files.
-_base_ = ['mmdet::boxinst/boxinst_r50_fpn_ms-90k_coco.py']
+_base_ = ['mmdet::boxinst/boxinst_r50_fpn_ms-90k_coco.py', './coco_test.py']
 
 # the project's registered pieces (the EfficientNet-Lite backbone, the checked initialiser)
 custom_imports = dict(imports=['boxcaseg.mm.det'], allow_failed_imports=False)
@@ -25,27 +25,19 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
-# The same dataset files and evaluation as the Mask R-CNN variants (boxcaseg_mask_rcnn.py).
+# The same dataset files and evaluation as the Mask R-CNN variants (boxcaseg_mask_rcnn.py; the
+# test loop of every variant: coco_test.py).
 train_dataloader = dict(
     dataset=dict(type='CocoDataset', data_root='', ann_file='', data_prefix=dict(img=''),
                  pipeline=train_pipeline))
-test_pipeline = [
-    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                                          'scale_factor')),
-]
 val_dataloader = None
 val_cfg = None
 val_evaluator = None
-test_dataloader = dict(
-    batch_size=1, num_workers=2, persistent_workers=False, drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='CocoDataset', data_root='', ann_file='', data_prefix=dict(img=''),
-                 test_mode=True, pipeline=test_pipeline))
+test_dataloader = _base_.coco_test.dataloader
+test_pipeline = test_dataloader.dataset.pipeline
 test_cfg = dict(type='TestLoop')
-test_evaluator = dict(type='CocoMetric', ann_file='', metric=['bbox', 'segm'], format_only=True,
-                      outfile_prefix='predictions')
+test_evaluator = _base_.coco_test.evaluator
+del _base_.coco_test  # a shared piece, not a setting
 # mmdet's 90k schedule: global batch 16 (8 GPUs x 2), lr 0.01 for it
 global_batch_size = 16
 default_hooks = dict(checkpoint=dict(max_keep_ckpts=2, save_last=True))
