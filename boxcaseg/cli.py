@@ -371,6 +371,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         variant_costs={
             variant: files.split(",") for variant, files in (v.split("=", 1) for v in args.costs)
         },
+        out_breakdown_png=args.out_breakdown_png,
     )
     print(Path(args.out_md).read_text())
     return 0
@@ -572,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-json", required=True)
     p.add_argument("--out-md", required=True)
     p.add_argument("--out-png", required=True)
+    p.add_argument("--out-breakdown-png", help="train masks' quality by fill, size and class")
     return parser
 
 

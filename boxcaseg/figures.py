@@ -187,3 +187,49 @@ def results_table(
     fig.tight_layout()
     fig.savefig(out_png, dpi=120)
     plt.close(fig)
+
+
+def quality_breakdown(qualities: dict[str, dict[str, Any]], out_png: str | Path) -> None:
+    """Where the masks beat their boxes: mean IoU with the true masks by how much of its box an
+    object fills and by COCO object size (the box, then each mask set of ``qualities``, name ->
+    a quality report of Stage 4: ``proxy``, ``grabcut``), and per class the proxy masks' mIoU
+    minus the box's."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1, 1, 2]})
+    first = next(iter(qualities.values()))
+    for ax, key, title in (
+        (axes[0], "by_fill", "by fill (true mask area / box area)"),
+        (axes[1], "by_size", "by object size (COCO)"),
+    ):
+        bins = first.get(key) or []
+        series = [("box", "box", first)] + [
+            (name, "proxy", quality) for name, quality in qualities.items()
+        ]
+        width = 0.8 / len(series)
+        for k, (label, column, quality) in enumerate(series):
+            values = [row[f"mean_{column}_iou"] or 0.0 for row in quality.get(key) or []]
+            ax.bar(np.arange(len(values)) + (k - (len(series) - 1) / 2) * width, values, width,
+                   label=label)  # fmt: skip
+        ax.set_xticks(np.arange(len(bins)))
+        ax.set_xticklabels([f"{row['bin']}\nn={row['instances']}" for row in bins], fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("mean IoU with the true mask")
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    proxy = qualities.get("proxy", first)
+    per_class = proxy.get("proxy", {}).get("per_class", {})
+    box = proxy.get("box_as_mask", {}).get("per_class", {})
+    diffs = sorted(((per_class[c] - box[c]) * 100, c) for c in per_class if c in box)
+    ax = axes[2]
+    ax.bar(np.arange(len(diffs)), [d for d, _ in diffs],
+           color=["tab:red" if d < 0 else "tab:green" for d, _ in diffs])  # fmt: skip
+    ax.set_xticks(np.arange(len(diffs)))
+    ax.set_xticklabels([c for _, c in diffs], rotation=90, fontsize=max(4, 9 - len(diffs) // 12))
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_ylabel("proxy minus box, mIoU points")
+    ax.set_title("per class: proxy masks against their boxes", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)

@@ -90,16 +90,28 @@ def merge_proxy_file(
 
 def proxy_quality(proxy: Coco, gt: Coco, drop_threshold: float) -> dict[str, Any]:
     """Proxy masks vs true masks: mean IoU overall, per class and by confidence bin, the same
-    for the box-as-mask baseline, and how good the drop decision is (kept vs dropped IoU).
-    IoUs are computed on RLE (pycocotools), exactly the pixel counts' intersection / union."""
-    from boxcaseg.metrics import confidence_bins, miou_star, suggest_drop_threshold
+    for the box-as-mask baseline, and how good the drop decision is (kept vs dropped IoU);
+    broken down by how much of its box the object fills (``by_fill``) and by COCO object size
+    (``by_size``), for all instances and the kept ones. IoUs are computed on RLE (pycocotools),
+    exactly the pixel counts' intersection / union."""
+    from pycocotools import mask as mask_utils
+
+    from boxcaseg.metrics import (
+        FILL_EDGES,
+        SIZE_EDGES,
+        SIZE_NAMES,
+        binned_ious,
+        confidence_bins,
+        miou_star,
+        suggest_drop_threshold,
+    )
 
     gt_anns = {a["id"]: a for a in gt["annotations"]}
     images = {img["id"]: img for img in gt["images"]}
     names = {c["id"]: c["name"] for c in gt["categories"]}
     n = len(proxy["annotations"])
     cats = np.zeros(n, dtype=np.int64)
-    conf, iou, box_iou = (np.zeros(n, dtype=np.float64) for _ in range(3))
+    conf, iou, box_iou, area, fill = (np.zeros(n, dtype=np.float64) for _ in range(5))
     rows = 0
     for ann in proxy["annotations"]:
         truth_ann = gt_anns.get(ann["id"])
@@ -110,12 +122,18 @@ def proxy_quality(proxy: Coco, gt: Coco, drop_threshold: float) -> dict[str, Any
         truth = segmentation_to_rle(truth_ann["segmentation"], h, w)
         cats[rows], conf[rows] = ann["category_id"], ann["confidence"]
         iou[rows] = rle_iou(segmentation_to_rle(ann["segmentation"], h, w), truth)
-        box_iou[rows] = rle_iou(box_rle(ann["bbox"], h, w, as_bytes=True), truth)
+        box = box_rle(ann["bbox"], h, w, as_bytes=True)
+        box_iou[rows] = rle_iou(box, truth)
+        area[rows] = float(mask_utils.area(truth))
+        fill[rows] = area[rows] / max(float(mask_utils.area(box)), 1.0)
         rows += 1
     if not rows:
         return {"instances": 0}
     cats, conf, iou, box_iou = cats[:rows], conf[:rows], iou[:rows], box_iou[:rows]
     kept = conf > drop_threshold
+    both = {"proxy": iou, "box": box_iou}
+    fill_names = [f"[{lo:.1f}, {min(hi, 1.0):.1f}{']' if hi > 1 else ')'}" for lo, hi in
+                  zip(FILL_EDGES[:-1], FILL_EDGES[1:])]  # fmt: skip
     return {
         "instances": rows,
         "drop_threshold": drop_threshold,
@@ -126,6 +144,8 @@ def proxy_quality(proxy: Coco, gt: Coco, drop_threshold: float) -> dict[str, Any
         "mean_iou_dropped": float(iou[~kept].mean()) if (~kept).any() else None,
         "by_confidence": (bins := confidence_bins(conf, iou, box_iou)),
         "suggested_drop_threshold": suggest_drop_threshold(bins),
+        "by_fill": binned_ious(fill[:rows], FILL_EDGES, fill_names, both, kept),
+        "by_size": binned_ious(area[:rows], SIZE_EDGES, SIZE_NAMES, both, kept),
     }
 
 

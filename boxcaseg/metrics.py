@@ -52,6 +52,39 @@ def confidence_bins(
     return rows
 
 
+# How much of its box an object fills (true mask area / box area): under half (thin or hollow
+# shapes), half to 70%, over 70% (compact objects, for which the box itself is a good mask).
+FILL_EDGES = (0.0, 0.5, 0.7, 1.0 + 1e-9)
+# COCO's object sizes, on the true mask's area in the image's pixels (pycocotools' areaRng)
+SIZE_EDGES = (0.0, 32.0**2, 96.0**2, float("inf"))
+SIZE_NAMES = ("small", "medium", "large")
+
+
+def binned_ious(
+    values: np.ndarray,
+    edges: Sequence[float],
+    names: Sequence[str],
+    ious: dict[str, np.ndarray],
+    kept: np.ndarray | None = None,
+) -> list[dict[str, Any]]:
+    """Mean IoU vs truth of each set of masks in ``ious`` (name -> per-instance IoUs, e.g.
+    proxy and box) over the instances whose ``values`` fall in each bin [edge, next edge);
+    with ``kept``, also over the kept instances of the bin (what trains the mask head)."""
+    rows = []
+    for name, lo, hi in zip(names, edges[:-1], edges[1:]):
+        sel = (values >= lo) & (values < hi)
+        row: dict[str, Any] = {"bin": name, "instances": int(sel.sum())}
+        for key, iou in ious.items():
+            row[f"mean_{key}_iou"] = float(iou[sel].mean()) if sel.any() else None
+        if kept is not None:
+            both = sel & kept
+            row["kept"] = int(both.sum())
+            for key, iou in ious.items():
+                row[f"kept_mean_{key}_iou"] = float(iou[both].mean()) if both.any() else None
+        rows.append(row)
+    return rows
+
+
 def suggest_drop_threshold(bins: list[dict[str, Any]]) -> float | None:
     """The drop threshold a run's own confidence-vs-IoU data suggests: the lowest bin edge
     above which every (non-empty) bin's proxy masks beat the same instances' boxes filled as

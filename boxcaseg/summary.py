@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from boxcaseg.data.coco import load_json, save_json
-from boxcaseg.figures import format_cell, results_table
+from boxcaseg.figures import format_cell, quality_breakdown, results_table
 
 VARIANT_NAMES = {
     "weak": "BoxCaseg (proxy masks)",
@@ -80,10 +80,12 @@ def summarize(
     out_md: str,
     out_png: str,
     variant_costs: dict[str, list[str]] | None = None,
+    out_breakdown_png: str | None = None,
 ) -> dict[str, Any]:
     """``quality_files``: name ('proxy', 'grabcut') -> the quality JSON of Stage 4's report;
     ``variant_costs``: variant -> the benchmark files of the jobs that trained it (for the
-    weak variant Stage 2, Stage 3, Stage 4 and its Mask R-CNN)."""
+    weak variant Stage 2, Stage 3, Stage 4 and its Mask R-CNN). ``out_breakdown_png``: the
+    train masks' quality by fill, size and class (:func:`boxcaseg.figures.quality_breakdown`)."""
     costs = {v: job_cost(files) for v, files in (variant_costs or {}).items()}
     ap_rows, mask_head_rows = [], []
     for variant, path in variant_metrics.items():
@@ -111,9 +113,11 @@ def summarize(
             quality_rows.append(
                 _quality_row("salient head, val (mIoU*)", seg["model"], seg["box_as_mask"])
             )
+    graded = {}
     for name, path in quality_files.items():
         quality = load_json(path).get("quality") or {} if Path(path).is_file() else {}
         if quality.get("instances"):
+            graded[name] = quality
             quality_rows.append(
                 _quality_row(
                     QUALITY_NAMES.get(name, name), quality["proxy"], quality["box_as_mask"]
@@ -141,6 +145,12 @@ def summarize(
     Path(out_md).parent.mkdir(parents=True, exist_ok=True)
     Path(out_md).write_text(text + "\n")
     results_table(ap_rows, ap_columns, out_png, "Mask R-CNN on the val split (AP in %)")
+    if out_breakdown_png:
+        if graded:
+            quality_breakdown(graded, out_breakdown_png)
+        else:  # no true masks for the train split: nothing to break down
+            results_table([{"": "no true train masks to grade against"}], [""],
+                          out_breakdown_png, "mask quality breakdown")  # fmt: skip
     result = {"ap": ap_rows, "mask_quality": quality_rows, "costs": costs}
     save_json(result, out_json, indent=1)
     return result

@@ -13,6 +13,11 @@ rule summary:
         png=report(
             out("summary/ap_table.png"), caption="../report/ap_table.rst", category="5. Results"
         ),
+        breakdown=report(
+            out("summary/quality_breakdown.png"),
+            caption="../report/quality_breakdown.rst",
+            category="3. Proxy masks",
+        ),
     log:
         log_file("summary"),
     conda:
@@ -29,4 +34,5 @@ rule summary:
     shell:
         "{params.launch} summarize --metrics {params.metrics} --seg-metrics {input.seg} "
         "--quality {params.quality} --costs {params.costs} --out-json {output.json} "
-        "--out-md {output.md} --out-png {output.png} > {log} 2>&1"
+        "--out-md {output.md} --out-png {output.png} --out-breakdown-png {output.breakdown} "
+        "> {log} 2>&1"

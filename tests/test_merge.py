@@ -338,3 +338,50 @@ def test_suggested_drop_threshold_keeps_the_bins_that_beat_their_boxes():
     worse = confidence_bins(conf, iou, box + 0.5)
     assert suggest_drop_threshold(worse) is None
     assert suggest_drop_threshold(confidence_bins(conf, iou, box - 0.5)) == 0.0
+
+
+def test_quality_breaks_the_masks_down_by_fill_and_size_kept_ones_apart():
+    """A compact object (fills its box) whose proxy is a quarter of it, and a thin L whose proxy
+    is exact: by_fill puts them in the top and bottom bins, with their own IoUs and their
+    boxes'; by_size puts both in COCO's small; only the kept one counts in the kept means."""
+    from boxcaseg.masks import rle_encode
+    from boxcaseg.merge_drop import proxy_quality
+
+    h = w = 64
+    square = np.zeros((h, w), bool)
+    square[0:20, 0:20] = True  # box [0, 0, 20, 20]: fills it
+    quarter = np.zeros((h, w), bool)
+    quarter[0:10, 0:10] = True  # its proxy: IoU 100 / 400
+    ell = np.zeros((h, w), bool)
+    ell[30:50, 30:32] = True
+    ell[48:50, 30:50] = True  # box [30, 30, 20, 20]: 76 of 400 pixels
+    categories = [{"id": 1, "name": "thing"}]
+    images = [{"id": 1, "width": w, "height": h, "file_name": "x.png"}]
+
+    def ann(k, mask, bbox, confidence):
+        return {"id": k, "image_id": 1, "category_id": 1, "bbox": bbox, "iscrowd": 0,
+                "segmentation": rle_encode(mask), "confidence": confidence}  # fmt: skip
+
+    gt = {
+        "images": images,
+        "categories": categories,
+        "annotations": [ann(1, square, [0, 0, 20, 20], 1), ann(2, ell, [30, 30, 20, 20], 1)],
+    }
+    proxy = {"images": images, "categories": categories,
+             "annotations": [ann(1, quarter, [0, 0, 20, 20], 0.25),
+                             ann(2, ell, [30, 30, 20, 20], 1.0)]}  # fmt: skip
+    quality = proxy_quality(proxy, gt, drop_threshold=0.5)
+    thin, middle, compact = quality["by_fill"]
+    assert (thin["bin"], middle["bin"], compact["bin"]) == (
+        "[0.0, 0.5)",
+        "[0.5, 0.7)",
+        "[0.7, 1.0]",
+    )
+    assert thin["instances"] == 1 and thin["mean_proxy_iou"] == 1.0
+    assert thin["mean_box_iou"] == pytest.approx(76 / 400)
+    assert middle["instances"] == 0 and middle["mean_proxy_iou"] is None
+    assert compact["mean_proxy_iou"] == pytest.approx(0.25) and compact["mean_box_iou"] == 1.0
+    assert compact["kept"] == 0 and compact["kept_mean_proxy_iou"] is None
+    assert thin["kept"] == 1 and thin["kept_mean_proxy_iou"] == 1.0
+    small, medium, large = quality["by_size"]
+    assert (small["instances"], medium["instances"], large["instances"]) == (2, 0, 0)
