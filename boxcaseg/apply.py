@@ -136,16 +136,19 @@ def build_inferencer(
     import boxcaseg.mm  # noqa: F401  (our registered backbone, heads and transforms)
     from boxcaseg.compat import patch_mmengine_checkpoint_loading
     from boxcaseg.configs import resolve_config
+    from boxcaseg.mm.memory_format import apply_memory_format
 
     patch_mmengine_checkpoint_loading()
     device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
-    return DetInferencer(
+    inferencer = DetInferencer(
         model=resolve_config(config) if config else None,
         weights=str(checkpoint),
         device=device,
         scope="mmdet",
         show_progress=False,
     )
+    apply_memory_format(inferencer.model, inferencer.cfg)  # as it trained and was evaluated
+    return inferencer
 
 
 def predict_images(

@@ -10,14 +10,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from boxcaseg.compat import patch_mmengine_checkpoint_loading
 from boxcaseg.engine import (
     backbone_from_scratch,
     load_config,
+    log_schedule,
     run_training,
     setup_distributed,
     sync_schedule_end,
 )
+from boxcaseg.schedule import apply_plan
 
 
 def dataset_fields(coco_file: str | Path) -> dict[str, Any]:
@@ -77,10 +81,9 @@ def train_detection(
     BoxInst on the boxes. ``iters_scale``: train that many times the schedule's iterations
     (:func:`stretch_schedule`; the boxinst_equal variant)."""
     cfg = load_config(config, cfg_options)
+    log_schedule(apply_plan(cfg, train_ann, threads=torch.get_num_threads()))
     if iters_scale != 1.0:
-        line = stretch_schedule(cfg, iters_scale)
-        if os.environ.get("RANK", "0") == "0":
-            print(line, flush=True)
+        log_schedule(stretch_schedule(cfg, iters_scale))
     fields = dataset_fields(train_ann)
     cfg.train_dataloader.dataset.update(fields)
     _set_num_classes(cfg.model, len(fields["metainfo"]["classes"]))
@@ -116,6 +119,7 @@ def predict_detection(
     from mmengine.runner import Runner
 
     import boxcaseg.mm  # noqa: F401  (our registered backbone, heads and transforms)
+    from boxcaseg.mm.memory_format import apply_memory_format
 
     patch_mmengine_checkpoint_loading()
     cfg = load_config(config, cfg_options)
@@ -133,7 +137,9 @@ def predict_detection(
     cfg.resume = False
     cfg.launcher = launcher
     setup_distributed(cfg, launcher)
-    Runner.from_cfg(cfg).test()
+    runner = Runner.from_cfg(cfg)
+    apply_memory_format(runner.model, cfg)  # as it trained
+    runner.test()
     return {"bbox": f"{prefix}.bbox.json", "segm": f"{prefix}.segm.json"}
 
 
@@ -225,8 +231,11 @@ def load_detector(
     from mmengine.model import revert_sync_batchnorm
 
     import boxcaseg.mm  # noqa: F401  (our registered heads and transforms)
+    from boxcaseg.mm.memory_format import apply_memory_format
 
     patch_mmengine_checkpoint_loading()
     _set_num_classes(cfg.model, len(dataset_fields(gt_file)["metainfo"]["classes"]))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return revert_sync_batchnorm(init_detector(cfg, str(checkpoint), device=device)).eval()
+    model = revert_sync_batchnorm(init_detector(cfg, str(checkpoint), device=device)).eval()
+    apply_memory_format(model, cfg)
+    return model

@@ -166,7 +166,8 @@ def claim_work_dir(cfg: Any, work_dir: Path) -> None:
 
 
 def load_config(config: str, cfg_options: dict[str, Any] | None = None) -> Any:
-    """The config with ``cfg_options`` merged; iteration schedules follow a changed max_iters."""
+    """The config with ``cfg_options`` merged; iteration schedules follow a changed max_iters
+    (which also replaces a data-scaled ``schedule``: :mod:`boxcaseg.schedule`)."""
     from mmengine.config import Config
 
     cfg = Config.fromfile(resolve_config(config))
@@ -177,10 +178,18 @@ def load_config(config: str, cfg_options: dict[str, Any] | None = None) -> Any:
         use_iteration_loop(cfg, int(cfg_options.pop("train_cfg.max_iters")))
         train_cfg = cfg.train_cfg
     configured_max_iters = train_cfg.get("max_iters")
+    if "train_cfg.max_iters" in cfg_options and cfg.get("schedule"):
+        cfg.schedule = None  # an explicit iteration count: no data-scaled schedule
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     sync_schedule_end(cfg, configured_max_iters)
     return cfg
+
+
+def log_schedule(line: str | None) -> None:
+    """The schedule line (boxcaseg.schedule), printed once (rank 0) before training starts."""
+    if line and os.environ.get("RANK", "0") == "0":
+        print(line, flush=True)
 
 
 def launch_world_size(launcher: str) -> int:
@@ -328,6 +337,7 @@ def run_training(
     from mmengine.runner import Runner
 
     import boxcaseg.mm  # noqa: F401  (the resumable loop, the checked pretrained loader)
+    from boxcaseg.mm.memory_format import apply_memory_format
 
     patch_mmengine_checkpoint_loading()
     work_dir = Path(work_dir).resolve()
@@ -357,5 +367,8 @@ def run_training(
             flush=True,
         )
     runner = Runner.from_cfg(cfg)
+    layout = apply_memory_format(runner.model, cfg)  # before train(): EMA copies it as it is
+    if layout and os.environ.get("RANK", "0") == "0":
+        print(layout, flush=True)
     runner.train()
     return runner

@@ -5,3 +5,6 @@
 _base_ = ['./boxinst_r18_fpn_real_cpu.py', './_base_/efficientnet_lite0_fpn.py']
 
 model = _base_.lite0_fpn
+# one iteration on one CPU thread, channels_last (benchmarks/run.py --only stage_speed on a
+# 2-core machine): the expected time the log and the Snakemake job's runtime are given
+schedule = dict(cpu_seconds_per_iter=1.3)

@@ -35,6 +35,8 @@ train_dataloader = dict(
     dataset=dict(pipeline=train_pipeline, filter_cfg=dict(filter_empty_gt=True, min_size=4)))
 test_dataloader = dict(num_workers=1, dataset=dict(pipeline=test_pipeline))
 max_iters = 300
+# The length grows with the data, as the Mask R-CNN variants' (det/maskrcnn_r18_fpn_demo.py)
+schedule = dict(per='images', passes=12, min_iters=max_iters, max_iters=6000)
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters + 1)
 optim_wrapper = dict(optimizer=dict(lr=0.01), clip_grad=dict(max_norm=10.0))
 param_scheduler = [

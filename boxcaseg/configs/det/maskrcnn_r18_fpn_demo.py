@@ -36,6 +36,9 @@ train_dataloader = dict(
     dataset=dict(pipeline=train_pipeline, filter_cfg=dict(filter_empty_gt=True, min_size=4)))
 test_dataloader = dict(num_workers=1, dataset=dict(pipeline=test_pipeline))
 max_iters = 300
+# The length grows with the data (boxcaseg/schedule.py): 12 passes over the training images
+# (the global batch an iteration), at least 300 iterations, at most 6000.
+schedule = dict(per='images', passes=12, min_iters=max_iters, max_iters=6000)
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=max_iters + 1)
 # lr 0.01: at 0.02, from scratch, the weak variant's classifier collapsed to background in 2 of

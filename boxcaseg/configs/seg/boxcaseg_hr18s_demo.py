@@ -28,6 +28,10 @@ train_dataloader = dict(batch_size=global_batch_size, num_workers=2, batch_sampl
                         dataset=dict(pipeline=train_pipeline))
 optim_wrapper = dict(optimizer=dict(lr=0.02))
 max_iters = 800
+# The length grows with the data (boxcaseg/schedule.py): 12 passes over the training boxes
+# (box_per_batch of them an iteration), at least 800 iterations (47 passes of the person run's
+# 187 boxes, what the recipe was tuned on), at most 8000; an explicit max_iters replaces it.
+schedule = dict(per='boxes', passes=12, min_iters=max_iters, max_iters=8000)
 param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=0.0, begin=0, end=max_iters, by_epoch=False)]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters + 1)
 default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=200))

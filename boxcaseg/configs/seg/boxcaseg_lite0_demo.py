@@ -5,3 +5,6 @@
 _base_ = ['./boxcaseg_hr18s_demo.py', './_base_/efficientnet_lite0.py']
 
 model = _base_.lite0_encoder
+# one iteration on one CPU thread, channels_last (benchmarks/run.py --only stage_speed on a
+# 2-core machine): the expected time the log and the Snakemake job's runtime are given
+schedule = dict(cpu_seconds_per_iter=0.31)

@@ -22,3 +22,6 @@ train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 # the parent's hooks (mIoU*, EMA), the mIoU* one at this infer_size
 custom_hooks = _base_.custom_hooks
 custom_hooks[0].input_size = infer_size  # MIoUStarHook
+# one iteration on one CPU thread, channels_last (benchmarks/run.py --only stage_speed on a
+# 2-core machine): the expected time the log and the Snakemake job's runtime are given
+schedule = dict(cpu_seconds_per_iter=1.2)

@@ -324,6 +324,8 @@ def load_segmentor(
     from mmengine.registry import init_default_scope
     from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 
+    from boxcaseg.mm.memory_format import apply_memory_format
+
     state = _load_checkpoint(checkpoint, map_location="cpu")
     text = (state.get("meta") or {}).get("cfg")
     if text:
@@ -339,4 +341,6 @@ def load_segmentor(
     load_state_dict(model, state.get("state_dict", state), strict=True)
     model.cfg = cfg
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return revert_sync_batchnorm(model).to(device).eval()
+    model = revert_sync_batchnorm(model).to(device).eval()
+    apply_memory_format(model, cfg)  # as it trained
+    return model

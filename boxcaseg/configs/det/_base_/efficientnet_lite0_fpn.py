@@ -16,3 +16,11 @@ lite0_fpn = dict(
                   init_cfg=dict(type='CheckedPretrained', checkpoint='efficientnet-lite0')),
     neck=dict(in_channels=[24, 40, 112, 320],
               norm_cfg=dict(type='GN', num_groups=32, requires_grad=True)))
+# NHWC weights and activations on the CPU: oneDNN's faster path for these depthwise networks
+# (boxcaseg/mm/memory_format.py; docs/results.md, "Speed", has what it bought). A Mask R-CNN
+# child needs torchvision's RoIAlign with it (mmcv's CPU kernel misreads NHWC features):
+# lite0_roi_layers below.
+memory_format = 'channels_last'
+lite0_roi_layers = dict(
+    bbox_roi_extractor=dict(roi_layer=dict(use_torchvision=True)),
+    mask_roi_extractor=dict(roi_layer=dict(use_torchvision=True)))

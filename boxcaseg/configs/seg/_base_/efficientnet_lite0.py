@@ -15,3 +15,6 @@ lite0_encoder = dict(
     backbone=dict(_delete_=True, type='EfficientNetLite', arch='lite0', out_indices=(1, 2, 3, 4),
                   frozen_stages=0, norm_eval=True),
     decode_head=dict(in_channels=[24, 40, 112, 320], channels=256))
+# NHWC weights and activations on the CPU: oneDNN's faster path for these depthwise networks
+# (boxcaseg/mm/memory_format.py; docs/results.md, "Speed", has what it bought)
+memory_format = 'channels_last'
