@@ -8,7 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from boxcaseg.engine import load_config, run_training
+import torch
+
+from boxcaseg.engine import load_config, log_schedule, run_training
+from boxcaseg.schedule import apply_plan
 
 
 def train_segmentation(
@@ -31,4 +34,5 @@ def train_segmentation(
     for hook in cfg.get("custom_hooks", []):
         if hook.get("type") == "MIoUStarHook":
             hook["ann_file"] = str(Path(val_gt).resolve()) if val_gt else None
+    log_schedule(apply_plan(cfg, train_ann, threads=torch.get_num_threads()))
     return run_training(cfg, work_dir, launcher=launcher, resume=resume, amp=amp)

@@ -54,6 +54,17 @@ def section(name, exclude=()):
 # GPU; without a GPU, N > 1 runs N CPU processes with gloo (the multi-GPU code path on a CPU).
 
 
+def cores_share(jobs):
+    """Threads for a job that shares the run's cores (--cores) with jobs - 1 others, the rules'
+    default (a profile or --set-threads overrides it). Stage 2 and Stage 3 take every core:
+    Stage 2 is the head of the longest chain and nothing else of it can start before it, and
+    it scales over threads; the detectors run two at a time on half the cores each, their steps
+    scaling poorly over threads (mmcv's RoIAlign and NMS are single-threaded): docs/results.md,
+    "Speed". Without --cores (a cluster run) the profile's set-threads sizes the jobs; 2 here."""
+    cores = workflow.resource_settings.cores
+    return max(1, cores // jobs) if isinstance(cores, int) else 2
+
+
 def job_processes(resources):
     gpus = int(resources.get("gpu", 0) or 0)
     return int(resources.get("processes", 0) or 0) or max(gpus, 1)
@@ -80,6 +91,37 @@ def launch(wildcards, threads, resources):
 
 def launcher_flag(wildcards, resources):
     return "--launcher pytorch" if job_processes(resources) > 1 else ""
+
+
+def training_runtime(fallback):
+    """A training rule's runtime (minutes): twice its expected time on the job's threads, from
+    its config's data-scaled schedule and the training file (boxcaseg/schedule.py); `fallback`
+    until that file exists (Snakemake evaluates it again when the job is ready to run)."""
+
+    def runtime(wildcards, input, threads, attempt):
+        from boxcaseg.sections import detection_options, segmentation_options
+        from boxcaseg.schedule import runtime_minutes
+
+        if hasattr(wildcards, "variant"):  # Stage 5
+            options = detection_options(json.loads(detection_section(wildcards)))
+            scale = (
+                config["detection"]["boxinst_equal_ratio"]
+                if wildcards.variant == "boxinst_equal"
+                else 1.0
+            )
+        else:  # Stage 2
+            options, scale = segmentation_options(config["segmentation"]), 1.0
+        return runtime_minutes(
+            input.model_config,
+            options,
+            input.train,
+            threads,
+            scale=scale,
+            fallback=fallback,
+            attempt=attempt,
+        )
+
+    return runtime
 
 
 def model_config_file(config_name):

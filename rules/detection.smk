@@ -26,10 +26,10 @@ rule train_detection:
     priority: variant_priority
     conda:
         "../envs/openmmlab.yaml"
-    threads: 8
+    threads: cores_share(2)
     resources:
         mem_mb=12000,
-        runtime=1440,
+        runtime=training_runtime(fallback=1440),
         gpu=0,
     params:
         section=detection_section,
@@ -60,7 +60,7 @@ rule evaluate_detection:
     priority: variant_priority
     conda:
         "../envs/openmmlab.yaml"
-    threads: 8
+    threads: cores_share(2)
     resources:
         mem_mb=8000,
         runtime=120,
@@ -92,7 +92,7 @@ rule predict_images:
         log_file("predict_images"),
     conda:
         "../envs/openmmlab.yaml"
-    threads: 8
+    threads: cores_share(1)
     resources:
         mem_mb=4000,
         runtime=60,

@@ -26,7 +26,7 @@ rule proxy_masks:
     priority: CRITICAL_PATH
     conda:
         "../envs/openmmlab.yaml"
-    threads: 8
+    threads: cores_share(1)
     resources:
         mem_mb=10000,
         runtime=240,
@@ -132,7 +132,7 @@ rule grabcut_masks:
         bench_file("grabcut_masks")
     conda:
         "../envs/data.yaml"
-    threads: 8
+    threads: cores_share(1)
     resources:
         mem_mb=6000,
         runtime=60,

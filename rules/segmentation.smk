@@ -21,10 +21,10 @@ rule train_segmentation:
     priority: CRITICAL_PATH
     conda:
         "../envs/openmmlab.yaml"
-    threads: 8
+    threads: cores_share(1)
     resources:
         mem_mb=8000,
-        runtime=720,
+        runtime=training_runtime(fallback=720),
         gpu=0,
     params:
         section=section("segmentation"),
