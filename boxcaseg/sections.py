@@ -31,6 +31,7 @@ def segmentation_options(section: dict[str, Any]) -> dict[str, Any]:
     if section.get("uniform_mixing"):
         opts["train_dataloader.batch_sampler.box_per_batch"] = None
     _set(opts, "train_dataloader.batch_sampler.overlap_skip_prob", section.get("overlap_skip_prob"))
+    _set(opts, "train_dataloader.batch_sampler.class_balance", section.get("class_balance"))
     _set(opts, "optim_wrapper.optimizer.lr", section.get("lr"))
     _set(opts, "model.decode_head.alpha", section.get("alpha"))
     _set(opts, "model.loss_pair.loss_weight", section.get("pair_weight"))

@@ -203,6 +203,30 @@ def test_uniform_mixing_and_overlap_skip():
     assert 0.15 < ratio < 0.35  # kept with probability 0.25
 
 
+def test_class_balance_keeps_a_dominant_class_with_probability_sqrt_t_over_f():
+    """12 boxes of class 1, 3 of class 2, 1 of class 3, each coming up as often: with
+    class_balance 1/16 they are kept with probability sqrt(1/12), sqrt(1/3) and 1; salient
+    samples are never skipped."""
+    from boxcaseg.mm.seg.dataset import class_keep_probabilities
+
+    kinds = ["box"] * 16 + ["salient"] * 4
+    data = _FakeDataset(kinds, [False] * 20)
+    data.category_ids = np.array([1] * 12 + [2] * 3 + [3] + [-1] * 4)
+    keep = class_keep_probabilities(data.category_ids, data.sample_kinds == "box", 1 / 16)
+    assert keep[0] == pytest.approx(np.sqrt(1 / 12)) and keep[12] == pytest.approx(np.sqrt(1 / 3))
+    assert keep[15] == 1.0 and (keep[16:] == 1.0).all()
+    rng = np.random.default_rng(0)
+    order = [int(i) for _ in range(6000) for i in rng.permutation(20)]
+    sampler = KindRatioBatchSampler(
+        _ListSampler(data, order), batch_size=4, box_per_batch=2, class_balance=1 / 16
+    )
+    counts = np.bincount([i for batch in sampler for i in batch], minlength=20)
+    per_box = [counts[:12].mean(), counts[12:15].mean(), counts[15]]
+    assert per_box[0] / per_box[2] == pytest.approx(np.sqrt(1 / 12), rel=0.15)
+    assert per_box[1] / per_box[2] == pytest.approx(np.sqrt(1 / 3), rel=0.15)
+    assert counts[:16].sum() == counts[16:].sum()  # still 2 box + 2 salient a batch
+
+
 def test_overlapping_instances_flags_pairs_above_threshold():
     boxes = np.array([[0, 0, 10, 10], [1, 0, 10, 10], [50, 50, 5, 5]], float)
     assert overlapping_instances(boxes, 0.5).tolist() == [True, True, False]

@@ -90,6 +90,7 @@ class BoxSalientDataset(BaseDataset):
                 )
         self.sample_kinds = np.array([d["sample_kind"] for d in data_list])
         self.overlap_flags = np.array([d["overlaps"] for d in data_list], dtype=bool)
+        self.category_ids = np.array([d.get("category_id", -1) for d in data_list])
         return data_list
 
 
@@ -176,6 +177,22 @@ class BoxCasegCrop(BaseTransform):
         return results
 
 
+def class_keep_probabilities(
+    category_ids: np.ndarray, is_box: np.ndarray, threshold: float
+) -> np.ndarray:
+    """Per sample: 1 for salient samples and boxes of classes holding at most ``threshold`` of
+    the boxes, sqrt(threshold / f) for a class holding the fraction f > threshold."""
+    keep = np.ones(len(category_ids), dtype=np.float64)
+    boxes = category_ids[is_box]
+    if boxes.size == 0:
+        return keep
+    classes, counts = np.unique(boxes, return_counts=True)
+    fraction = dict(zip(classes.tolist(), (counts / boxes.size).tolist(), strict=True))
+    for k in np.flatnonzero(is_box):
+        keep[k] = min(1.0, float(np.sqrt(threshold / fraction[int(category_ids[k])])))
+    return keep
+
+
 @DATA_SAMPLERS.register_module()
 class KindRatioBatchSampler(BatchSampler):
     """Batches with a fixed number of box samples (the rest salient), or uniform mixing.
@@ -194,6 +211,11 @@ class KindRatioBatchSampler(BatchSampler):
     seed. ``overlap_skip_prob``: box instances flagged ``overlaps`` by the dataset (IoU above its
     ``overlap_iou`` with another box) are skipped with this probability each time they come
     up (docs/method.md: 0.75 for COCO, off for VOC).
+
+    ``class_balance``: None (every box as often as the stream brings it), or a class frequency
+    t: a box of a class holding a fraction f > t of the boxes is kept with probability
+    sqrt(t / f) each time it comes up (LVIS's repeat-factor rule turned into skips), so a
+    dominant class (persons: a third of COCO's boxes) no longer fills most box samples.
     """
 
     def __init__(
@@ -204,6 +226,7 @@ class KindRatioBatchSampler(BatchSampler):
         overlap_skip_prob: float = 0.0,
         drop_last: bool = True,
         seed: int | None = None,
+        class_balance: float | None = None,
     ) -> None:
         super().__init__(sampler, batch_size, drop_last)
         dataset = sampler.dataset  # type: ignore[attr-defined]
@@ -229,6 +252,11 @@ class KindRatioBatchSampler(BatchSampler):
                 raise ValueError("the batch asks for salient samples but the dataset has none")
         self.box_per_batch = box_per_batch  # this rank's share
         self.overlap_skip_prob = overlap_skip_prob
+        self.keep_prob = (
+            class_keep_probabilities(dataset.category_ids, self.is_box, class_balance)
+            if class_balance
+            else None
+        )
         # mmengine builds batch samplers without a seed: take the wrapped sampler's, which the
         # runner seeds from ``randomness.seed`` (config.yaml: segmentation.seed)
         if seed is None:
@@ -249,6 +277,12 @@ class KindRatioBatchSampler(BatchSampler):
         self._held = batches
 
     def _skipped(self, idx: int) -> bool:
+        if (
+            self.keep_prob is not None
+            and self.keep_prob[idx] < 1.0
+            and self.rng.random() >= self.keep_prob[idx]
+        ):
+            return True
         return bool(
             self.overlap_skip_prob
             and self.overlaps[idx]
