@@ -19,3 +19,17 @@ def minmax_normalize(probs: torch.Tensor) -> torch.Tensor:
     hi = flat.max(dim=1).values[:, None, None]
     span = hi - lo
     return torch.where(span > EPS, (probs - lo) / span.clamp(min=EPS), torch.zeros_like(probs))
+
+
+NORMALIZATIONS = ("minmax", "none")
+
+
+def normalize_probabilities(probs: torch.Tensor, how: str = "minmax") -> torch.Tensor:
+    """The maps Stage 3 thresholds: ``minmax`` per sample (the paper), or ``none`` (the
+    probabilities as they are: an object that fills its crop keeps its border pixels, which
+    min-max stretching pushes towards 0)."""
+    if how == "minmax":
+        return minmax_normalize(probs)
+    if how == "none":
+        return probs
+    raise ValueError(f"test_cfg.normalize {how!r}: one of {NORMALIZATIONS}")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from boxcaseg.crops import Window, box_window, crop_resize, paste_into_image, resize_to_window
-from boxcaseg.normalize import minmax_normalize
+from boxcaseg.normalize import normalize_probabilities
 from boxcaseg.quality import instance_ious, miou_star_report
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -127,8 +127,8 @@ class _BatchStager:
 def predict_batch(
     model: torch.nn.Module, crops: torch.Tensor, precision: str = "fp32"
 ) -> np.ndarray:
-    """(K, S, S, 3) uint8 crops (on any device) -> (K, S, S) float32 min-max normalised
-    salient probabilities. ``precision`` fp16 / bf16 runs the forward under autocast (the
+    """(K, S, S, 3) uint8 crops (on any device) -> (K, S, S) float32 salient probabilities,
+    normalised as the model's ``test_cfg.normalize`` says (min-max per crop by default). ``precision`` fp16 / bf16 runs the forward under autocast (the
     normalisation stays in float32)."""
     dtype = PRECISIONS[precision]
     inputs = list(crops.permute(0, 3, 1, 2))
@@ -139,7 +139,8 @@ def predict_batch(
     ):
         logits = model.salient_logits(data["inputs"])
     probs = logits.float().sigmoid()[:, 0]
-    return minmax_normalize(probs).cpu().numpy()
+    how = getattr(model, "test_cfg", {}).get("normalize", "minmax")
+    return normalize_probabilities(probs, how).cpu().numpy()
 
 
 def paste_masks(

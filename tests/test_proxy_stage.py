@@ -23,6 +23,19 @@ def test_minmax_normalize_per_sample_and_flat_maps():
     assert torch.equal(out[1], torch.zeros(2, 2))  # flat: nothing stands out
 
 
+def test_without_normalisation_an_object_filling_its_crop_keeps_its_border():
+    """Min-max stretches a crop's map to [0, 1]: a 0.45 border beside a 0.9 object and a 0.1
+    background becomes 0.4375; 'none' thresholds the probabilities as they are."""
+    from boxcaseg.normalize import normalize_probabilities
+
+    probs = torch.tensor([[[0.1, 0.45, 0.9, 0.9]]])
+    minmax = normalize_probabilities(probs, "minmax")
+    assert torch.allclose(minmax, torch.tensor([[[0.0, 0.4375, 1.0, 1.0]]]))
+    assert torch.equal(normalize_probabilities(probs, "none"), probs)
+    with pytest.raises(ValueError, match="normalize"):
+        normalize_probabilities(probs, "softmax")
+
+
 @pytest.fixture(scope="module")
 def untrained_model():
     from mmengine.registry import init_default_scope

@@ -33,7 +33,7 @@ from mmseg.structures import SegDataSample
 from torch import nn
 
 from boxcaseg.configs import resolve_config
-from boxcaseg.normalize import minmax_normalize
+from boxcaseg.normalize import normalize_probabilities
 
 
 class Transfer(nn.Module):
@@ -168,7 +168,8 @@ class BoxCasegSegmentor(BaseSegmentor):
     logits (``seg_logits``) and its per-sample min-max normalised, thresholded mask.
 
     ``test_cfg``: the inference settings Stage 3 and the mIoU* hook share: ``threshold`` on
-    the min-max normalised probabilities (the paper: 0.5), ``flip`` (average the logits of the
+    the probabilities, min-max normalised per sample (``normalize='minmax'``, the paper: 0.5)
+    or as they are (``'none'``), ``flip`` (average the logits of the
     crop and of its mirror image; off in the paper), ``scales`` (average the logits of the
     crop resized by these factors; None: the crop as it is, as in the paper), ``size_divisor``
     (each resized view's sides rounded to a multiple of it; None: not rounded).
@@ -201,7 +202,13 @@ class BoxCasegSegmentor(BaseSegmentor):
         )
         self.loss_sal = MODELS.build(loss_sal or dict(type="SalientBCELoss"))
         self.train_cfg = train_cfg or {}
-        self.test_cfg = {"threshold": 0.5, "flip": False, "scales": None, **(test_cfg or {})}
+        self.test_cfg = {
+            "threshold": 0.5,
+            "normalize": "minmax",
+            "flip": False,
+            "scales": None,
+            **(test_cfg or {}),
+        }
 
     def extract_feat(self, inputs: torch.Tensor) -> list[torch.Tensor]:
         return self.backbone(inputs)
@@ -297,7 +304,8 @@ class BoxCasegSegmentor(BaseSegmentor):
         self, inputs: torch.Tensor, data_samples: list[SegDataSample] | None = None
     ) -> list[SegDataSample]:
         logits = self.salient_logits(inputs)
-        masks = minmax_normalize(logits.sigmoid()[:, 0]) > self.test_cfg["threshold"]
+        probs = normalize_probabilities(logits.sigmoid()[:, 0], self.test_cfg["normalize"])
+        masks = probs > self.test_cfg["threshold"]
         if data_samples is None:
             data_samples = [SegDataSample() for _ in range(len(inputs))]
         for ds, logit, mask in zip(data_samples, logits, masks):
