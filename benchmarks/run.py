@@ -303,6 +303,180 @@ def bench_det_train(
     }
 
 
+# the layouts and thread counts stage_speed compares: what ran before (NCHW, one thread per
+# job), the same on channels_last, and channels_last on both cores (a job that runs alone)
+SPEED_SETTINGS = (("nchw", 1), ("channels_last", 1), ("channels_last", 2))
+# conv and matmul kernels: the share of a step a faster kernel (or layout) can speed up
+MATMUL_OPS = ("convolution", "mkldnn", "conv2d", "addmm", "aten::mm", "aten::bmm", "linear")
+
+
+def matmul_share(step: Callable[[], Any], steps: int = 3) -> float:
+    """The share of a training step's CPU time spent in convolution / matmul kernels (torch's
+    profiler, self time): the part a faster layout or kernel can speed up, the rest (RoIAlign,
+    NMS, data handling, small element-wise ops) it cannot."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    heavy = sum(e.self_cpu_time_total for e in events if any(k in e.key for k in MATMUL_OPS))
+    return round(heavy / max(total, 1), 3)
+
+
+def _side_by_side(
+    prepare: Callable[[str], Callable[[], Any]], iters: int, rounds: int, per_step: int
+) -> dict[str, Any]:
+    """Seconds per step of ``prepare(layout)()`` for every (layout, threads) of SPEED_SETTINGS,
+    rounds interleaved in this one process (a slower or busier moment hits every setting), the
+    median of the rounds; items/s and the ratio to the first setting (what ran before)."""
+    import statistics
+
+    import torch
+
+    times: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for layout, threads in SPEED_SETTINGS:
+            torch.set_num_threads(threads)
+            step = prepare(layout)
+            step()  # warm-up: oneDNN primitives for this layout
+            start = time.perf_counter()
+            for _ in range(iters):
+                step()
+            times.setdefault(f"{layout}_{threads}t", []).append(
+                (time.perf_counter() - start) / iters
+            )
+    base = statistics.median(next(iter(times.values())))
+    rows = {}
+    for name, values in times.items():
+        s = statistics.median(values)
+        rows[name] = {
+            "s_per_step": round(s, 4),
+            "items_per_s": round(per_step / s, 2),
+            "speedup": round(base / s, 2),
+        }
+    return rows
+
+
+def _set_layout(model: Any, layout: str) -> None:
+    import torch
+
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    getattr(model, "module", model).to(memory_format=fmt)
+
+
+def _train_step_runner(cfg: Any) -> tuple[Any, Any, Any]:
+    """model, optimizer wrapper and an endless iterator over the config's own data loader."""
+    from mmengine.logging import MessageHub
+    from mmengine.runner import Runner
+
+    runner = Runner.from_cfg(cfg)
+    runner._init_model_weights()  # the packaged ImageNet weights, as training starts
+    optim = runner.build_optim_wrapper(cfg.optim_wrapper)
+    loader = runner.build_dataloader(cfg.train_dataloader)
+    MessageHub.get_current_instance().update_info("iter", 1000)  # BoxInst's pairwise ramp
+
+    def batches() -> Any:
+        while True:
+            yield from loader
+
+    return runner.model, optim, batches()
+
+
+def bench_stage_speed(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Each stage on the configs that run (the Lite0 demo and real-photo recipes), NCHW on one
+    thread (before) against channels_last on one and two threads, side by side in this process:
+    Stage 2 training iterations/s through its real data pipeline, Stage 3 instances/s at the
+    model's own input size, Stage 5 training images/s (Mask R-CNN, BoxInst), and the share of
+    each training step in conv / matmul kernels."""
+    import torch
+
+    import boxcaseg.mm  # noqa: F401
+    from boxcaseg.detection import _set_num_classes, dataset_fields
+    from boxcaseg.engine import load_config
+
+    data = tiny_demo(tmp / "data", train_images=60)
+    iters, rounds = args.speed_iters, args.speed_rounds
+    result: dict[str, Any] = {"threads_available": os.cpu_count(), "rounds": rounds}
+    for config in ("seg/boxcaseg_lite0_demo.py", "seg/boxcaseg_lite0_real_cpu.py"):
+        cfg = load_config(config, {"custom_hooks": [], "train_dataloader.persistent_workers": True})
+        cfg.train_dataloader.dataset.ann_file = str(data["train_boxes"])
+        cfg.train_dataloader.dataset.salient_file = str(data["salient"])
+        cfg.work_dir = str(tmp / "work" / Path(config).stem)
+        model, optim, batches = _train_step_runner(cfg)
+
+        def prepare(layout: str, model: Any = model, optim: Any = optim, batches: Any = batches):
+            _set_layout(model, layout)
+            return lambda: model.train_step(next(batches), optim)
+
+        rows = _side_by_side(prepare, iters, rounds, per_step=cfg.train_dataloader.batch_size)
+        torch.set_num_threads(1)
+        rows["matmul_share_channels_last_1t"] = matmul_share(prepare("channels_last"))
+        result[f"stage2_train {config}"] = rows
+        result[f"stage3_infer {config}"] = _stage3_speed(model, cfg, iters, rounds)
+        del model, optim, batches
+    for config in (
+        "det/maskrcnn_lite0_fpn_demo.py",
+        "det/maskrcnn_lite0_fpn_real_cpu.py",
+        "det/boxinst_lite0_fpn_demo.py",
+        "det/boxinst_lite0_fpn_real_cpu.py",
+    ):
+        cfg = load_config(config, {"train_dataloader.persistent_workers": True})
+        fields = dataset_fields(
+            str(data["train_boxes"] if "boxinst" in config else data["train_gt"])
+        )
+        cfg.train_dataloader.dataset.update(fields)
+        _set_num_classes(cfg.model, len(fields["metainfo"]["classes"]))
+        cfg.work_dir = str(tmp / "work" / Path(config).stem)
+        model, optim, batches = _train_step_runner(cfg)
+
+        def prepare(layout: str, model: Any = model, optim: Any = optim, batches: Any = batches):
+            _set_layout(model, layout)
+            return lambda: model.train_step(next(batches), optim)
+
+        rows = _side_by_side(prepare, iters, rounds, per_step=cfg.train_dataloader.batch_size)
+        torch.set_num_threads(1)
+        rows["matmul_share_channels_last_1t"] = matmul_share(prepare("channels_last"))
+        result[f"stage5_train {config}"] = rows
+        del model, optim, batches
+    return result
+
+
+def _stage3_speed(model: Any, cfg: Any, iters: int, rounds: int) -> dict[str, Any]:
+    """Stage 3's forward (salient logits of a batch of crops, as iter_proxy_masks feeds it) at
+    the model's own input size and the CPU batch cap, instances/s per setting."""
+    import torch
+
+    from boxcaseg.proxy_inference import CPU_BATCH_PIXELS, predict_batch
+
+    size = int(cfg.get("infer_size") or cfg.model.data_preprocessor.size[0])
+    batch = max(1, min(32, CPU_BATCH_PIXELS // (size * size)))
+    crops = torch.randint(0, 255, (batch, size, size, 3), dtype=torch.uint8)
+    model.eval()
+
+    def prepare(layout: str) -> Callable[[], Any]:
+        _set_layout(model, layout)
+        return lambda: predict_batch(model, crops)
+
+    rows = _side_by_side(prepare, iters, rounds, per_step=batch)
+    rows["input_size"], rows["batch"] = size, batch
+    # the batch size (crops a forward pass) on channels_last, one thread: what the cap chose
+    torch.set_num_threads(1)
+    _set_layout(model, "channels_last")
+    by_batch = {}
+    for n in sorted({1, 4, batch, 32}):
+        some = crops[:1].expand(n, -1, -1, -1).contiguous()
+        predict_batch(model, some)
+        start = time.perf_counter()
+        for _ in range(iters):
+            predict_batch(model, some)
+        by_batch[n] = round(n * iters / (time.perf_counter() - start), 1)
+    rows["channels_last_1t_instances_per_s_by_batch"] = by_batch
+    model.train()
+    return rows
+
+
 def bench_proxy_sizes(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     """:func:`bench_proxy` at 64 and 320 px crops."""
     return {
@@ -372,6 +546,15 @@ BENCHMARKS: dict[str, Benchmark] = {
     "det_train": Benchmark(
         bench_det_train, "Stage 5 Mask R-CNN training images/s (demo config), peak memory"
     ),
+    "stage_speed": Benchmark(
+        bench_stage_speed,
+        "every stage on the configs that run (Lite0 demo and real-photo recipes): NCHW on one "
+        "thread (before) against channels_last on one and two threads, side by side in one "
+        "process; Stage 2 training it/s through its data pipeline, Stage 3 instances/s at the "
+        "model's input size, Stage 5 Mask R-CNN and BoxInst training images/s, the conv/matmul "
+        "share of each step. NOT in the default list (about 10 minutes): `--only stage_speed`",
+        default=False,
+    ),
     "demo_dag": Benchmark(
         bench_demo_dag,
         "per-stage wall time and peak RSS of a finished demo run (its Snakemake benchmark "
@@ -419,6 +602,8 @@ def main() -> int:
     parser.add_argument("--json", default="benchmark_results.json")
     parser.add_argument("--demo-results", default=str(REPO / "results/demo"))
     parser.add_argument("--proxy-batch-size", type=int, default=32)
+    parser.add_argument("--speed-iters", type=int, default=6, help="stage_speed: steps a setting")
+    parser.add_argument("--speed-rounds", type=int, default=3, help="stage_speed: rounds")
     parser.add_argument(
         "--scale-fractions",
         type=float,

@@ -3,6 +3,7 @@
     python benchmarks/seeds.py                                  # the demo, seeds 0 1 2
     python benchmarks/seeds.py --configfile config/coco128_person.yaml --seeds 0 1
     python benchmarks/seeds.py --configfile config/coco128_person.yaml --seeds 0 1 2 --no-run
+    python benchmarks/seeds.py --variants weak full box boxinst boxinst_equal   # both BoxInst rows
 
 Each seed is a whole workflow run (`snakemake --cores all`) with `segmentation.seed` and
 `detection.seed` set to it (the data stay the same) into `results/<run_name>_seed<k>/`; seed 0
@@ -31,8 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def headline(out: Path) -> dict[str, float]:
-    """The run's figures: mIoU* (%) of the salient head (val) and of the proxy masks (train),
-    and each variant's mask AP / box AP (%)."""
+    """The run's figures: mIoU* (%) of the salient head (val), of the proxy masks and GrabCut's
+    (train), the proxies' and boxes' mean IoU by fill bin, each variant's mask AP / box AP (%)
+    and its training cost (wall and CPU seconds, from the summary)."""
     figures: dict[str, float] = {}
     seg = json.loads((out / "segmentation/miou_star.json").read_text())
     figures["salient head mIoU* (val)"] = 100 * seg["model"]["miou_star"]
@@ -41,6 +43,15 @@ def headline(out: Path) -> dict[str, float]:
     if quality.get("instances"):
         figures["proxy masks mIoU* (train)"] = 100 * quality["proxy"]["miou_star"]
         figures["box as mask mIoU* (train)"] = 100 * quality["box_as_mask"]["miou_star"]
+        for row in quality.get("by_fill") or []:  # how much of its box the object fills
+            if row["instances"]:
+                figures[f"proxy mean IoU, fill {row['bin']}"] = 100 * row["mean_proxy_iou"]
+                figures[f"box mean IoU, fill {row['bin']}"] = 100 * row["mean_box_iou"]
+    grabcut = out / "proxy/grabcut_quality.json"
+    if grabcut.is_file() and (json.loads(grabcut.read_text()).get("quality") or {}).get("proxy"):
+        figures["GrabCut mIoU* (train)"] = (
+            100 * json.loads(grabcut.read_text())["quality"]["proxy"]["miou_star"]
+        )
     for variant_dir in sorted((out / "detection").iterdir()):
         metrics = variant_dir / "metrics.json"
         if metrics.is_file():
@@ -51,6 +62,11 @@ def headline(out: Path) -> dict[str, float]:
                 figures[f"{variant_dir.name} mask head mIoU* (val)"] = (
                     100 * m["mask_head_in_true_boxes"]["model"]["miou_star"]
                 )
+    summary = out / "summary/results.json"
+    costs = json.loads(summary.read_text()).get("costs", {}) if summary.is_file() else {}
+    for variant, cost in costs.items():  # the compute of each detector's route (training)
+        figures[f"{variant} train wall s"] = cost["wall_s"]
+        figures[f"{variant} train CPU s"] = cost["cpu_s"]
     return figures
 
 
@@ -83,6 +99,11 @@ def main() -> int:
     parser.add_argument(
         "--no-run", action="store_true", help="only read the finished runs' figures (no snakemake)"
     )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        help="detection.variants for these runs (e.g. the config's plus boxinst_equal)",
+    )
     args = parser.parse_args()
     base = yaml.safe_load((REPO / args.configfile).read_text())
     path = Path(args.json or REPO / f"benchmarks/results/seeds_{base['run_name']}.json")
@@ -90,7 +111,7 @@ def main() -> int:
     earlier = json.loads(path.read_text()).get("runs", {}) if path.is_file() else {}
     runs = {}
     for seed in args.seeds:
-        name, overrides = base["run_name"], None
+        name, overrides = base["run_name"], {"run_name": base["run_name"]}
         if seed != 0:  # seed 0 is the config's own run (the schema's default seeds)
             name = f"{base['run_name']}_seed{seed}"
             overrides = {
@@ -98,13 +119,22 @@ def main() -> int:
                 "segmentation": {"seed": seed},
                 "detection": {"seed": seed},
             }
+        if args.variants:
+            overrides["detection"] = {**overrides.get("detection", {}), "variants": args.variants}
+        if overrides == {"run_name": base["run_name"]}:
+            overrides = None
         if args.no_run:
             minutes = earlier.get(str(seed), {}).get("wall_minutes")
         else:
             minutes = round(run_workflow(args.configfile, overrides), 1)
         runs[seed] = {"figures": headline(REPO / "results" / name), "wall_minutes": minutes}
         print(json.dumps({seed: runs[seed]}), flush=True)
-    names = list(runs[args.seeds[0]]["figures"])
+    # the figures every seed has (a seed run before a figure existed lacks it)
+    names = [
+        k
+        for k in runs[args.seeds[0]]["figures"]
+        if all(k in runs[s]["figures"] for s in args.seeds)
+    ]
     summary = {}
     for key in names:
         values = [runs[s]["figures"][key] for s in args.seeds]
