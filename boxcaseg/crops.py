@@ -43,6 +43,15 @@ def box_window(box: Box, width: int, height: int) -> Window:
     return clip_window(x, y, x + w, y + h, width, height)
 
 
+def context_window(box: Box, width: int, height: int, context: float) -> Window:
+    """The box grown by ``context`` x its width (height) on each side, rounded outwards,
+    clipped: the window Stage 3 crops when its model's ``test_cfg.context`` is set (0: the
+    box itself, :func:`box_window`)."""
+    x, y, w, h = box
+    dx, dy = context * w, context * h
+    return clip_window(x - dx, y - dy, x + w + dx, y + h + dy, width, height)
+
+
 def sample_training_window(
     box: Box, width: int, height: int, rng: Any, jitter: CropJitter = CropJitter()
 ) -> Window:

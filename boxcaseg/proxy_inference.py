@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from boxcaseg.crops import Window, box_window, crop_resize, paste_into_image, resize_to_window
+from boxcaseg.crops import Window, box_window, context_window, crop_resize, resize_to_window
 from boxcaseg.normalize import normalize_probabilities
 from boxcaseg.quality import instance_ious, miou_star_report
 
@@ -58,8 +58,9 @@ class ImageCrops:
     height: int
     width: int
     ann_ids: list[int]
-    windows: list[Window]
+    windows: list[Window]  # each box's window: where its mask goes
     crops: torch.Tensor  # (K, S, S, 3) uint8, BGR like mmcv's loader
+    crop_windows: list[Window]  # what was cropped: the box, or the box with context
 
     def pin_memory(self) -> ImageCrops:  # the DataLoader's pin_memory calls this
         self.crops = self.crops.pin_memory()
@@ -67,14 +68,20 @@ class ImageCrops:
 
 
 class _ImageCropDataset(torch.utils.data.Dataset):
-    """One item per image: its exact-box crops (read and cropped in a worker)."""
+    """One item per image: its box crops, each the exact box or the box grown by ``context``
+    of its size per side (read and cropped in a worker)."""
 
     def __init__(
-        self, coco: dict[str, Any], input_size: int, images: list[dict[str, Any]] | None = None
+        self,
+        coco: dict[str, Any],
+        input_size: int,
+        images: list[dict[str, Any]] | None = None,
+        context: float = 0.0,
     ) -> None:
         from boxcaseg.data.coco import annotations_by_image, image_path
 
         self.input_size = input_size
+        self.context = context
         anns = annotations_by_image(coco["annotations"], skip_crowd=True)
         self.items = [
             (img, str(image_path(coco, img)), anns.get(img["id"], []))
@@ -90,14 +97,19 @@ class _ImageCropDataset(torch.utils.data.Dataset):
         img, path, anns = self.items[index]
         h, w = img["height"], img["width"]
         windows = [box_window(a["bbox"], w, h) for a in anns]
+        crop_windows = (
+            [context_window(a["bbox"], w, h, self.context) for a in anns]
+            if self.context
+            else windows
+        )
         if anns:
             # BGR, stored pixels (EXIF orientation ignored), as the training pipeline loads them
             image = mmcv.imread(path, flag="color_ignore_orientation")
-            crops = np.stack([crop_resize(image, win, self.input_size) for win in windows])
+            crops = np.stack([crop_resize(image, win, self.input_size) for win in crop_windows])
         else:
             crops = np.zeros((0, self.input_size, self.input_size, 3), np.uint8)
         return ImageCrops(
-            img["id"], h, w, [a["id"] for a in anns], windows, torch.from_numpy(crops)
+            img["id"], h, w, [a["id"] for a in anns], windows, torch.from_numpy(crops), crop_windows
         )
 
 
@@ -147,14 +159,20 @@ def paste_masks(
     item: ImageCrops, probs: list[np.ndarray], threshold: float, windows: bool = False
 ) -> Any:
     """One image's crop probabilities back into its frame: (K, H, W) bool masks, or with
-    ``windows`` a list of (window, mask inside the window) pairs."""
+    ``windows`` a list of (window, mask inside the window) pairs. A crop taken with context
+    is resized to its crop window and cut back to its box: the mask never leaves the box."""
+    in_box = []
+    for j, (win, crop_win) in enumerate(zip(item.windows, item.crop_windows)):
+        mask = resize_to_window(probs[j], crop_win) > threshold
+        if crop_win != win:
+            mask = mask[win[1] - crop_win[1] : win[3] - crop_win[1],
+                        win[0] - crop_win[0] : win[2] - crop_win[0]]  # fmt: skip
+        in_box.append((win, mask))
     if windows:
-        return [
-            (win, resize_to_window(probs[j], win) > threshold) for j, win in enumerate(item.windows)
-        ]
+        return in_box
     masks = np.zeros((len(item.ann_ids), item.height, item.width), dtype=bool)
-    for j, window in enumerate(item.windows):
-        masks[j] = paste_into_image(probs[j], window, item.height, item.width) > threshold
+    for j, ((x0, y0, x1, y1), mask) in enumerate(in_box):
+        masks[j, y0:y1, x0:x1] = mask
     return masks
 
 
@@ -191,7 +209,9 @@ def iter_proxy_masks(
 
     device = next(model.parameters()).device
     batch_size = effective_batch_size(batch_size, input_size, device)
-    dataset = _ImageCropDataset(coco, input_size, images)
+    # the model's test_cfg.context: crop each box with that much context per side
+    context = float(getattr(model, "test_cfg", {}).get("context") or 0.0)
+    dataset = _ImageCropDataset(coco, input_size, images, context)
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=None,

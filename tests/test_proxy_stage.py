@@ -278,3 +278,23 @@ def test_threaded_post_processing_and_bf16_autocast(untrained_model, tiny_data):
     )
     agree = np.mean([(a[2] == b[2]).mean() for a, b in zip(plain, bf16) if a[2].size])
     assert agree > 0.95
+
+
+def test_a_crop_with_context_is_cut_back_to_its_box():
+    """test_cfg.context: the crop is the box grown by that fraction per side (clipped to the
+    image), its mask is resized to that window and only its part inside the box is kept."""
+    from boxcaseg.crops import context_window
+    from boxcaseg.proxy_inference import ImageCrops, paste_masks
+
+    assert context_window([10, 20, 20, 10], 100, 100, 0.25) == (5, 17, 35, 33)
+    assert context_window([0, 0, 20, 10], 100, 100, 0.25) == (0, 0, 25, 13)  # clipped
+    box_win, crop_win = (10, 20, 30, 30), (5, 17, 35, 33)  # 20 x 10 box in a 30 x 16 crop
+    probs = np.zeros((16, 30), np.float32)
+    probs[:, :15] = 1.0  # the crop's left half: x 5..19 in the image
+    item = ImageCrops(1, 50, 60, [7], [box_win], torch.zeros(1, 16, 30, 3), [crop_win])
+    mask = paste_masks(item, [probs], 0.5)[0]
+    assert mask.sum() == 10 * 10 and mask[20:30, 10:20].all()  # x 10..19 of the box, not 5..9
+    ((win, part),) = paste_masks(item, [probs], 0.5, windows=True)
+    assert (
+        win == box_win and part.shape == (10, 20) and part[:, :10].all() and not part[:, 10:].any()
+    )

@@ -172,7 +172,9 @@ class BoxCasegSegmentor(BaseSegmentor):
     or as they are (``'none'``), ``flip`` (average the logits of the
     crop and of its mirror image; off in the paper), ``scales`` (average the logits of the
     crop resized by these factors; None: the crop as it is, as in the paper), ``size_divisor``
-    (each resized view's sides rounded to a multiple of it; None: not rounded).
+    (each resized view's sides rounded to a multiple of it; None: not rounded), ``context``
+    (Stage 3 crops each box grown by this fraction of its size per side and keeps the mask's
+    part inside the box; 0 / None: the exact box, as in the paper).
     """
 
     def __init__(
