@@ -206,6 +206,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
         quality_json=args.quality_out,
         overlays_png=args.overlays_out,
         overlay_images=section.get("overlay_images", 12),
+        resolve_overlaps=section.get("resolve_overlaps", True),
     )
     if args.table_out:
         rows = merge_table_rows(summary)
@@ -238,6 +239,7 @@ def cmd_grabcut(args: argparse.Namespace) -> int:
         gt_json=args.gt,
         quality_json=args.quality_out,
         description="GrabCut masks from the boxes (baseline), merged as in Stage 4",
+        resolve_overlaps=args.resolve_overlaps,
     )
     print(json.dumps(summary, indent=1)[:4000])
     return 0
@@ -473,6 +475,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt", help="train ground truth with masks (quality report), if any")
     p.add_argument("--quality-out")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--keep-overlaps",
+        dest="resolve_overlaps",
+        action="store_false",
+        help="as merge.resolve_overlaps false: each box keeps its own mask",
+    )
 
     p = add("box-masks", cmd_box_masks, "box-as-mask baseline: fill each box")
     p.add_argument("--boxes", required=True)

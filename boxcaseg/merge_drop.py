@@ -30,8 +30,11 @@ def merge_proxy_file(
     description: str = "proxy masks (BoxCaseg Stage 4: merged, scored)",
     *,
     inplace: bool = False,
+    resolve_overlaps: bool = True,
 ) -> Coco:
     """Stage 4 over a whole file: merge per image, score, flag; returns the new COCO dict.
+    ``resolve_overlaps`` False keeps each instance's own mask (overlaps stay; Mask R-CNN trains
+    each RoI's mask on its own): every instance is scored as if alone in its image.
 
     ``raw`` is left as it is: the result holds new annotation dicts (sharing the unchanged
     values), or, with ``inplace``, ``raw``'s own annotations are updated (no second set of
@@ -78,10 +81,20 @@ def merge_proxy_file(
         if inst:
             if len(batch) + len(inst) > MERGE_CHUNK:
                 flush()
-            batch.extend((ann, len(sizes)) for ann in inst)
-            sizes.append((h, w))
+            if resolve_overlaps:  # one painting per image
+                batch.extend((ann, len(sizes)) for ann in inst)
+                sizes.append((h, w))
+            else:  # each instance alone in a frame of its image's size: nothing to merge
+                for ann in inst:
+                    batch.append((ann, len(sizes)))
+                    sizes.append((h, w))
     flush()
-    info = {**raw.get("info", {}), "drop_threshold": drop_threshold, "masks": description}
+    info = {
+        **raw.get("info", {}),
+        "drop_threshold": drop_threshold,
+        "resolve_overlaps": resolve_overlaps,
+        "masks": description,
+    }
     if inplace:
         raw["info"] = info
         return raw
@@ -159,6 +172,7 @@ def run_merge(
     description: str | None = None,
     overlays_png: str | None = None,
     overlay_images: int = 12,
+    resolve_overlaps: bool = True,
 ) -> dict[str, Any]:
     """Stage 4 on files: merge + score + flag ``raw_json`` (a path, or the dict itself), write
     it, and grade it against the true masks when there are any; with ``overlays_png``, draw the
@@ -167,7 +181,11 @@ def run_merge(
     from_file = isinstance(raw_json, (str, Path))
     raw = load_json(raw_json) if from_file else raw_json
     merged = merge_proxy_file(
-        raw, drop_threshold, *([description] if description else []), inplace=from_file
+        raw,
+        drop_threshold,
+        *([description] if description else []),
+        inplace=from_file,
+        resolve_overlaps=resolve_overlaps,
     )
     del raw
     save_json(merged, out_json)

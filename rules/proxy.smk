@@ -139,7 +139,10 @@ rule grabcut_masks:
     params:
         section=section("grabcut"),
         gt=lambda wc, input: f"--gt {input.gt}" if "gt" in input.keys() else "",
+        # merged as the proxy masks are (merge.resolve_overlaps)
+        overlaps="" if config["merge"]["resolve_overlaps"] else "--keep-overlaps",
         launch=launch,
     shell:
         "{params.launch} grabcut --section {params.section:q} --boxes {input.boxes} {params.gt} "
-        "--out {output.masks} --quality-out {output.quality} --threads {threads} > {log} 2>&1"
+        "--out {output.masks} --quality-out {output.quality} --threads {threads} "
+        "{params.overlaps} > {log} 2>&1"

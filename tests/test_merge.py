@@ -213,6 +213,7 @@ def test_merge_proxy_file_equals_full_frame_reference_and_leaves_its_input_alone
         "info": {
             **expected["info"],
             "drop_threshold": 0.8,
+            "resolve_overlaps": True,
             "masks": "proxy masks (BoxCaseg Stage 4: merged, scored)",
         },
     }
@@ -385,3 +386,34 @@ def test_quality_breaks_the_masks_down_by_fill_and_size_kept_ones_apart():
     assert thin["kept"] == 1 and thin["kept_mean_proxy_iou"] == 1.0
     small, medium, large = quality["by_size"]
     assert (small["instances"], medium["instances"], large["instances"]) == (2, 0, 0)
+
+
+def test_without_resolving_overlaps_each_box_keeps_its_own_mask_and_score():
+    """merge.resolve_overlaps false: two overlapping proxies both keep the shared pixels, each
+    scored against its own box as if alone (a nested small box no longer cuts into the large
+    one, as it does with the paper's painting)."""
+    from boxcaseg.masks import rle_encode, segmentation_to_mask
+    from boxcaseg.merge_drop import merge_proxy_file
+
+    h = w = 40
+    big, small = np.zeros((h, w), bool), np.zeros((h, w), bool)
+    big[5:35, 5:35] = True
+    small[10:20, 10:20] = True
+    raw = {
+        "images": [{"id": 1, "width": w, "height": h, "file_name": "x.png"}],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 5, 30, 30], "iscrowd": 0,
+             "segmentation": rle_encode(big)},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [10, 10, 10, 10], "iscrowd": 0,
+             "segmentation": rle_encode(small)},
+        ],
+    }  # fmt: skip
+    painted = merge_proxy_file(raw, 0.5)
+    kept = merge_proxy_file(raw, 0.5, resolve_overlaps=False)
+    assert kept["info"]["resolve_overlaps"] is False
+    masks = {a["id"]: segmentation_to_mask(a["segmentation"], h, w) for a in kept["annotations"]}
+    assert np.array_equal(masks[1], big) and np.array_equal(masks[2], small)
+    assert [a["confidence"] for a in kept["annotations"]] == [1.0, 1.0]
+    big_painted = segmentation_to_mask(painted["annotations"][0]["segmentation"], h, w)
+    assert big_painted.sum() == big.sum() - small.sum()  # the paper's rule: the small box wins
