@@ -6,7 +6,7 @@ iterations, for the first GPU machine this project runs on.
     bash scripts/gpu_check.sh --tiny --out tiny.json   # the same code path at toy sizes (CPU test)
 
 Parts, each through the workflow's own code (``boxcaseg.segmentation.train_segmentation``,
-``boxcaseg.detection.train_detection``, ``boxcaseg.proxy.iter_proxy_masks`` on the model
+``boxcaseg.detection.train_detection``, ``boxcaseg.proxy_inference.iter_proxy_masks`` on the model
 loaded from the Stage 2 checkpoint by ``load_segmentor``) with the config section translated
 by ``boxcaseg.sections`` as the workflow translates it:
 
@@ -338,7 +338,7 @@ def proxy_part(
     from boxcaseg.engine import resume_checkpoint
     from boxcaseg.masks import rle_encode_window
     from boxcaseg.mm.seg.model import load_segmentor
-    from boxcaseg.proxy import (
+    from boxcaseg.proxy_inference import (
         effective_batch_size,
         iter_proxy_masks,
         model_input_size,

@@ -19,9 +19,8 @@ from boxcaseg.engine import (
     log_schedule,
     run_training,
     setup_distributed,
-    sync_schedule_end,
 )
-from boxcaseg.schedule import apply_plan
+from boxcaseg.schedule import apply_plan, set_iterations
 
 
 def dataset_fields(coco_file: str | Path) -> dict[str, Any]:
@@ -49,16 +48,10 @@ def _set_num_classes(model_cfg: Any, num_classes: int) -> None:
 
 
 def stretch_schedule(cfg: Any, scale: float) -> str:
-    """An iteration-based schedule made ``scale`` times as long: max_iters, the lr milestones
-    (they stay at the same fraction of training) and, for BoxInst, the ramp-up of its pairwise
-    term (mmdet: 10k of 90k iterations); the lr warm-up at the start stays as it is. Returns
-    the line to log."""
-    configured = cfg.train_cfg.max_iters
-    cfg.train_cfg.max_iters = max(1, round(configured * scale))
-    sync_schedule_end(cfg, configured)
-    mask_head = cfg.model.get("mask_head") or {}
-    if "warmup_iters" in mask_head:
-        mask_head["warmup_iters"] = max(1, round(mask_head["warmup_iters"] * scale))
+    """An iteration-based schedule made ``scale`` times as long (the boxinst_equal variant):
+    max_iters, the lr milestones and BoxInst's pairwise ramp at the same fraction of training
+    (:func:`boxcaseg.schedule.set_iterations`). Returns the line to log."""
+    configured = set_iterations(cfg, max(1, round(cfg.train_cfg.max_iters * scale)))
     return (
         f"[boxcaseg] schedule x{scale:g}: {configured} -> {cfg.train_cfg.max_iters} iterations, "
         "lr milestones and the pairwise warm-up stretched alike"

@@ -18,24 +18,7 @@ from typing import Any
 from boxcaseg.compat import patch_mmengine_checkpoint_loading
 from boxcaseg.configs import resolve_config
 from boxcaseg.data.report import DataError
-
-
-def sync_schedule_end(cfg: Any, configured_max_iters: int | None) -> None:
-    """Iteration-based schedules follow ``train_cfg.max_iters`` when it was overridden: a
-    schedule that ended at the config's own max_iters ends at the new one, and its milestones
-    move proportionally (a step at 2/3 of training stays at 2/3)."""
-    max_iters = cfg.train_cfg.get("max_iters")
-    if max_iters is None or configured_max_iters is None:
-        return
-    ratio = max_iters / configured_max_iters
-    for sched in cfg.get("param_scheduler") or []:
-        if sched.get("by_epoch", True) or sched.get("end") != configured_max_iters:
-            continue
-        sched["end"] = max_iters
-        if "milestones" in sched:
-            sched["milestones"] = [max(1, round(m * ratio)) for m in sched["milestones"]]
-    if cfg.train_cfg.get("val_interval", 0) > max_iters:
-        cfg.train_cfg["val_interval"] = max_iters + 1
+from boxcaseg.schedule import follow_iterations
 
 
 def use_iteration_loop(cfg: Any, max_iters: int) -> None:
@@ -179,10 +162,11 @@ def load_config(config: str, cfg_options: dict[str, Any] | None = None) -> Any:
         train_cfg = cfg.train_cfg
     configured_max_iters = train_cfg.get("max_iters")
     if "train_cfg.max_iters" in cfg_options and cfg.get("schedule"):
-        cfg.schedule = None  # an explicit iteration count: no data-scaled schedule
+        # an explicit iteration count: no data-scaled schedule (its time per iteration stays)
+        cfg.schedule = {k: v for k, v in cfg.schedule.items() if k == "cpu_seconds_per_iter"}
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    sync_schedule_end(cfg, configured_max_iters)
+    follow_iterations(cfg, configured_max_iters)
     return cfg
 
 

@@ -145,8 +145,8 @@ def proxy_quality(proxy: Coco, gt: Coco, drop_threshold: float) -> dict[str, Any
     cats, conf, iou, box_iou = cats[:rows], conf[:rows], iou[:rows], box_iou[:rows]
     kept = conf > drop_threshold
     both = {"proxy": iou, "box": box_iou}
-    fill_names = [f"[{lo:.1f}, {min(hi, 1.0):.1f}{']' if hi > 1 else ')'}" for lo, hi in
-                  zip(FILL_EDGES[:-1], FILL_EDGES[1:])]  # fmt: skip
+    fill_names = [f"[{lo:.1f}, {hi:.1f})" if hi <= 1 else f"over {lo:.1f}"
+                  for lo, hi in zip(FILL_EDGES[:-1], FILL_EDGES[1:])]  # fmt: skip
     return {
         "instances": rows,
         "drop_threshold": drop_threshold,

@@ -54,7 +54,8 @@ def confidence_bins(
 
 # How much of its box an object fills (true mask area / box area): under half (thin or hollow
 # shapes), half to 70%, over 70% (compact objects, for which the box itself is a good mask).
-FILL_EDGES = (0.0, 0.5, 0.7, 1.0 + 1e-9)
+# (a mask larger than its rasterised box, a polygon past the box edge, counts in the last bin)
+FILL_EDGES = (0.0, 0.5, 0.7, float("inf"))
 # COCO's object sizes, on the true mask's area in the image's pixels (pycocotools' areaRng)
 SIZE_EDGES = (0.0, 32.0**2, 96.0**2, float("inf"))
 SIZE_NAMES = ("small", "medium", "large")

@@ -9,7 +9,9 @@ iteration sees the global batch), at least A and at most B iterations; its lr sc
 thread of the machine the recipe was measured on (benchmarks/run.py --only stage_speed); the
 expected time divides it by ``threads ** 0.5`` (the 2-thread speed-ups measured were 1.1-1.65x).
 An explicit iteration count (config.yaml's ``max_iters``, a ``train_cfg.max_iters`` option)
-turns the data-scaled schedule off. A config without ``schedule`` keeps its fixed iterations.
+turns the data-scaled schedule off (``engine.load_config`` keeps only ``cpu_seconds_per_iter``).
+A config without ``schedule`` keeps its fixed iterations. Whatever sets the count, the lr
+milestones and BoxInst's pairwise ramp follow it (:func:`follow_iterations`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,38 @@ class Plan:
                 f"(config's cpu_seconds_per_iter {spec['cpu_seconds_per_iter']:g})"
             )
         return line
+
+
+def follow_iterations(cfg: Any, configured_max_iters: int | None) -> None:
+    """Make an iteration-based schedule follow ``train_cfg.max_iters`` after it changed from
+    ``configured_max_iters``: a scheduler that ended at the old count ends at the new one, its
+    milestones at the same fraction (a step at 3/4 of training stays at 3/4), and BoxInst's
+    pairwise ramp-up (``model.mask_head.warmup_iters``; mmdet: 10k of 90k) too. The lr warm-up
+    at the start keeps its length."""
+    max_iters = cfg.train_cfg.get("max_iters")
+    if max_iters is None or configured_max_iters is None or max_iters == configured_max_iters:
+        return
+    ratio = max_iters / configured_max_iters
+    for sched in cfg.get("param_scheduler") or []:
+        if sched.get("by_epoch", True) or sched.get("end") != configured_max_iters:
+            continue
+        sched["end"] = max_iters
+        if "milestones" in sched:
+            sched["milestones"] = [max(1, round(m * ratio)) for m in sched["milestones"]]
+    mask_head = (cfg.get("model") or {}).get("mask_head") or {}
+    if "warmup_iters" in mask_head:
+        mask_head["warmup_iters"] = max(1, round(mask_head["warmup_iters"] * ratio))
+    if cfg.train_cfg.get("val_interval", 0) > max_iters:
+        cfg.train_cfg["val_interval"] = max_iters + 1
+
+
+def set_iterations(cfg: Any, iterations: int) -> int:
+    """Train ``iterations`` iterations, the schedule following (:func:`follow_iterations`);
+    returns the count it replaced."""
+    configured = cfg.train_cfg.max_iters
+    cfg.train_cfg.max_iters = int(iterations)
+    follow_iterations(cfg, configured)
+    return configured
 
 
 def scaled_iterations(
@@ -88,7 +122,7 @@ def plan(cfg: Any, train_file: str | Path, threads: int = 1) -> Plan | None:
     """The data-scaled schedule of ``cfg`` for ``train_file``, or None when the config states
     none (or an explicit iteration count replaced it: ``schedule`` set to None)."""
     spec = cfg.get("schedule")
-    if not spec:
+    if not spec or not spec.get("passes"):
         return None
     per = spec.get("per", "boxes")
     items = count_items(train_file, per)
@@ -102,20 +136,15 @@ def plan(cfg: Any, train_file: str | Path, threads: int = 1) -> Plan | None:
 def apply_plan(cfg: Any, train_file: str | Path, threads: int = 1) -> str | None:
     """Set ``cfg``'s iterations (and its lr schedule's milestones) from the data; returns the
     line to log, None when the config keeps its fixed iterations."""
-    from boxcaseg.engine import sync_schedule_end
-
     result = plan(cfg, train_file, threads)
     if result is None:
         return None
-    configured = cfg.train_cfg.max_iters
-    cfg.train_cfg.max_iters = result.iterations
-    sync_schedule_end(cfg, configured)
+    set_iterations(cfg, result.iterations)
     return result.describe(cfg.schedule, threads)
 
 
 def runtime_minutes(
-    model_config: str,
-    cfg_options: dict[str, Any],
+    cfg: Any,
     train_file: str | Path,
     threads: int,
     *,
@@ -123,19 +152,17 @@ def runtime_minutes(
     fallback: int,
     attempt: int = 1,
 ) -> int:
-    """A Snakemake ``runtime`` (minutes) for a training job on the CPU: twice the expected time
-    (times the attempt) plus 10 minutes, or ``fallback`` when it cannot be known yet (the
-    training file is not written yet, a config that states no per-iteration time). A GPU job
-    takes less; a profile's runtime for it replaces this one."""
+    """A Snakemake ``runtime`` (minutes) for a training job of ``cfg`` (loaded with the job's
+    options) on the CPU: twice the expected time (times the attempt) plus 10 minutes, or
+    ``fallback`` when it cannot be known yet (the training file is not written yet, a config
+    that states no per-iteration time). A GPU job takes less; a profile's runtime for it
+    replaces this one."""
     if not Path(train_file).is_file():
         return fallback
-    from boxcaseg.engine import load_config
-
-    cfg = load_config(model_config, cfg_options)
     result = plan(cfg, train_file, threads)
-    if result is None:
-        iterations, spec = cfg.train_cfg.get("max_iters"), cfg.get("schedule") or {}
-        seconds = expected_seconds(iterations or 0, spec, threads) if spec else None
+    if result is None:  # fixed iterations (an explicit count): their time, if the config says
+        spec = cfg.get("schedule") or {}
+        seconds = expected_seconds(cfg.train_cfg.get("max_iters") or 0, spec, threads)
     else:
         seconds = result.expected_seconds
     if seconds is None:

@@ -1,5 +1,6 @@
 # Helpers shared by the rule files, kept apart from the rules. Output paths, how a job is
 # launched from its own threads and resources, input and output lists that depend on the config.
+import functools
 import json
 import os
 from pathlib import Path
@@ -60,9 +61,12 @@ def cores_share(jobs):
     Stage 2 is the head of the longest chain and nothing else of it can start before it, and
     it scales over threads; the detectors run two at a time on half the cores each, their steps
     scaling poorly over threads (mmcv's RoIAlign and NMS are single-threaded): docs/results.md,
-    "Speed". Without --cores (a cluster run) the profile's set-threads sizes the jobs; 2 here."""
+    "Speed". A cluster run (its submitting process and the job inside the allocation alike:
+    both must settle the same count) takes 2 unless its profile's set-threads says otherwise."""
     cores = workflow.resource_settings.cores
-    return max(1, cores // jobs) if isinstance(cores, int) else 2
+    if workflow.non_local_exec or workflow.remote_exec or not isinstance(cores, int):
+        return 2
+    return max(1, cores // jobs)
 
 
 def job_processes(resources):
@@ -100,7 +104,6 @@ def training_runtime(fallback):
 
     def runtime(wildcards, input, threads, attempt):
         from boxcaseg.sections import detection_options, segmentation_options
-        from boxcaseg.schedule import runtime_minutes
 
         if hasattr(wildcards, "variant"):  # Stage 5
             options = detection_options(json.loads(detection_section(wildcards)))
@@ -111,17 +114,30 @@ def training_runtime(fallback):
             )
         else:  # Stage 2
             options, scale = segmentation_options(config["segmentation"]), 1.0
-        return runtime_minutes(
-            input.model_config,
-            options,
-            input.train,
-            threads,
-            scale=scale,
-            fallback=fallback,
-            attempt=attempt,
-        )
+        train = Path(input.train)
+        stamp = train.stat().st_mtime_ns if train.is_file() else None
+        return cached_runtime(
+            input.model_config, json.dumps(options, sort_keys=True), str(train), stamp,
+            threads, scale, fallback, attempt,
+        )  # fmt: skip
 
     return runtime
+
+
+@functools.lru_cache(maxsize=None)
+def cached_runtime(model_config, options, train, stamp, threads, scale, fallback, attempt):
+    """boxcaseg.schedule.runtime_minutes, once per job and training file version (Snakemake
+    evaluates a job's resources when the DAG is built and again when the job is ready)."""
+    from boxcaseg.schedule import runtime_minutes
+
+    if stamp is None:  # the training file is not written yet
+        return fallback
+    from boxcaseg.engine import load_config
+
+    return runtime_minutes(
+        load_config(model_config, json.loads(options)), train, threads,
+        scale=scale, fallback=fallback, attempt=attempt,
+    )  # fmt: skip
 
 
 def model_config_file(config_name):

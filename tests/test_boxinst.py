@@ -20,7 +20,7 @@ def test_a_short_boxinst_training_gives_masks_inside_their_boxes(tmp_path):
     from boxcaseg.detection import predict_detection, train_detection
     from boxcaseg.metrics import coco_evaluate
 
-    spec = DemoSpec(seed=5, image_size=96, train_images=40, val_images=10, salient_images=0)
+    spec = DemoSpec(seed=5, image_size=96, train_images=40, val_images=10, salient_images=2)
     write_demo_dataset(tmp_path / "demo", spec)
     prepare_dataset(generated_data_config(tmp_path / "demo"), tmp_path / "data")
     options = {

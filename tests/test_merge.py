@@ -376,7 +376,7 @@ def test_quality_breaks_the_masks_down_by_fill_and_size_kept_ones_apart():
     assert (thin["bin"], middle["bin"], compact["bin"]) == (
         "[0.0, 0.5)",
         "[0.5, 0.7)",
-        "[0.7, 1.0]",
+        "over 0.7",
     )
     assert thin["instances"] == 1 and thin["mean_proxy_iou"] == 1.0
     assert thin["mean_box_iou"] == pytest.approx(76 / 400)

@@ -59,17 +59,30 @@ def test_the_detectors_train_in_passes_over_images_at_least_their_minimum(tmp_pa
 
 def test_an_explicit_iteration_count_replaces_the_data_scaled_schedule(tmp_path):
     cfg = load_config("seg/boxcaseg_lite0_real_cpu.py", {"train_cfg.max_iters": 50})
-    assert cfg.schedule is None
-    assert apply_plan(cfg, boxes_file(tmp_path, images=160, boxes_per_image=9)) is None
-    assert cfg.train_cfg.max_iters == 50
+    assert cfg.schedule == {"cpu_seconds_per_iter": 1.2}  # its time per iteration stays
+    path = boxes_file(tmp_path, images=160, boxes_per_image=9)
+    assert apply_plan(cfg, path) is None
+    assert cfg.train_cfg.max_iters == 50 and cfg.param_scheduler[0].end == 50
+    # the runtime of the fixed count: 2 x 50 x 1.2 s / sqrt(2) + 10 min
+    assert runtime_minutes(cfg, path, 2, fallback=720) == 12
 
 
 def test_runtime_is_twice_the_expected_time_or_the_fallback_before_the_data_exists(tmp_path):
     path = boxes_file(tmp_path, images=160, boxes_per_image=9)
-    config = "seg/boxcaseg_lite0_real_cpu.py"
-    assert runtime_minutes(config, {}, tmp_path / "missing.json", 2, fallback=720) == 720
-    minutes = runtime_minutes(config, {}, path, 2, fallback=720)
+    cfg = load_config("seg/boxcaseg_lite0_real_cpu.py")
+    assert runtime_minutes(cfg, tmp_path / "missing.json", 2, fallback=720) == 720
+    minutes = runtime_minutes(cfg, path, 2, fallback=720)
     assert minutes == pytest.approx(2 * 22.2 + 10, abs=1)
-    assert runtime_minutes(config, {}, path, 2, fallback=720, attempt=2) > minutes
+    assert runtime_minutes(cfg, path, 2, fallback=720, attempt=2) > minutes
     # no per-iteration time stated (the from-scratch recipe): the fallback
-    assert runtime_minutes("seg/boxcaseg_hr18s_real_cpu.py", {}, path, 2, fallback=720) == 720
+    scratch = load_config("seg/boxcaseg_hr18s_real_cpu.py")
+    assert runtime_minutes(scratch, path, 2, fallback=720) == 720
+
+
+def test_boxinsts_pairwise_ramp_follows_the_data_scaled_schedule(tmp_path):
+    """BoxInst's pairwise term ramps up over 1/9 of training (mmdet: 10k of 90k): 33 of 300
+    iterations, 110 of 1000 when 1000 images make the schedule longer."""
+    cfg = load_config("det/boxinst_lite0_fpn_real_cpu.py")
+    assert cfg.model.mask_head.warmup_iters == 33
+    apply_plan(cfg, boxes_file(tmp_path, images=1000, boxes_per_image=1))
+    assert cfg.train_cfg.max_iters == 3000 and cfg.model.mask_head.warmup_iters == 330

@@ -175,6 +175,7 @@ def test_run_produces_every_stage_output(tiny_run):
         "proxy/overlays.png",
         "summary/results.md",
         "summary/ap_table.png",
+        "summary/quality_breakdown.png",
     ):
         assert (out / rel).is_file() and (out / rel).stat().st_size > 0, rel
     assert "segmentation" not in (out / "data/train.boxes.json").read_text()
@@ -213,6 +214,22 @@ def test_run_produces_every_stage_output(tiny_run):
     )
     for name in ("train_segmentation", "proxy_masks", "train_detection_weak"):
         assert (out / f"benchmarks/{name}.tsv").read_text().startswith("s\t")
+    # each detector's training cost beside its AP: BoxCaseg's route is Stage 2 + 3 + 4 + its
+    # Mask R-CNN, the sum of those jobs' benchmark files
+    from boxcaseg.summary import job_cost
+
+    route = job_cost([str(out / f"benchmarks/{n}.tsv") for n in
+                      ("train_segmentation", "proxy_masks", "merge_drop", "train_detection_weak")])  # fmt: skip
+    weak = summary["ap"][0]
+    assert weak["train wall s"] == round(route["wall_s"]) and weak["train CPU s"] > 0
+    assert summary["costs"]["boxinst"]["wall_s"] > 0
+    assert (
+        "equal compute is detection.boxinst_equal_ratio = "
+        in (out / "summary/results.md").read_text()
+    )
+    quality = json.loads((out / "proxy/quality.json").read_text())["quality"]
+    assert sum(row["instances"] for row in quality["by_fill"]) == quality["instances"]
+    assert sum(row["instances"] for row in quality["by_size"]) == quality["instances"]
 
 
 @pytest.mark.slow
@@ -419,12 +436,23 @@ def test_the_jobs_own_threads_and_resources_drive_its_launch(tmp_path):
     assert "OMP_NUM_THREADS=1 CUDA_VISIBLE_DEVICES= python -m torch.distributed.run" in seg
     assert "--nproc_per_node=2 -m boxcaseg.cli train-seg" in seg and "--launcher pytorch" in seg
 
-    # nothing set: the rule's defaults, --cores capping the threads (one core here)
-    dry = run_snakemake(tmp_path, target, "-n", "-p", "--forceall", "--cores", "1")
+    # --cores caps what is asked for: 4 threads on a one-core run are one
+    dry = run_snakemake(
+        tmp_path, target, "-n", "-p", "--forceall", "--cores", "1",
+        "--set-threads", "train_segmentation=4",
+    )  # fmt: skip
     output = dry.stdout + dry.stderr
     assert dry.returncode == 0, output[-3000:]
     seg = job_blocks(output)["train_segmentation"]
     assert "OMP_NUM_THREADS=1 CUDA_VISIBLE_DEVICES= python -m boxcaseg.cli train-seg" in seg
+
+    # nothing set: the rules' defaults on 4 cores, Stage 2 on all of them, each detector on half
+    dry = run_snakemake(tmp_path, "-n", "-p", "--forceall", "--cores", "4")
+    output = dry.stdout + dry.stderr
+    assert dry.returncode == 0, output[-3000:]
+    blocks = job_blocks(output)
+    assert "OMP_NUM_THREADS=4 CUDA_VISIBLE_DEVICES=" in blocks["train_segmentation"]
+    assert "OMP_NUM_THREADS=2 CUDA_VISIBLE_DEVICES=" in blocks["train_detection"]
 
 
 def test_a_config_with_the_old_resources_section_is_refused_by_name(tmp_path):
@@ -488,9 +516,13 @@ def sorted_results(path: Path) -> list[dict]:
 @pytest.mark.parametrize("variant", ["weak", "boxinst"])
 def test_predict_reproduces_the_evaluation(tiny_run, tmp_path, variant):
     """`boxcaseg predict` over the val split: the evaluation's very detections and scores (with
-    the evaluate rule's thread count: the tiny config's default, 2; another count moves scores
-    in the 8th digit)."""
+    the thread count the evaluate job ran with, read from the run's own log: another count
+    moves scores in the 8th digit)."""
     out = tiny_run["out"]
+    evaluate = next(
+        b for name, b in listed_jobs(tiny_run["second"]) if name == f"evaluate_detection[{variant}]"
+    )
+    threads = int(re.search(r"OMP_NUM_THREADS=(\d+)", evaluate).group(1))
     result = run_cli(
         "predict",
         str(out / "data/val.gt.json"),
@@ -498,7 +530,7 @@ def test_predict_reproduces_the_evaluation(tiny_run, tmp_path, variant):
         str(out / f"detection/{variant}/final.pth"),
         "--out-dir",
         str(tmp_path / "p"),
-        threads=2,
+        threads=threads,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for kind in ("bbox", "segm"):

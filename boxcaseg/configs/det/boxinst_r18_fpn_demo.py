@@ -1,6 +1,7 @@
 # BoxInst at the cost of the demo Mask R-CNN (det/maskrcnn_r18_fpn_demo.py): ResNet-18, a
-# 128-channel FPN, the demo's 128 px images, the same 300 iterations of global batch 4, from
-# scratch. Its heads and losses are mmdet's, unchanged but for the sizes.
+# 128-channel FPN, the demo's 128 px images, the same schedule (at least 300 iterations) of
+# global batch 4, from scratch. Its heads and losses are mmdet's, unchanged but for the sizes,
+# size_of_interest and the lr (below).
 _base_ = ['./_base_/boxcaseg_boxinst.py']
 
 fpn = 128

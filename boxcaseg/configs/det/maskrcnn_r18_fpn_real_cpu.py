@@ -1,6 +1,6 @@
 # Real photos on a CPU budget (the coco128-seg run, config/coco128.yaml): the demo's light
-# Mask R-CNN at 256 px (longer side), default anchors (32 px and up), 300 iterations of
-# batch 4, from scratch. Far from a converged COCO model: it makes the variants
+# Mask R-CNN at 256 px (longer side), default anchors (32 px and up), at least 300 iterations
+# (the parent's data-scaled schedule) of batch 4, from scratch. Far from a converged COCO model: it makes the variants
 # comparable under one small budget, nothing more.
 _base_ = ['./maskrcnn_r18_fpn_demo.py']
 

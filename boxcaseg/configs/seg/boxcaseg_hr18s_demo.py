@@ -1,4 +1,4 @@
-# CPU demo: HRNet-W18-small, 64 px crops, batch 16 (8 box + 8 salient), 800 iterations,
+# CPU demo: HRNet-W18-small, 64 px crops, batch 16 (8 box + 8 salient), at least 800 iterations,
 # from scratch (about 7.5 minutes on one core). Made for the embedded demo dataset (128 px scenes); minutes on a
 # laptop. Same model, losses and sampling as the paper configs, smaller everywhere.
 _base_ = ['./_base_/boxcaseg_hrnet.py']

@@ -1,6 +1,7 @@
 # Real photos on a CPU budget (config/coco128_person.yaml; any real dataset by changing only the
 # run file's `data:` section): the demo's HRNet-W18-small at 128 px crops, 11 box + 5 salient
-# samples per batch (the paper's COCO ratio), 800 iterations, from scratch. What differs from the paper's recipe, each measured
+# samples per batch (the paper's COCO ratio), at least 800 iterations (the parent's data-scaled
+# schedule), from scratch. What differs from the paper's recipe, each measured
 # (docs/results.md, "Real photos", the ablation of benchmarks/ablation.py):
 # - the colour-affinity pairwise term (BoxInst style) instead of the plain smoothness term;
 # - photometric augmentation (brightness, contrast, saturation, hue) of every crop, flipped
