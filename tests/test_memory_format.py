@@ -142,3 +142,23 @@ def test_the_stage_2_model_gives_the_same_salient_maps_in_either_layout():
         apply_memory_format(model, cfg)
         nhwc = model.salient_logits(inputs)
     torch.testing.assert_close(nhwc, nchw, atol=1e-4, rtol=1e-4)
+
+
+def test_stage_3_loads_a_lite0_checkpoint_in_the_layout_its_config_states(tmp_path):
+    """load_segmentor (Stage 3, regrade, masks-from-boxes) builds the model from the config
+    stored in the checkpoint and applies its memory_format: NHWC weights for the Lite0 recipe."""
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    import boxcaseg.mm.seg  # noqa: F401
+    from boxcaseg.engine import load_config
+    from boxcaseg.mm.seg.model import load_segmentor
+
+    cfg = load_config("seg/boxcaseg_lite0_demo.py")
+    init_default_scope("mmseg")
+    model = MODELS.build({**cfg.model, "pretrained": None})
+    path = tmp_path / "final.pth"
+    torch.save({"state_dict": model.state_dict(), "meta": {"cfg": cfg.pretty_text}}, path)
+    loaded = load_segmentor(str(path), "cpu")
+    weights = [p for p in loaded.parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
