@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--drop-threshold", type=float, default=None, help="default: the run's")
     parser.add_argument(
+        "--resolve-overlaps",
+        choices=["true", "false"],
+        default=None,
+        help="merge.resolve_overlaps (default: the run's)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=1, help="the run's Stage 3 thread count (resources)"
     )
     parser.add_argument(
@@ -73,19 +79,25 @@ def main(argv: list[str] | None = None) -> int:
         num_workers=0,
         checkpoint=str(checkpoint),
     )
+    run_quality = load_json(results / "proxy" / "quality.json")
     drop = args.drop_threshold
     if drop is None:
-        drop = load_json(results / "proxy" / "quality.json")["quality"]["drop_threshold"]
+        drop = run_quality["quality"]["drop_threshold"]
+    resolve = run_quality.get("resolve_overlaps", True)  # runs before it was recorded painted
+    if args.resolve_overlaps is not None:
+        resolve = args.resolve_overlaps == "true"
     quality = run_merge(
         str(out / "proxy_raw.json"),
         str(out / "proxy_masks.json"),
         drop,
         gt_json=str(results / "data" / "train.gt.json"),
         quality_json=str(out / "quality.json"),
+        resolve_overlaps=resolve,
     )["quality"]
     line = {
         "results": str(results),
         "test_cfg": dict(model.test_cfg),
+        "resolve_overlaps": resolve,
         "input_size": input_size,
         "salient_val_miou_star": round(100 * val["model"]["miou_star"], 2),
         "box_as_mask_val": round(100 * val["box_as_mask"]["miou_star"], 2),

@@ -4,6 +4,7 @@
     python benchmarks/seeds.py --configfile config/coco128_person.yaml --seeds 0 1
     python benchmarks/seeds.py --configfile config/coco128_person.yaml --seeds 0 1 2 --no-run
     python benchmarks/seeds.py --variants weak full box boxinst boxinst_equal   # both BoxInst rows
+    python benchmarks/seeds.py --configfile config/coco128.yaml --until proxies  # Stages 1-4
 
 Each seed is a whole workflow run (`snakemake --cores all`) with `segmentation.seed` and
 `detection.seed` set to it (the data stay the same) into `results/<run_name>_seed<k>/`; seed 0
@@ -52,7 +53,8 @@ def headline(out: Path) -> dict[str, float]:
         figures["GrabCut mIoU* (train)"] = (
             100 * json.loads(grabcut.read_text())["quality"]["proxy"]["miou_star"]
         )
-    for variant_dir in sorted((out / "detection").iterdir()):
+    variant_dirs = sorted((out / "detection").iterdir()) if (out / "detection").is_dir() else []
+    for variant_dir in variant_dirs:
         metrics = variant_dir / "metrics.json"
         if metrics.is_file():
             m = json.loads(metrics.read_text())
@@ -70,10 +72,16 @@ def headline(out: Path) -> dict[str, float]:
     return figures
 
 
-def run_workflow(configfile: str, overrides: dict | None = None) -> float:
+# --until proxies: the files of Stages 2-4 the headline reads (no detector is trained)
+PROXY_TARGETS = ("segmentation/miou_star.json", "proxy/quality.json", "proxy/grabcut_quality.json")
+
+
+def run_workflow(
+    configfile: str, overrides: dict | None = None, targets: list[str] | None = None
+) -> float:
     """`snakemake --cores all` on ``configfile`` (path relative to the repository), with
     ``overrides`` (e.g. another run_name, seeds) as a second config file written under
-    results/; returns the wall minutes of the call."""
+    results/, building ``targets`` (default: the whole run); returns the wall minutes."""
     configfiles = [str(REPO / configfile)]
     if overrides:
         overlay = REPO / "results" / f".{overrides['run_name']}.yaml"
@@ -83,7 +91,9 @@ def run_workflow(configfile: str, overrides: dict | None = None) -> float:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     start = time.time()
     subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "all", "--configfile", *configfiles],
+        # the targets before --configfile, which takes every path after it
+        [sys.executable, "-m", "snakemake", *(targets or []), "--cores", "all", "--configfile"]
+        + configfiles,
         cwd=REPO,
         env=env,
         check=True,
@@ -103,6 +113,12 @@ def main() -> int:
         "--variants",
         nargs="+",
         help="detection.variants for these runs (e.g. the config's plus boxinst_equal)",
+    )
+    parser.add_argument(
+        "--until",
+        choices=["all", "proxies"],
+        default="all",
+        help="proxies: Stages 1-4 only (salient head, proxies, GrabCut; no detector)",
     )
     args = parser.parse_args()
     base = yaml.safe_load((REPO / args.configfile).read_text())
@@ -126,7 +142,10 @@ def main() -> int:
         if args.no_run:
             minutes = earlier.get(str(seed), {}).get("wall_minutes")
         else:
-            minutes = round(run_workflow(args.configfile, overrides), 1)
+            targets = None
+            if args.until == "proxies":
+                targets = [f"results/{name}/{t}" for t in PROXY_TARGETS]
+            minutes = round(run_workflow(args.configfile, overrides, targets), 1)
         runs[seed] = {"figures": headline(REPO / "results" / name), "wall_minutes": minutes}
         print(json.dumps({seed: runs[seed]}), flush=True)
     # the figures every seed has (a seed run before a figure existed lacks it)

@@ -192,6 +192,7 @@ def run_merge(
     summary: dict[str, Any] = {
         "instances": sum(1 for a in merged["annotations"] if not a.get("iscrowd", 0)),
         "kept": sum(1 for a in merged["annotations"] if a.get("proxy_kept")),
+        "resolve_overlaps": resolve_overlaps,
     }
     gt = load_json(gt_json) if gt_json and Path(gt_json).is_file() else None
     if gt is not None:

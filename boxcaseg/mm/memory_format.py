@@ -37,7 +37,12 @@ def configured_memory_format(cfg: Any) -> str:
 def apply_memory_format(model: torch.nn.Module, cfg: Any) -> str | None:
     """Put ``model`` (a wrapper's module too) in the layout ``cfg`` states; in place (the
     parameters stay the same objects, so an optimizer built already still holds them).
-    Returns the line to log, None for the default layout."""
+    Returns the line to log, None for the default layout.
+
+    Under DDP the wrapper has built its gradient buckets for the NCHW layout already: PyTorch
+    warns once ("Grad strides do not match bucket view strides") and copies each gradient into
+    its bucket, which is correct and a little slower. Only the Lite0 CPU recipes state
+    channels_last; the paper's GPU configs keep the default layout."""
     layout = configured_memory_format(cfg)
     if layout == "contiguous":
         return None
