@@ -17,6 +17,7 @@ from boxcaseg.engine import (
     backbone_from_scratch,
     load_config,
     log_schedule,
+    release_visualizer,
     run_training,
     setup_distributed,
 )
@@ -132,7 +133,10 @@ def predict_detection(
     setup_distributed(cfg, launcher)
     runner = Runner.from_cfg(cfg)
     apply_memory_format(runner.model, cfg)  # as it trained
-    runner.test()
+    try:
+        runner.test()
+    finally:
+        release_visualizer(runner)
     return {"bbox": f"{prefix}.bbox.json", "segm": f"{prefix}.segm.json"}
 
 

@@ -96,16 +96,22 @@ def resume_checkpoint(work_dir: str | Path) -> Path | None:
     marker = work_dir / "last_checkpoint"
     if not marker.is_file():
         return None
-    named = work_dir / Path(marker.read_text().strip()).name
     saved = sorted(
         (p for p in work_dir.glob("*.pth") if p.name.startswith(("iter_", "epoch_"))),
         key=_checkpoint_order,
         reverse=True,
     )
-    candidates = [named] + [
-        p for p in saved if p != named and _checkpoint_order(p) < _checkpoint_order(named)
-    ]
+    named = work_dir / Path(marker.read_text().strip()).name
     rejected = []
+    if _checkpoint_order(named) < 0:
+        # empty or cut short: a kill while mmengine rewrote the pointer, after the checkpoint it
+        # was about to name had been saved; every checkpoint in the folder is a candidate
+        rejected.append(f"{marker} names no checkpoint ({marker.read_text().strip()!r})")
+        candidates = saved
+    else:
+        candidates = [named] + [
+            p for p in saved if p != named and _checkpoint_order(p) < _checkpoint_order(named)
+        ]
     for path in candidates:
         problem = "missing" if not path.is_file() else checkpoint_problem(path)
         if problem is None:
@@ -354,5 +360,18 @@ def run_training(
     layout = apply_memory_format(runner.model, cfg)  # before train(): EMA copies it as it is
     if layout and os.environ.get("RANK", "0") == "0":
         print(layout, flush=True)
-    runner.train()
+    try:
+        runner.train()
+    finally:
+        release_visualizer(runner)
     return runner
+
+
+def release_visualizer(runner: Any) -> None:
+    """Forget the run's visualizer when the run ends. mmengine keeps it as a process-wide named
+    instance (mmdet's configs name it 'visualizer'), so the next Runner in the same process (a
+    prediction after a training, the tests, the benchmarks) would get it back still writing into
+    the first run's work dir, which may be gone by then."""
+    visualizer = getattr(runner, "visualizer", None)
+    if visualizer is not None:
+        type(visualizer)._instance_dict.pop(visualizer.instance_name, None)

@@ -87,6 +87,17 @@ def test_a_missing_checkpoint_falls_back_too(tmp_path):
     assert resume_checkpoint(work) == work / "iter_2.pth"
 
 
+def test_an_empty_pointer_resumes_from_the_newest_usable_checkpoint(tmp_path, capsys):
+    """A kill while mmengine rewrites last_checkpoint leaves it empty (the test that kills a
+    real training met it): the newest checkpoint that loads is taken, with a warning."""
+    work = work_dir_with(tmp_path, [5, 10], named=10)
+    (work / "last_checkpoint").write_text("")
+    assert resume_checkpoint(work) == work / "iter_10.pth"
+    assert "names no checkpoint" in capsys.readouterr().out
+    truncate(work / "iter_10.pth")
+    assert resume_checkpoint(work) == work / "iter_5.pth"
+
+
 def test_no_usable_checkpoint_is_a_clear_error_not_a_fresh_start(tmp_path):
     work = work_dir_with(tmp_path, [2, 4], named=4)
     truncate(work / "iter_2.pth")
@@ -229,3 +240,29 @@ def test_no_usable_checkpoint_stops_with_a_message_not_a_traceback(tiny_data, fi
     assert result.returncode == 2
     assert "no usable checkpoint" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "final.pth").exists()
+
+
+def test_a_finished_run_leaves_no_visualizer_for_the_next_run_in_the_process(tmp_path):
+    """mmengine hands a Runner the named visualizer of an earlier run in the same process,
+    still saving into that run's (possibly deleted) work dir: a training after the BoxInst test
+    failed on it. release_visualizer, called when a run ends, makes the next one build its own."""
+    from types import SimpleNamespace
+
+    from mmengine.visualization import Visualizer
+
+    from boxcaseg.engine import release_visualizer
+
+    def backend():  # a new list each time: Visualizer writes save_dir into the dicts it gets
+        return [{"type": "LocalVisBackend"}]
+
+    first = Visualizer.get_instance(
+        "vis_test", vis_backends=backend(), save_dir=str(tmp_path / "a")
+    )
+    release_visualizer(SimpleNamespace(visualizer=first))
+    second = Visualizer.get_instance(
+        "vis_test", vis_backends=backend(), save_dir=str(tmp_path / "b")
+    )
+    assert second is not first and second._vis_backends["LocalVisBackend"]._save_dir.startswith(
+        str(tmp_path / "b")
+    )
+    release_visualizer(SimpleNamespace(visualizer=second))
