@@ -101,12 +101,13 @@ def resume_checkpoint(work_dir: str | Path) -> Path | None:
         key=_checkpoint_order,
         reverse=True,
     )
-    named = work_dir / Path(marker.read_text().strip()).name
+    pointer = marker.read_text().strip()
+    named = work_dir / Path(pointer).name
     rejected = []
     if _checkpoint_order(named) < 0:
         # empty or cut short: a kill while mmengine rewrote the pointer, after the checkpoint it
         # was about to name had been saved; every checkpoint in the folder is a candidate
-        rejected.append(f"{marker} names no checkpoint ({marker.read_text().strip()!r})")
+        rejected.append(f"{marker} names no checkpoint ({pointer!r})")
         candidates = saved
     else:
         candidates = [named] + [
