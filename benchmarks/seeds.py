@@ -37,10 +37,15 @@ def headline(out: Path) -> dict[str, float]:
     (train), the proxies' and boxes' mean IoU by fill bin, each variant's mask AP / box AP (%)
     and its training cost (wall and CPU seconds, from the summary)."""
     figures: dict[str, float] = {}
-    seg = json.loads((out / "segmentation/miou_star.json").read_text())
-    figures["salient head mIoU* (val)"] = 100 * seg["model"]["miou_star"]
-    figures["box as mask mIoU* (val)"] = 100 * seg["box_as_mask"]["miou_star"]
-    quality = json.loads((out / "proxy/quality.json").read_text()).get("quality") or {}
+    # a run may hold only some stages (e.g. the baselines' detectors, which need no Stage 2)
+    seg_file, quality_file = out / "segmentation/miou_star.json", out / "proxy/quality.json"
+    if seg_file.is_file():
+        seg = json.loads(seg_file.read_text())
+        figures["salient head mIoU* (val)"] = 100 * seg["model"]["miou_star"]
+        figures["box as mask mIoU* (val)"] = 100 * seg["box_as_mask"]["miou_star"]
+    quality = {}
+    if quality_file.is_file():
+        quality = json.loads(quality_file.read_text()).get("quality") or {}
     if quality.get("instances"):
         figures["proxy masks mIoU* (train)"] = 100 * quality["proxy"]["miou_star"]
         figures["box as mask mIoU* (train)"] = 100 * quality["box_as_mask"]["miou_star"]
@@ -60,6 +65,9 @@ def headline(out: Path) -> dict[str, float]:
             m = json.loads(metrics.read_text())
             figures[f"{variant_dir.name} mask AP"] = m["segm"]["AP"]
             figures[f"{variant_dir.name} box AP"] = m["bbox"]["AP"]
+            fill = median_mask_box_area(variant_dir / "val/predictions.segm.json")
+            if fill is not None:  # issue #34's check that BoxInst's masks lie inside their boxes
+                figures[f"{variant_dir.name} median mask / box area"] = fill
             if m.get("mask_head_in_true_boxes"):  # Mask R-CNN's mask head given the true boxes
                 figures[f"{variant_dir.name} mask head mIoU* (val)"] = (
                     100 * m["mask_head_in_true_boxes"]["model"]["miou_star"]
@@ -69,7 +77,30 @@ def headline(out: Path) -> dict[str, float]:
     for variant, cost in costs.items():  # the compute of each detector's route (training)
         figures[f"{variant} train wall s"] = cost["wall_s"]
         figures[f"{variant} train CPU s"] = cost["cpu_s"]
+    if not costs:  # no summary yet: a baseline's route is its one training job
+        for variant_dir in variant_dirs:
+            bench = out / f"benchmarks/train_detection_{variant_dir.name}.tsv"
+            if variant_dir.name != "weak" and bench.is_file():
+                row = dict(zip(*(line.split("\t") for line in bench.read_text().splitlines()[:2])))
+                figures[f"{variant_dir.name} train wall s"] = float(row["s"])
+                figures[f"{variant_dir.name} train CPU s"] = float(row["cpu_time"])
     return figures
+
+
+def median_mask_box_area(predictions: Path, min_score: float = 0.3) -> float | None:
+    """Median over a detector's val predictions (score >= min_score) of its mask's area over
+    its box's: about the object's share of its box when the masks learned, 1 or more when
+    they fill or overflow their boxes (BoxInst's collapse of issue #34 read 7-33)."""
+    if not predictions.is_file():
+        return None
+    from pycocotools import mask as mask_utils
+
+    ratios = [
+        mask_utils.area(p["segmentation"]) / max(p["bbox"][2] * p["bbox"][3], 1e-6)
+        for p in json.loads(predictions.read_text())
+        if p["score"] >= min_score
+    ]
+    return round(float(statistics.median(ratios)), 3) if ratios else None
 
 
 # --until proxies: the files of Stages 2-4 the headline reads (no detector is trained)
