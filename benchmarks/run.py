@@ -15,6 +15,7 @@ need it say so and skip.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -325,28 +326,29 @@ def matmul_share(step: Callable[[], Any], steps: int = 3) -> float:
     return round(heavy / max(total, 1), 3)
 
 
-def _side_by_side(
-    prepare: Callable[[str], Callable[[], Any]], iters: int, rounds: int, per_step: int
+def _interleaved(
+    variants: dict[str, tuple[int, Callable[[], Callable[[], Any]]]],
+    iters: int,
+    rounds: int,
+    per_step: int,
 ) -> dict[str, Any]:
-    """Seconds per step of ``prepare(layout)()`` for every (layout, threads) of SPEED_SETTINGS,
-    rounds interleaved in this one process (a slower or busier moment hits every setting), the
-    median of the rounds; items/s and the ratio to the first setting (what ran before)."""
+    """Seconds per step of each variant (name -> (threads, prepare); ``prepare()`` returns the
+    step), rounds interleaved in this one process (a slower or busier moment hits every
+    variant), the median of the rounds; items/s and the ratio to the first variant."""
     import statistics
 
     import torch
 
     times: dict[str, list[float]] = {}
     for _ in range(rounds):
-        for layout, threads in SPEED_SETTINGS:
+        for name, (threads, prepare) in variants.items():
             torch.set_num_threads(threads)
-            step = prepare(layout)
+            step = prepare()
             step()  # warm-up: oneDNN primitives for this layout
             start = time.perf_counter()
             for _ in range(iters):
                 step()
-            times.setdefault(f"{layout}_{threads}t", []).append(
-                (time.perf_counter() - start) / iters
-            )
+            times.setdefault(name, []).append((time.perf_counter() - start) / iters)
     base = statistics.median(next(iter(times.values())))
     rows = {}
     for name, values in times.items():
@@ -357,6 +359,17 @@ def _side_by_side(
             "speedup": round(base / s, 2),
         }
     return rows
+
+
+def _side_by_side(
+    prepare: Callable[[str], Callable[[], Any]], iters: int, rounds: int, per_step: int
+) -> dict[str, Any]:
+    """``prepare(layout)()`` for every (layout, threads) of SPEED_SETTINGS: :func:`_interleaved`."""
+    variants = {
+        f"{layout}_{threads}t": (threads, functools.partial(prepare, layout))
+        for layout, threads in SPEED_SETTINGS
+    }
+    return _interleaved(variants, iters, rounds, per_step)
 
 
 def _set_layout(model: Any, layout: str) -> None:
@@ -438,6 +451,110 @@ def bench_stage_speed(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         rows = _side_by_side(prepare, iters, rounds, per_step=cfg.train_dataloader.batch_size)
         torch.set_num_threads(1)
         rows["matmul_share_channels_last_1t"] = matmul_share(prepare("channels_last"))
+        result[f"stage5_train {config}"] = rows
+        del model, optim, batches
+    return result
+
+
+# the profiler events of RoI pooling and NMS, before (mmcv's and torchvision's RoIAlign, mmcv's NMSop)
+# and now (GatherRoIAlign's autograd function, block_nms's record_function): their total
+# times, children included, each event outside the others (torchvision's backward kernel is
+# not recorded under its autograd node)
+ROI_EVENTS = (
+    "RoIAlignFunction",  # mmcv's (NCHW only)
+    "RoIAlignFunctionBackward",
+    "torchvision::roi_align",
+    "GeneratedBackwardFor_torchvision_roi_align_default",
+    "torchvision::_roi_align_backward",
+    "_GatherRoIAlignFunction",
+    "_GatherRoIAlignFunctionBackward",
+)
+NMS_EVENTS = ("NMSop", "block_nms")
+
+
+def kernel_ms_per_step(step: Callable[[], Any], steps: int = 5) -> dict[str, float]:
+    """CPU milliseconds a step spends in all ops (self times summed), in RoI pooling and in
+    NMS (their events' totals): torch's profiler, steadier than wall time on a shared machine."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = prof.key_averages()
+
+    def ms(value: float) -> float:
+        return round(value / 1e3 / steps, 1)
+
+    return {
+        "cpu": ms(sum(e.self_cpu_time_total for e in events)),
+        "roi": ms(sum(e.cpu_time_total for e in events if e.key in ROI_EVENTS)),
+        "nms": ms(sum(e.cpu_time_total for e in events if e.key in NMS_EVENTS)),
+    }
+
+
+def bench_det_kernels(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Mask R-CNN training steps of the Lite0 configs (their real data pipeline) as they ran
+    when issue #36 was filed (NCHW, mmcv's RoIAlign and NMS), with the channels_last layout
+    alone (torchvision's roi_align, mmcv's NMS), with GatherRoIAlign, and with GatherRoIAlign
+    and block_nms (what they state now: the layout's results, bit for bit), on one and two
+    threads, interleaved in this process; and the CPU milliseconds of a step in all ops, in
+    RoI pooling and in NMS (torch's profiler)."""
+    import torch
+
+    import boxcaseg.mm  # noqa: F401
+    from boxcaseg.detection import _set_num_classes, dataset_fields
+    from boxcaseg.engine import load_config
+    from boxcaseg.mm.det.roi_align import as_mmcv_roi_align
+
+    data = tiny_demo(tmp / "data", train_images=60)
+    iters, rounds = args.speed_iters, args.speed_rounds
+    result: dict[str, Any] = {"threads_available": os.cpu_count(), "rounds": rounds}
+    for config in ("det/maskrcnn_lite0_fpn_demo.py", "det/maskrcnn_lite0_fpn_real_cpu.py"):
+        cfg = load_config(config, {"train_dataloader.persistent_workers": True})
+        fields = dataset_fields(str(data["train_gt"]))
+        cfg.train_dataloader.dataset.update(fields)
+        _set_num_classes(cfg.model, len(fields["metainfo"]["classes"]))
+        cfg.work_dir = str(tmp / "work" / Path(config).stem)
+        model, optim, batches = _train_step_runner(cfg)
+        extractors = (model.roi_head.bbox_roi_extractor, model.roi_head.mask_roi_extractor)
+        gather = [e.roi_layers for e in extractors]
+        torchvision = [as_mmcv_roi_align(layers) for layers in gather]
+        mmcv_roi_align = [as_mmcv_roi_align(layers, use_torchvision=False) for layers in gather]
+        block_nms = dict(model.train_cfg.rpn_proposal.nms)
+        mmcv_nms = {"type": "nms", "iou_threshold": block_nms["iou_threshold"]}
+        kernels = {  # name: (layout, RoI layers, RPN NMS)
+            "issue_36": ("nchw", mmcv_roi_align, mmcv_nms),  # when issue #36 was filed
+            "before": ("channels_last", torchvision, mmcv_nms),  # the layout alone
+            "gather_roi_align": ("channels_last", gather, mmcv_nms),
+            "now": ("channels_last", gather, block_nms),
+        }
+
+        def prepare(
+            name: str,
+            model: Any = model,
+            optim: Any = optim,
+            batches: Any = batches,
+            extractors: Any = extractors,
+            kernels: Any = kernels,
+        ):
+            layout, layers, nms_cfg = kernels[name]
+            _set_layout(model, layout)
+            for extractor, roi_layers in zip(extractors, layers, strict=True):
+                extractor.roi_layers = roi_layers
+            model.train_cfg.rpn_proposal.nms = nms_cfg
+            return lambda: model.train_step(next(batches), optim)
+
+        variants = {
+            f"{name}_{threads}t": (threads, functools.partial(prepare, name))
+            for threads in (1, 2)
+            for name in kernels
+        }
+        rows = _interleaved(variants, iters, rounds, per_step=cfg.train_dataloader.batch_size)
+        torch.set_num_threads(1)
+        for _ in range(2):  # two interleaved profiles each
+            for name in kernels:
+                for part, ms in kernel_ms_per_step(prepare(name)).items():
+                    rows.setdefault(f"{part}_ms_per_step_{name}_1t", []).append(ms)
         result[f"stage5_train {config}"] = rows
         del model, optim, batches
     return result
@@ -553,6 +670,15 @@ BENCHMARKS: dict[str, Benchmark] = {
         "process; Stage 2 training it/s through its data pipeline, Stage 3 instances/s at the "
         "model's input size, Stage 5 Mask R-CNN and BoxInst training images/s, the conv/matmul "
         "share of each step. NOT in the default list (about 10 minutes): `--only stage_speed`",
+        default=False,
+    ),
+    "det_kernels": Benchmark(
+        bench_det_kernels,
+        "Stage 5 Mask R-CNN training images/s on the Lite0 configs as they ran when issue #36 "
+        "was filed (NCHW, mmcv's RoIAlign and NMS), with the channels_last layout alone, and "
+        "with GatherRoIAlign and block_nms (now: the layout's results, bit for bit), one and "
+        "two threads, side by side in one process, and each step's CPU ms in all ops, RoI "
+        "pooling and NMS. NOT in the default list (about 10 minutes): `--only det_kernels`",
         default=False,
     ),
     "demo_dag": Benchmark(
@@ -730,6 +856,14 @@ def summary_table(results: dict[str, Any]) -> str:
             rows.append((f"  {stage}", f"{fig['seconds']} s, peak RSS {fig['max_rss_mb']} MB"))
     elif "skipped" in dag:
         rows.append(("demo_dag", f"skipped: {dag['skipped']}"))
+    for name in ("stage_speed", "det_kernels"):  # side-by-side variants: items/s (ratio)
+        for key, variants in (results.get(name) or {}).items():
+            if isinstance(variants, dict):
+                for variant, fig in variants.items():
+                    if isinstance(fig, dict) and "items_per_s" in fig:
+                        rows.append(
+                            (f"{key}, {variant}", f"{fig['items_per_s']}/s ({fig['speedup']}x)")
+                        )
     width = max(len(r[0]) for r in rows)
     table = "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
     if "scale" in results:

@@ -7,6 +7,7 @@ import pytest
 import torch
 from mmcv.ops import RoIAlign
 
+from boxcaseg.mm.det.roi_align import as_mmcv_roi_align
 from boxcaseg.mm.memory_format import apply_memory_format
 
 
@@ -61,9 +62,9 @@ def build_detector(config: str, num_classes: int = 3):
 def test_a_channels_last_model_with_mmcvs_roi_align_is_refused():
     cfg, model = build_detector("det/maskrcnn_lite0_fpn_demo.py")
     for name in ("bbox_roi_extractor", "mask_roi_extractor"):
-        for layer in getattr(model.roi_head, name).roi_layers:
-            layer.use_torchvision = False
-    with pytest.raises(ValueError, match="use_torchvision=True"):
+        extractor = getattr(model.roi_head, name)
+        extractor.roi_layers = as_mmcv_roi_align(extractor.roi_layers, use_torchvision=False)
+    with pytest.raises(ValueError, match="GatherRoIAlign"):
         apply_memory_format(model, cfg)
 
 

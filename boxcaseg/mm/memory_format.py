@@ -14,7 +14,8 @@ figures of a run move in their last digits when it is switched, then reproduce a
 
 mmcv's own CPU ``RoIAlign`` kernel reads its input as contiguous NCHW whatever its strides, so
 with NHWC features it returns wrong values (tests/test_memory_format.py); torchvision's
-``roi_align``, which mmcv calls with ``use_torchvision=True``, gives mmcv's NCHW values exactly
+``roi_align`` (mmcv's ``use_torchvision=True``) and ``GatherRoIAlign``, its vectorised CPU
+equal (:mod:`boxcaseg.mm.det.roi_align`, what the Lite0 configs use), give mmcv's NCHW values
 in either layout. A channels-last model with an mmcv RoIAlign is refused with that advice.
 """
 
@@ -60,6 +61,7 @@ def _refuse_mmcv_roi_align(module: torch.nn.Module) -> None:
             raise ValueError(
                 f"memory_format channels_last with mmcv's own RoIAlign ({name}): its CPU kernel "
                 "reads NHWC features as NCHW and returns wrong values; set "
-                "roi_layer=dict(type='RoIAlign', ..., use_torchvision=True) in the config "
-                "(torchvision's roi_align: mmcv's values in either layout)"
+                "roi_layer=dict(type='GatherRoIAlign', ..., sampling_ratio=1 or more) in the "
+                "config (boxcaseg.mm.det: torchvision's values, faster on a CPU), or "
+                "roi_layer=dict(type='RoIAlign', ..., use_torchvision=True)"
             )

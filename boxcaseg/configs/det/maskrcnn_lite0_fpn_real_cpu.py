@@ -6,7 +6,7 @@
 # BoxInst (det/boxinst_lite0_fpn_real_cpu.py) so every variant starts from the same weights.
 _base_ = ['./maskrcnn_r18_fpn_real_cpu.py', './_base_/efficientnet_lite0_fpn.py']
 
-model = dict(_base_.lite0_fpn, roi_head=_base_.lite0_roi_layers)
+model = dict(_base_.lite0_fpn, roi_head=_base_.lite0_roi_layers, **_base_.lite0_rpn_nms)
 # one iteration on one CPU thread, channels_last (benchmarks/run.py --only stage_speed on a
 # 2-core machine): the expected time the log and the Snakemake job's runtime are given
 schedule = dict(cpu_seconds_per_iter=1.4)

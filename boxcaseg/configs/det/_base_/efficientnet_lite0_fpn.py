@@ -18,9 +18,17 @@ lite0_fpn = dict(
               norm_cfg=dict(type='GN', num_groups=32, requires_grad=True)))
 # NHWC weights and activations on the CPU: oneDNN's faster path for these depthwise networks
 # (boxcaseg/mm/memory_format.py; docs/results.md, "Speed", has what it bought). A Mask R-CNN
-# child needs torchvision's RoIAlign with it (mmcv's CPU kernel misreads NHWC features):
-# lite0_roi_layers below.
+# child cannot keep mmcv's RoIAlign with it (its CPU kernel misreads NHWC features):
+# lite0_roi_layers below pools with GatherRoIAlign (boxcaseg/mm/det/roi_align.py), torchvision's
+# roi_align values and gradients bit for bit in either layout, its CPU backward vectorised.
 memory_format = 'channels_last'
 lite0_roi_layers = dict(
-    bbox_roi_extractor=dict(roi_layer=dict(use_torchvision=True)),
-    mask_roi_extractor=dict(roi_layer=dict(use_torchvision=True)))
+    bbox_roi_extractor=dict(roi_layer=dict(type='GatherRoIAlign')),
+    mask_roi_extractor=dict(roi_layer=dict(type='GatherRoIAlign')))
+# The RPN's NMS as block_nms (boxcaseg/mm/det/nms.py): mmcv's kept indices exactly, stopping
+# once it holds max_num boxes instead of finding every survivor. max_num must be at least the
+# RPN's max_per_img (300 in both Lite0 Mask R-CNNs; tests/test_nms.py checks it): the RPN keeps
+# that many, so the proposals are the same as with type='nms'.
+lite0_rpn_nms = dict(
+    train_cfg=dict(rpn_proposal=dict(nms=dict(type='block_nms', max_num=300))),
+    test_cfg=dict(rpn=dict(nms=dict(type='block_nms', max_num=300))))
