@@ -37,6 +37,16 @@ def dataset_fields(coco_file: str | Path) -> dict[str, Any]:
     }
 
 
+def load_detector_config(config: str, cfg_options: dict[str, Any] | None = None) -> Any:
+    """A Stage 5 config with its options applied, refused by name where its block_nms would
+    stop before the head keeps max_per_img boxes (boxcaseg/mm/det/nms.py)."""
+    from boxcaseg.mm.det.nms import check_early_stops
+
+    cfg = load_config(config, cfg_options)
+    check_early_stops(cfg.model, config)
+    return cfg
+
+
 def _set_num_classes(model_cfg: Any, num_classes: int) -> None:
     """num_classes of every head that has one: Mask R-CNN's RoI heads, a one-stage detector's
     (BoxInst's) bbox head."""
@@ -74,7 +84,7 @@ def train_detection(
     """Stage 5: train Mask R-CNN on a COCO file with masks (proxy, true or box masks), or
     BoxInst on the boxes. ``iters_scale``: train that many times the schedule's iterations
     (:func:`stretch_schedule`; the boxinst_equal variant)."""
-    cfg = load_config(config, cfg_options)
+    cfg = load_detector_config(config, cfg_options)
     log_schedule(apply_plan(cfg, train_ann, threads=torch.get_num_threads()))
     if iters_scale != 1.0:
         log_schedule(stretch_schedule(cfg, iters_scale))
@@ -116,7 +126,7 @@ def predict_detection(
     from boxcaseg.mm.memory_format import apply_memory_format
 
     patch_mmengine_checkpoint_loading()
-    cfg = load_config(config, cfg_options)
+    cfg = load_detector_config(config, cfg_options)
     fields = dataset_fields(gt_file)
     cfg.test_dataloader.dataset.update(fields)
     _set_num_classes(cfg.model, len(fields["metainfo"]["classes"]))
@@ -206,7 +216,7 @@ def grade_detector_in_true_boxes(
     from boxcaseg.data.coco import load_json
     from boxcaseg.quality import instance_ious, miou_star_report
 
-    cfg = load_config(config, cfg_options)
+    cfg = load_detector_config(config, cfg_options)
     roi_head = cfg.model.get("roi_head")
     if not roi_head or not roi_head.get("mask_head"):
         return None

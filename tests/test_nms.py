@@ -72,17 +72,27 @@ def test_batched_nms_takes_it_by_name_from_the_config():
 
 def test_every_config_with_block_nms_stops_no_earlier_than_its_rpn_keeps():
     """max_num >= max_per_img wherever a packaged config states block_nms: the proposals are
-    then the ones type='nms' gives."""
+    then the ones type='nms' gives. A run that raises max_per_img past it is refused."""
     from boxcaseg.configs import packaged_configs
+    from boxcaseg.detection import load_detector_config
     from boxcaseg.engine import load_config
+    from boxcaseg.mm.det.nms import check_early_stops
 
-    checked = 0
-    for config in packaged_configs():
-        model = load_config(config).model
-        for stage in ("train_cfg", "test_cfg"):
-            for part in (model.get(stage) or {}).values():
-                nms_cfg = part.get("nms") if isinstance(part, dict) else None
-                if nms_cfg and nms_cfg.get("type") == "block_nms":
-                    assert nms_cfg.get("max_num", -1) >= part["max_per_img"], (config, stage)
-                    checked += 1
+    checked = sum(
+        check_early_stops(load_config(config).model, config)
+        for config in packaged_configs()
+        if config.startswith("det/")
+    )
     assert checked == 4  # train and test RPN of the two Lite0 Mask R-CNNs
+    with pytest.raises(ValueError, match="rpn_proposal.nms stops after max_num=300"):
+        load_detector_config(
+            "det/maskrcnn_lite0_fpn_demo.py",
+            {"model.train_cfg.rpn_proposal.max_per_img": 500},
+        )
+
+
+def test_numpy_input_goes_to_mmcv():
+    boxes, scores = random_boxes(50, torch.Generator().manual_seed(0))
+    dets, inds = block_nms(boxes.numpy(), scores.numpy(), 0.5)
+    expected_dets, expected = nms(boxes.numpy(), scores.numpy(), 0.5)
+    assert (inds == expected).all() and (dets == expected_dets).all()

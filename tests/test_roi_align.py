@@ -83,6 +83,35 @@ def test_equal_on_two_threads_and_when_many_rois_share_pixels(monkeypatch):
     assert torch.equal(out, expected) and torch.equal(grad, expected_grad)
 
 
+@pytest.mark.parametrize("dtype, scale", [(torch.float64, 1.0), (torch.float32, 1e-37)])
+def test_equal_in_double_and_with_subnormal_gradients(dtype, scale):
+    """Double, and float gradients so small that g * w / count is subnormal: the division
+    comes after the product, as in torchvision (folded into w it would round differently)."""
+    gen = torch.Generator().manual_seed(7)
+    features = torch.randn(2, 8, 12, 12, generator=gen).to(dtype)
+    rois = rois_on(features, 30, 0.5, gen, outside=True).to(dtype)
+    upstream = (torch.randn(30, 8, 5, 5, generator=gen) * scale).to(dtype)
+    out, grad = pooled_and_grad(GatherRoIAlign(5, 0.5, 2), features, rois, upstream)
+    expected, expected_grad = pooled_and_grad(
+        lambda f, r: roi_align(f, r, (5, 5), 0.5, 2, True), features, rois, upstream
+    )
+    assert expected_grad.abs().sum() > 0
+    assert torch.equal(out, expected) and torch.equal(grad, expected_grad)
+
+
+def test_a_non_finite_first_pixel_reaches_the_bins_that_sample_outside_the_map():
+    """torchvision reads an image's first pixel with weight 0 for a sample outside the map:
+    an inf there makes those bins NaN, and GatherRoIAlign's too."""
+    features = torch.ones(1, 1, 6, 6)
+    features[0, 0, 0, 0] = float("inf")
+    rois = torch.tensor([[0.0, -30.0, -30.0, 8.0, 8.0]])
+    expected = roi_align(features, rois, (2, 2), 0.5, 1, True)
+    out = GatherRoIAlign(2, 0.5, 1)(features, rois)
+    assert expected.isnan().any()
+    assert torch.equal(out.isnan(), expected.isnan())
+    assert torch.equal(out.nan_to_num(), expected.nan_to_num())
+
+
 def test_an_adaptive_sample_count_and_max_pooling_are_refused_by_name():
     with pytest.raises(ValueError, match="sampling_ratio 0"):
         GatherRoIAlign(7, 0.25, 0)

@@ -23,6 +23,8 @@ kernel.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -103,7 +105,7 @@ def block_nms(
     their indices into ``boxes``, by descending score), its CPU kernel's loop vectorised."""
     from mmcv.ops import nms
 
-    if boxes.is_cuda or not isinstance(boxes, Tensor):  # mmcv's CUDA kernel, numpy input
+    if not isinstance(boxes, Tensor) or boxes.is_cuda:  # numpy input, mmcv's CUDA kernel
         return nms(boxes, scores, iou_threshold, offset, score_threshold, max_num)
     assert offset in (0, 1)
     valid = None
@@ -120,6 +122,27 @@ def block_nms(
         inds = inds[:max_num]
     dets = torch.cat((boxes[inds], scores[inds].reshape(-1, 1)), dim=1)
     return dets, inds if valid is None else valid[inds]
+
+
+def check_early_stops(model_cfg: Any, config: str = "the config") -> int:
+    """Refuse a detector config whose ``block_nms`` would stop before its head keeps
+    ``max_per_img`` boxes (e.g. max_per_img raised by cfg_options, max_num left at 300): it
+    would silently train on fewer proposals. Returns how many NMS settings it checked."""
+    checked = 0
+    for stage in ("train_cfg", "test_cfg"):
+        for part_name, part in (model_cfg.get(stage) or {}).items():
+            nms_cfg = part.get("nms") if isinstance(part, dict) else None
+            if not nms_cfg or nms_cfg.get("type") != "block_nms":
+                continue
+            max_num, keeps = nms_cfg.get("max_num", -1), part.get("max_per_img", -1)
+            if 0 < max_num and (keeps <= 0 or max_num < keeps):
+                raise ValueError(
+                    f"{config}: model.{stage}.{part_name}.nms stops after max_num={max_num} "
+                    f"boxes but max_per_img is {keeps}: block_nms would return fewer boxes than "
+                    "mmcv's nms; set nms.max_num to max_per_img (or -1: no early stop)"
+                )
+            checked += 1
+    return checked
 
 
 def register_in_mmcv_nms() -> None:

@@ -14,7 +14,10 @@ in torchvision's order, the backward as ``index_add_`` of weighted gradient rows
 order torchvision's loop adds them (RoI, bin row, bin column, sample row, sample column,
 corner). The float operations and, for each channel of each pixel, their order are
 torchvision's, so forward values and feature gradients are equal bit for bit
-(tests/test_roi_align.py): a config can switch to it without changing a figure. Only a fixed
+(tests/test_roi_align.py: float32 and float64, subnormal gradients, NaN and inf included, up
+to the sign of a zero, against torchvision's x86-64 builds, whose CPU code does not fuse
+multiply-adds; not half, whose CPU backward torchvision rounds otherwise): a config can switch
+to it without changing a figure. Only a fixed
 ``sampling_ratio`` >= 1 is supported (torchvision's adaptive 0 varies the sample count per RoI);
 on a GPU it calls torchvision's CUDA kernel.
 
@@ -57,8 +60,8 @@ def roi_align_samples(
 ) -> tuple[Tensor, Tensor]:
     """The rows of the flattened NHWC feature map ``(N * H * W, C)`` each bin sample reads and
     their bilinear weights: both ``(R, PH, PW, s, s, 4)`` (corners in torchvision's order: low-low,
-    low-high, high-low, high-high). A sample outside the map reads row ``N * H * W`` (a zero
-    row the caller appends) with weight 0. ``rois``: ``(R, 5)`` as (image index, x1, y1, x2,
+    low-high, high-low, high-high). A sample outside the map is given row ``N * H * W`` (past
+    the map) and weight 0. ``rois``: ``(R, 5)`` as (image index, x1, y1, x2,
     y2) in image pixels. The arithmetic is torchvision's, op for op, in the rois' float type."""
     n, height, width = feature_shape
     bins_h, bins_w = output_size
@@ -127,17 +130,21 @@ class _GatherRoIAlignFunction(torch.autograd.Function):
         index, weights = roi_align_samples(
             rois, output_size, spatial_scale, sampling_ratio, aligned, (n, h, w)
         )
+        # a sample outside the map: torchvision reads its image's first pixel with weight 0 (a
+        # NaN or inf there makes the bin NaN) and adds no gradient; the backward's extra zero
+        # row takes those additions
+        outside = index == n * h * w
+        image_start = (rois[:, 0].long() * (h * w)).view(-1, 1, 1, 1, 1, 1)
+        read = torch.where(outside, image_start.expand_as(index), index)
         num_rois, bins_h, bins_w = index.shape[:3]
         per_bin = sampling_ratio * sampling_ratio
-        # NHWC rows (a view when the features are channels_last) and the zero row
-        table = torch.cat(
-            [features.permute(0, 2, 3, 1).reshape(n * h * w, c), features.new_zeros(1, c)]
-        )
-        index = index.reshape(-1, per_bin, 4)
+        # NHWC rows: a view when the features are channels_last
+        table = features.permute(0, 2, 3, 1).reshape(n * h * w, c)
+        read = read.reshape(-1, per_bin, 4)
         weights = weights.reshape(-1, per_bin, 4, 1)
         pooled = None
         for k in range(per_bin):  # output_val += w1 * v1 + w2 * v2 + w3 * v3 + w4 * v4
-            corner = [table.index_select(0, index[:, k, j]) for j in range(4)]
+            corner = [table.index_select(0, read[:, k, j]) for j in range(4)]
             value = weights[:, k, 0] * corner[0] + weights[:, k, 1] * corner[1]
             value = value + weights[:, k, 2] * corner[2]
             value = value + weights[:, k, 3] * corner[3]
@@ -145,14 +152,9 @@ class _GatherRoIAlignFunction(torch.autograd.Function):
         count = float(per_bin)
         if per_bin > 1:  # output_val /= count (count 1: the division is the identity)
             pooled = pooled / count
-        # g * w / count == g * (w / count) bit for bit: count is a power of two for s in 1, 2,
-        # 4, ...; other counts divide after the product, as torchvision does
-        exact = per_bin & (per_bin - 1) == 0
-        ctx.save_for_backward(
-            index.reshape(-1), (weights / count if exact else weights).reshape(-1, per_bin * 4, 1)
-        )
+        ctx.save_for_backward(index.reshape(-1), weights.reshape(-1, per_bin * 4, 1))
         ctx.shape = (n, c, h, w)
-        ctx.count = None if exact else count
+        ctx.count = count
         return pooled.reshape(num_rois, bins_h, bins_w, c).permute(0, 3, 1, 2)
 
     @staticmethod
@@ -165,8 +167,10 @@ class _GatherRoIAlignFunction(torch.autograd.Function):
         step = max(1, SCATTER_ROWS // per_row)
         # in bin order: each pixel's channels receive their additions in torchvision's order
         for start in range(0, grad_rows.shape[0], step):
+            # g = grad_output_this_bin * w / count, in that order (folding 1 / count into w
+            # rounds differently once g * w / count is subnormal)
             scaled = grad_rows[start : start + step] * weights[start : start + step]
-            if ctx.count is not None:
+            if ctx.count != 1.0:
                 scaled = scaled / ctx.count
             grad_table.index_add_(
                 0, index[start * per_row : (start + step) * per_row], scaled.reshape(-1, c)
