@@ -9,10 +9,11 @@ sorted boxes and finds all survivors, though only the first ``max_per_img`` are 
 ``block_nms`` sorts the scores with the same call mmcv's kernel makes, then walks the sorted
 boxes in blocks: a block's boxes overlapping a box kept before it are suppressed (one
 vectorised IoU of the kept boxes against the block), then mmcv's loop runs over the block's
-IoU tile packed into bit sets (one Python step a box). The IoU is mmcv's float arithmetic op for op and IoU is symmetric bit for bit,
-so every suppression decision, and the kept indices in their order, are mmcv's
-(tests/test_nms.py). With ``max_num`` it stops after the block that completes ``max_num``
-kept boxes: mmcv returns the same first ``max_num``.
+IoU tile packed into bit sets (one Python step a box). The IoU is mmcv's float arithmetic op
+for op and symmetric bit for bit, so every suppression decision, and the kept indices in
+their order, are mmcv's (tests/test_nms.py). With ``max_num`` it stops after the block that
+completes ``max_num`` kept boxes: mmcv returns the same first ``max_num``. Without it, it
+finds every survivor and is no faster than mmcv's kernel.
 
 mmcv's ``batched_nms`` (which mmdet's heads call) evaluates the ``type`` of its ``nms_cfg`` in
 the namespace of ``mmcv.ops.nms`` and passes the other keys on; importing
