@@ -397,6 +397,20 @@ def _train_step_runner(cfg: Any) -> tuple[Any, Any, Any]:
     return runner.model, optim, batches()
 
 
+def _detector_train_runner(config: str, data: dict[str, Path], tmp: Path) -> tuple[Any, Any]:
+    """A Stage 5 config on ``tiny_demo`` data (BoxInst on the boxes, Mask R-CNN on the true
+    masks) and its :func:`_train_step_runner`."""
+    from boxcaseg.detection import _set_num_classes, dataset_fields
+    from boxcaseg.engine import load_config
+
+    cfg = load_config(config, {"train_dataloader.persistent_workers": True})
+    fields = dataset_fields(str(data["train_boxes"] if "boxinst" in config else data["train_gt"]))
+    cfg.train_dataloader.dataset.update(fields)
+    _set_num_classes(cfg.model, len(fields["metainfo"]["classes"]))
+    cfg.work_dir = str(tmp / "work" / Path(config).stem)
+    return cfg, _train_step_runner(cfg)
+
+
 def bench_stage_speed(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Each stage on the configs that run (the Lite0 demo and real-photo recipes), NCHW on one
     thread (before) against channels_last on one and two threads, side by side in this process:
@@ -406,7 +420,6 @@ def bench_stage_speed(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     import boxcaseg.mm  # noqa: F401
-    from boxcaseg.detection import _set_num_classes, dataset_fields
     from boxcaseg.engine import load_config
 
     data = tiny_demo(tmp / "data", train_images=60)
@@ -435,14 +448,7 @@ def bench_stage_speed(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         "det/boxinst_lite0_fpn_demo.py",
         "det/boxinst_lite0_fpn_real_cpu.py",
     ):
-        cfg = load_config(config, {"train_dataloader.persistent_workers": True})
-        fields = dataset_fields(
-            str(data["train_boxes"] if "boxinst" in config else data["train_gt"])
-        )
-        cfg.train_dataloader.dataset.update(fields)
-        _set_num_classes(cfg.model, len(fields["metainfo"]["classes"]))
-        cfg.work_dir = str(tmp / "work" / Path(config).stem)
-        model, optim, batches = _train_step_runner(cfg)
+        cfg, (model, optim, batches) = _detector_train_runner(config, data, tmp)
 
         def prepare(layout: str, model: Any = model, optim: Any = optim, batches: Any = batches):
             _set_layout(model, layout)
@@ -502,20 +508,13 @@ def bench_det_kernels(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     import boxcaseg.mm  # noqa: F401
-    from boxcaseg.detection import _set_num_classes, dataset_fields
-    from boxcaseg.engine import load_config
     from boxcaseg.mm.det.roi_align import as_mmcv_roi_align
 
     data = tiny_demo(tmp / "data", train_images=60)
     iters, rounds = args.speed_iters, args.speed_rounds
     result: dict[str, Any] = {"threads_available": os.cpu_count(), "rounds": rounds}
     for config in ("det/maskrcnn_lite0_fpn_demo.py", "det/maskrcnn_lite0_fpn_real_cpu.py"):
-        cfg = load_config(config, {"train_dataloader.persistent_workers": True})
-        fields = dataset_fields(str(data["train_gt"]))
-        cfg.train_dataloader.dataset.update(fields)
-        _set_num_classes(cfg.model, len(fields["metainfo"]["classes"]))
-        cfg.work_dir = str(tmp / "work" / Path(config).stem)
-        model, optim, batches = _train_step_runner(cfg)
+        cfg, (model, optim, batches) = _detector_train_runner(config, data, tmp)
         extractors = (model.roi_head.bbox_roi_extractor, model.roi_head.mask_roi_extractor)
         gather = [e.roi_layers for e in extractors]
         torchvision = [as_mmcv_roi_align(layers) for layers in gather]

@@ -56,14 +56,15 @@ def roi_align_samples(
     spatial_scale: float,
     sampling_ratio: int,
     aligned: bool,
-    feature_shape: tuple[int, int, int],
-) -> tuple[Tensor, Tensor]:
-    """The rows of the flattened NHWC feature map ``(N * H * W, C)`` each bin sample reads and
-    their bilinear weights: both ``(R, PH, PW, s, s, 4)`` (corners in torchvision's order: low-low,
-    low-high, high-low, high-high). A sample outside the map is given row ``N * H * W`` (past
-    the map) and weight 0. ``rois``: ``(R, 5)`` as (image index, x1, y1, x2,
-    y2) in image pixels. The arithmetic is torchvision's, op for op, in the rois' float type."""
-    n, height, width = feature_shape
+    feature_size: tuple[int, int],
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The rows of the flattened NHWC feature map ``(N * H * W, C)`` each bin sample reads,
+    their bilinear weights and whether the sample lies on the map: all ``(R, PH, PW, s, s, 4)``
+    (corners in torchvision's order: low-low, low-high, high-low, high-high). A sample outside
+    the map reads its image's first pixel with weight 0, as torchvision's does. ``rois``:
+    ``(R, 5)`` as (image index, x1, y1, x2, y2) in image pixels. The arithmetic is
+    torchvision's, op for op, in the rois' float type."""
+    height, width = feature_size
     bins_h, bins_w = output_size
     s = sampling_ratio
     offset = 0.5 if aligned else 0.0
@@ -109,10 +110,12 @@ def roi_align_samples(
         [top + cols(x_low), top + cols(x_high), bottom + cols(x_low), bottom + cols(x_high)],
         dim=-1,
     )
-    inside = (rows(y_in) & cols(x_in))[..., None]
-    index = torch.where(inside, index, torch.full_like(index, n * height * width))
+    inside = (rows(y_in) & cols(x_in))[..., None].expand_as(index)
+    # outside the map torchvision reads the image's first pixel with weight 0 (a NaN or inf
+    # there makes the bin NaN) and adds no gradient
+    index = torch.where(inside, index, image.unsqueeze(-1).expand_as(index))
     weights = torch.where(inside, weights, torch.zeros_like(weights))
-    return index, weights
+    return index, weights, inside
 
 
 class _GatherRoIAlignFunction(torch.autograd.Function):
@@ -127,16 +130,12 @@ class _GatherRoIAlignFunction(torch.autograd.Function):
         aligned: bool,
     ) -> Tensor:
         n, c, h, w = features.shape
-        index, weights = roi_align_samples(
-            rois, output_size, spatial_scale, sampling_ratio, aligned, (n, h, w)
+        read, weights, inside = roi_align_samples(
+            rois, output_size, spatial_scale, sampling_ratio, aligned, (h, w)
         )
-        # a sample outside the map: torchvision reads its image's first pixel with weight 0 (a
-        # NaN or inf there makes the bin NaN) and adds no gradient; the backward's extra zero
-        # row takes those additions
-        outside = index == n * h * w
-        image_start = (rois[:, 0].long() * (h * w)).view(-1, 1, 1, 1, 1, 1)
-        read = torch.where(outside, image_start.expand_as(index), index)
-        num_rois, bins_h, bins_w = index.shape[:3]
+        # the backward adds the gradients of samples outside the map to an extra row, dropped
+        scatter = torch.where(inside, read, torch.full_like(read, n * h * w))
+        num_rois, bins_h, bins_w = read.shape[:3]
         per_bin = sampling_ratio * sampling_ratio
         # NHWC rows: a view when the features are channels_last
         table = features.permute(0, 2, 3, 1).reshape(n * h * w, c)
@@ -152,7 +151,7 @@ class _GatherRoIAlignFunction(torch.autograd.Function):
         count = float(per_bin)
         if per_bin > 1:  # output_val /= count (count 1: the division is the identity)
             pooled = pooled / count
-        ctx.save_for_backward(index.reshape(-1), weights.reshape(-1, per_bin * 4, 1))
+        ctx.save_for_backward(scatter.reshape(-1), weights.reshape(-1, per_bin * 4, 1))
         ctx.shape = (n, c, h, w)
         ctx.count = count
         return pooled.reshape(num_rois, bins_h, bins_w, c).permute(0, 3, 1, 2)
