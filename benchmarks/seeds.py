@@ -5,6 +5,8 @@
     python benchmarks/seeds.py --configfile config/coco128_person.yaml --seeds 0 1 2 --no-run
     python benchmarks/seeds.py --variants weak full box boxinst boxinst_equal   # both BoxInst rows
     python benchmarks/seeds.py --configfile config/coco128.yaml --until proxies  # Stages 1-4
+    python benchmarks/seeds.py --run-name demo_det480 --set detection.max_iters=480 \
+        --variants weak full box --reuse-stages-from demo   # the detectors again, longer
 
 Each seed is a whole workflow run (`snakemake --cores all`) with `segmentation.seed` and
 `detection.seed` set to it (the data stay the same) into `results/<run_name>_seed<k>/`; seed 0
@@ -14,6 +16,13 @@ is not redone (Snakemake finds nothing to do; but a changed model config or code
 the wall minutes the JSON already holds for each seed). Prints the
 figures per seed, their mean and their spread (sample standard deviation, and max - min), and
 writes them as JSON (benchmarks/results/seeds_<run_name>.json).
+
+``--set KEY=VALUE`` changes config settings (dotted keys, YAML values) in every seed's run, under
+``--run-name`` (a name of their own, so that the config's runs stay as they are);
+``--reuse-stages-from RUN`` copies each seed's Stage 1-4 files (and its generated data) from
+RUN's run of the same seed, times kept, so that only the detectors train: what a rerun of
+Stages 1-4 would give anyway (the same seed on the same machine gives the same bytes,
+docs/results.md, "What reproduces where").
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -134,6 +144,56 @@ def run_workflow(
     return (time.time() - start) / 60
 
 
+def dotted_overrides(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs (dotted keys, YAML values) as a nested config dict."""
+    nested: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE (e.g. detection.max_iters=480)")
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return nested
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+# a run's Stage 1-4 files, under results/<run>/ (plus resources/<run>/, its generated data,
+# and every benchmark file but the detectors')
+STAGE_1_TO_4 = ("data", "segmentation", "proxy")
+DETECTOR_JOBS = ("train_detection_", "evaluate_detection_")
+
+
+def reuse_stages(source: str, target: str) -> None:
+    """Copy results/<source>/'s Stage 1-4 files and resources/<source>/ to ``target``'s, file
+    times kept (Snakemake then finds them up to date); refuses a target that exists."""
+    src, dst = REPO / "results" / source, REPO / "results" / target
+    if dst.exists():
+        raise SystemExit(f"--reuse-stages-from: results/{target}/ exists; remove it first")
+    if not (src / "proxy" / "proxy_masks.json").is_file():
+        raise SystemExit(f"--reuse-stages-from: results/{source}/ has no Stage 4 output yet")
+    for part in STAGE_1_TO_4:
+        if (src / part).is_dir():
+            shutil.copytree(src / part, dst / part)
+    (dst / "benchmarks").mkdir(parents=True)
+    for bench in (src / "benchmarks").glob("*.tsv"):
+        if not bench.name.startswith(DETECTOR_JOBS):
+            shutil.copy2(bench, dst / "benchmarks" / bench.name)
+    if (REPO / "resources" / source).is_dir():
+        shutil.copytree(REPO / "resources" / source, REPO / "resources" / target)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configfile", default="config.yaml")
@@ -148,6 +208,20 @@ def main() -> int:
         help="detection.variants for these runs (e.g. the config's plus boxinst_equal)",
     )
     parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config settings for these runs (dotted keys: detection.max_iters=480)",
+    )
+    parser.add_argument("--run-name", help="the runs' name (default: the config's run_name)")
+    parser.add_argument(
+        "--reuse-stages-from",
+        metavar="RUN",
+        help="copy each seed's Stage 1-4 files from RUN's run of that seed (only the detectors "
+        "train)",
+    )
+    parser.add_argument(
         "--until",
         choices=["all", "proxies"],
         default="all",
@@ -155,23 +229,30 @@ def main() -> int:
     )
     args = parser.parse_args()
     base = yaml.safe_load((REPO / args.configfile).read_text())
-    path = Path(args.json or REPO / f"benchmarks/results/seeds_{base['run_name']}.json")
+    run_name = args.run_name or base["run_name"]
+    settings = dotted_overrides(args.set)
+    path = Path(args.json or REPO / f"benchmarks/results/seeds_{run_name}.json")
     # --no-run keeps the wall minutes an earlier call measured for the same seed
     earlier = json.loads(path.read_text()).get("runs", {}) if path.is_file() else {}
     runs = {}
     for seed in args.seeds:
-        name, overrides = base["run_name"], {"run_name": base["run_name"]}
+        name, overrides = run_name, {"run_name": run_name}
         if seed != 0:  # seed 0 is the config's own run (the schema's default seeds)
-            name = f"{base['run_name']}_seed{seed}"
+            name = f"{run_name}_seed{seed}"
             overrides = {
                 "run_name": name,
                 "segmentation": {"seed": seed},
                 "detection": {"seed": seed},
             }
+        overrides = deep_merge(overrides, settings)
         if args.variants:
             overrides["detection"] = {**overrides.get("detection", {}), "variants": args.variants}
         if overrides == {"run_name": base["run_name"]}:
             overrides = None
+        if args.reuse_stages_from and not args.no_run:
+            source = args.reuse_stages_from + (f"_seed{seed}" if seed != 0 else "")
+            if not (REPO / "results" / name).exists():
+                reuse_stages(source, name)
         if args.no_run:
             minutes = earlier.get(str(seed), {}).get("wall_minutes")
         else:
@@ -211,7 +292,13 @@ def main() -> int:
         )
     path.write_text(
         json.dumps(
-            {"configfile": args.configfile, "seeds": args.seeds, "runs": runs, "summary": summary},
+            {
+                "configfile": args.configfile,
+                "set": args.set,
+                "seeds": args.seeds,
+                "runs": runs,
+                "summary": summary,
+            },
             indent=1,
         )
     )

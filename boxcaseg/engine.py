@@ -129,11 +129,46 @@ def resume_checkpoint(work_dir: str | Path) -> Path | None:
     )
 
 
+def files_named(*nodes: Any) -> list[str]:
+    """Every existing file a config section names (annotation files, the salient set, a
+    pretrained checkpoint: any string value that is a file), sorted, each once."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                walk(value)
+        elif isinstance(node, str) and 0 < len(node) < 4096 and os.path.isfile(node):
+            found.add(node)
+
+    for node in nodes:
+        walk(node)
+    return sorted(found)
+
+
+def training_fingerprint(cfg: Any) -> str:
+    """What a work dir's checkpoints were trained from: the config as it runs and the content
+    of every file its ``train_dataloader`` and ``model`` name (the training annotations, e.g.
+    the proxy masks, the salient set, pretrained weights). A rerun on changed data (Snakemake
+    reran the job because Stage 4 wrote new proxy masks) must not resume the training of the
+    old data from the same paths; the images themselves are not read (an image replaced under
+    the same name is not seen)."""
+    digest = hashlib.sha256(cfg.pretty_text.encode())
+    for path in files_named(cfg.get("train_dataloader"), cfg.get("model")):
+        with open(path, "rb") as handle:
+            digest.update(path.encode() + b"\0" + hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()[:16]
+
+
 def claim_work_dir(cfg: Any, work_dir: Path) -> None:
-    """Make ``work_dir`` safe to resume from: if it holds checkpoints of a DIFFERENT config
-    (the user changed a setting), move it aside to ``<name>.previous-<time>`` rather than
-    resuming from it or deleting it, then record this config's fingerprint."""
-    fingerprint = hashlib.sha256(cfg.pretty_text.encode()).hexdigest()[:16]
+    """Make ``work_dir`` safe to resume from: if it holds checkpoints of a DIFFERENT training
+    (the user changed a setting, or the data it trains on changed: :func:`training_fingerprint`),
+    move it aside to ``<name>.previous-<time>`` rather than resuming from it or deleting it, then
+    record this training's fingerprint."""
+    fingerprint = training_fingerprint(cfg)
     marker = work_dir / "config_fingerprint"
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 decides, the others wait for it
         for _ in range(600):
@@ -147,8 +182,8 @@ def claim_work_dir(cfg: Any, work_dir: Path) -> None:
         archive = work_dir.with_name(f"{work_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
         work_dir.rename(archive)
         print(
-            f"[boxcaseg] {work_dir} holds checkpoints of another config: moved to {archive}; "
-            "training starts afresh",
+            f"[boxcaseg] {work_dir} holds checkpoints of another config or other training "
+            f"data: moved to {archive}; training starts afresh",
             flush=True,
         )
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -11,11 +11,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from boxcaseg.engine import CheckpointError, resume_checkpoint
+from boxcaseg.engine import CheckpointError, claim_work_dir, resume_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,6 +112,56 @@ def test_a_later_checkpoint_than_the_named_one_is_never_taken(tmp_path):
     work = work_dir_with(tmp_path, [2, 4, 6], named=4)
     truncate(work / "iter_4.pth")
     assert resume_checkpoint(work) == work / "iter_2.pth"
+
+
+def claimed(tmp_path: Path, ann_text: str) -> tuple[Path, Any]:
+    """A work dir claimed for a small config training on an annotation file holding
+    ``ann_text``: (work dir, config)."""
+    from mmengine.config import Config
+
+    ann = tmp_path / "train.proxy.json"
+    ann.write_text(ann_text)
+    cfg = Config(
+        dict(
+            model=dict(type="Toy", pretrained="efficientnet-lite0"),
+            train_dataloader=dict(dataset=dict(ann_file=str(ann), data_prefix=dict(img=""))),
+            optim_wrapper=dict(optimizer=dict(lr=0.01)),
+        )
+    )
+    work = tmp_path / "work"
+    claim_work_dir(cfg, work)
+    return work, cfg
+
+
+def archives(tmp_path: Path) -> list[Path]:
+    return sorted(tmp_path.glob("work.previous-*"))
+
+
+def test_a_work_dir_is_resumed_only_for_the_same_config_and_the_same_training_data(tmp_path):
+    """Snakemake reruns the weak detector when Stage 4 rewrote the proxy masks (same path, new
+    content): its work dir must not be resumed (a finished one would hand back the detector of
+    the old masks), but moved aside; the same config on the same data resumes."""
+    work, cfg = claimed(tmp_path, '{"annotations": [1]}')
+    save_checkpoint(work / "iter_4.pth", 4.0)
+    (work / "last_checkpoint").write_text(str(work / "iter_4.pth"))
+
+    claim_work_dir(cfg, work)  # a killed job rerun: nothing changed
+    assert archives(tmp_path) == [] and resume_checkpoint(work) == work / "iter_4.pth"
+
+    Path(cfg.train_dataloader.dataset.ann_file).write_text('{"annotations": [2]}')
+    claim_work_dir(cfg, work)  # new proxy masks under the same name
+    (archive,) = archives(tmp_path)
+    assert (archive / "iter_4.pth").is_file()  # kept, not deleted
+    assert not (work / "last_checkpoint").exists()  # the rerun trains afresh
+
+
+def test_a_changed_setting_also_moves_the_work_dir_aside(tmp_path):
+    work, cfg = claimed(tmp_path, "{}")
+    save_checkpoint(work / "iter_2.pth", 2.0)
+    (work / "last_checkpoint").write_text(str(work / "iter_2.pth"))
+    cfg.optim_wrapper.optimizer.lr = 0.02
+    claim_work_dir(cfg, work)
+    assert len(archives(tmp_path)) == 1 and not (work / "last_checkpoint").exists()
 
 
 # --- real trainings -----------------------------------------------------------------------------
