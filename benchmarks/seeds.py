@@ -194,6 +194,30 @@ def reuse_stages(source: str, target: str) -> None:
         shutil.copytree(REPO / "resources" / source, REPO / "resources" / target)
 
 
+def check_run_settings(args: argparse.Namespace, config_run_name: str, settings: dict) -> None:
+    """--set and --reuse-stages-from make runs of their own: under a --run-name other than the
+    config's (whose runs they would otherwise change), a name the settings leave alone, seeds
+    the settings leave alone, and only detector settings when Stages 1-4 are copied (the copies
+    carry no Snakemake record of their settings, so a changed Stage 1-4 setting would not rerun
+    them)."""
+    if not (args.set or args.reuse_stages_from):
+        return
+    if not args.run_name or args.run_name == config_run_name:
+        raise SystemExit(
+            "--set / --reuse-stages-from: give the runs a --run-name of their own (the config's "
+            f"runs, results/{config_run_name}*/, stay as they are)"
+        )
+    if "run_name" in settings:
+        raise SystemExit("--set run_name=...: use --run-name")
+    if any("seed" in settings.get(section, {}) for section in ("segmentation", "detection")):
+        raise SystemExit("--set ...seed=...: the seeds are --seeds")
+    if args.reuse_stages_from and set(settings) - {"detection"}:
+        raise SystemExit(
+            "--reuse-stages-from copies Stages 1-4 as they are: --set may change detection.* "
+            f"settings only (got {sorted(settings)})"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configfile", default="config.yaml")
@@ -210,6 +234,7 @@ def main() -> int:
     parser.add_argument(
         "--set",
         nargs="+",
+        action="extend",
         default=[],
         metavar="KEY=VALUE",
         help="config settings for these runs (dotted keys: detection.max_iters=480)",
@@ -231,9 +256,13 @@ def main() -> int:
     base = yaml.safe_load((REPO / args.configfile).read_text())
     run_name = args.run_name or base["run_name"]
     settings = dotted_overrides(args.set)
+    check_run_settings(args, base["run_name"], settings)
     path = Path(args.json or REPO / f"benchmarks/results/seeds_{run_name}.json")
-    # --no-run keeps the wall minutes an earlier call measured for the same seed
-    earlier = json.loads(path.read_text()).get("runs", {}) if path.is_file() else {}
+    # --no-run keeps the wall minutes an earlier call measured for the same seed (and the
+    # settings the runs were made with)
+    earlier_file = json.loads(path.read_text()) if path.is_file() else {}
+    earlier = earlier_file.get("runs", {})
+    recorded_settings = args.set or (earlier_file.get("set", []) if args.no_run else [])
     runs = {}
     for seed in args.seeds:
         name, overrides = run_name, {"run_name": run_name}
@@ -294,7 +323,7 @@ def main() -> int:
         json.dumps(
             {
                 "configfile": args.configfile,
-                "set": args.set,
+                "set": recorded_settings,
                 "seeds": args.seeds,
                 "runs": runs,
                 "summary": summary,

@@ -10,6 +10,7 @@ config.yaml sections into such options.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -129,38 +130,43 @@ def resume_checkpoint(work_dir: str | Path) -> Path | None:
     )
 
 
-def files_named(*nodes: Any) -> list[str]:
-    """Every existing file a config section names (annotation files, the salient set, a
-    pretrained checkpoint: any string value that is a file), sorted, each once."""
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, (list, tuple)):
-            for value in node:
-                walk(value)
-        elif isinstance(node, str) and 0 < len(node) < 4096 and os.path.isfile(node):
-            found.add(node)
-
-    for node in nodes:
-        walk(node)
-    return sorted(found)
+def without_locations(node: Any, digests: dict[str, str]) -> Any:
+    """``node`` (a config as plain data) with every string that names an existing file
+    replaced by the file's content digest (sha256, cached in ``digests``) and every string that
+    names a folder by a placeholder: what a training reads, not where it lies."""
+    if isinstance(node, dict):
+        return {key: without_locations(value, digests) for key, value in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [without_locations(value, digests) for value in node]
+    if isinstance(node, str) and 0 < len(node) < 4096:
+        if os.path.isfile(node):
+            if node not in digests:
+                with open(node, "rb") as handle:
+                    digests[node] = hashlib.file_digest(handle, "sha256").hexdigest()
+            return f"<file sha256 {digests[node]}>"
+        if os.path.isdir(node):
+            return "<folder>"
+    return node
 
 
 def training_fingerprint(cfg: Any) -> str:
-    """What a work dir's checkpoints were trained from: the config as it runs and the content
-    of every file its ``train_dataloader`` and ``model`` name (the training annotations, e.g.
-    the proxy masks, the salient set, pretrained weights). A rerun on changed data (Snakemake
-    reran the job because Stage 4 wrote new proxy masks) must not resume the training of the
-    old data from the same paths; the images themselves are not read (an image replaced under
-    the same name is not seen)."""
-    digest = hashlib.sha256(cfg.pretty_text.encode())
-    for path in files_named(cfg.get("train_dataloader"), cfg.get("model")):
-        with open(path, "rb") as handle:
-            digest.update(path.encode() + b"\0" + hashlib.file_digest(handle, "sha256").digest())
-    return digest.hexdigest()[:16]
+    """What a work dir's checkpoints were trained from: the config as it runs, with the files
+    it names (the training annotations, e.g. the proxy masks, the salient index, pretrained
+    weights) by their content and not by their paths. A rerun on changed data (Snakemake
+    reran the job because Stage 4 wrote new proxy masks under the same name) must not resume
+    the old data's training, and a results folder copied elsewhere, its data with it, still
+    resumes. The images themselves are not read (an image replaced under the same name is not
+    seen)."""
+    plain = without_locations(cfg.to_dict(), {})
+    text = json.dumps(plain, sort_keys=True, default=_stable_name)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _stable_name(value: Any) -> str:
+    """A config value JSON cannot hold (a class, a function), by its name: the same in every
+    process, unlike its repr's memory address."""
+    named = value if hasattr(value, "__qualname__") else type(value)
+    return f"{getattr(named, '__module__', '')}.{named.__qualname__}"
 
 
 def claim_work_dir(cfg: Any, work_dir: Path) -> None:

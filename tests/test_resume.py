@@ -155,6 +155,26 @@ def test_a_work_dir_is_resumed_only_for_the_same_config_and_the_same_training_da
     assert not (work / "last_checkpoint").exists()  # the rerun trains afresh
 
 
+def test_a_results_folder_copied_elsewhere_with_its_data_still_resumes(tmp_path):
+    """The fingerprint holds the files' content, not their paths: a run folder copied to
+    scratch (its data, images folder and work dir together) resumes there."""
+    (tmp_path / "images").mkdir()
+    work, cfg = claimed(tmp_path, '{"annotations": [1]}')
+    cfg.train_dataloader.dataset.data_prefix.img = str(tmp_path / "images")
+    cfg.model.init_fn = claim_work_dir  # a value JSON cannot hold: by its name
+    claim_work_dir(cfg, work)
+    save_checkpoint(work / "iter_4.pth", 4.0)
+    (work / "last_checkpoint").write_text(str(work / "iter_4.pth"))
+
+    scratch = tmp_path / "scratch"
+    shutil.copytree(tmp_path, scratch, ignore=shutil.ignore_patterns("scratch"))
+    cfg.train_dataloader.dataset.ann_file = str(scratch / "train.proxy.json")
+    cfg.train_dataloader.dataset.data_prefix.img = str(scratch / "images")
+    claim_work_dir(cfg, scratch / "work")
+    assert archives(scratch) == []
+    assert resume_checkpoint(scratch / "work") == scratch / "work" / "iter_4.pth"
+
+
 def test_a_changed_setting_also_moves_the_work_dir_aside(tmp_path):
     work, cfg = claimed(tmp_path, "{}")
     save_checkpoint(work / "iter_2.pth", 2.0)

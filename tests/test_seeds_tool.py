@@ -70,3 +70,47 @@ def test_reuse_stages_copies_stages_1_to_4_only_with_their_times(seeds, tmp_path
         seeds.reuse_stages("run", "copy")
     with pytest.raises(SystemExit, match="no Stage 4 output"):
         seeds.reuse_stages("missing", "other")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--set", "detection.max_iters=480"], "--run-name of their own"),
+        (["--set", "detection.max_iters=480", "--run-name", "demo"], "--run-name of their own"),
+        (["--run-name", "x", "--set", "run_name=y"], "use --run-name"),
+        (["--run-name", "x", "--set", "detection.seed=3"], "the seeds are --seeds"),
+        (
+            ["--run-name", "x", "--reuse-stages-from", "demo", "--set", "merge.drop_threshold=0.3"],
+            "detection.\\* settings only",
+        ),
+    ],
+)
+def test_runs_with_settings_of_their_own_are_refused_when_they_would_mix_with_others(
+    seeds, monkeypatch, argv, message
+):
+    monkeypatch.setattr(seeds.sys, "argv", ["seeds.py", *argv])
+    monkeypatch.setattr(seeds, "run_workflow", lambda *a, **k: pytest.fail("ran snakemake"))
+    with pytest.raises(SystemExit, match=message):
+        seeds.main()
+
+
+def test_repeated_set_options_all_count(seeds, monkeypatch, tmp_path):
+    """--set a=1 --set b=2 keeps both (argparse's nargs='+' alone kept only the last)."""
+    calls = []
+    monkeypatch.setattr(seeds, "REPO", tmp_path)
+    (tmp_path / "config.yaml").write_text("run_name: demo\n")
+    argv = ["seeds.py", "--seeds", "1", "--run-name", "more", "--json", str(tmp_path / "s.json")]
+    argv += ["--set", "detection.max_iters=480", "--set", "detection.lr=0.02"]
+    monkeypatch.setattr(seeds.sys, "argv", argv)
+    monkeypatch.setattr(
+        seeds, "run_workflow", lambda cfg, overrides, targets: calls.append(overrides) or 1.0
+    )
+    monkeypatch.setattr(seeds, "headline", lambda out: {"weak mask AP": 1.0})
+    assert seeds.main() == 0
+    assert calls == [
+        {
+            "run_name": "more_seed1",
+            "segmentation": {"seed": 1},
+            "detection": {"seed": 1, "max_iters": 480, "lr": 0.02},
+        }
+    ]
