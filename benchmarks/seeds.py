@@ -275,7 +275,7 @@ def main() -> int:
             }
         overrides = deep_merge(overrides, settings)
         if args.variants:
-            overrides["detection"] = {**overrides.get("detection", {}), "variants": args.variants}
+            overrides = deep_merge(overrides, {"detection": {"variants": args.variants}})
         if overrides == {"run_name": base["run_name"]}:
             overrides = None
         if args.reuse_stages_from and not args.no_run:
