@@ -20,7 +20,7 @@ writes them as JSON (benchmarks/results/seeds_<run_name>.json).
 ``--set KEY=VALUE`` changes config settings (dotted keys, YAML values) in every seed's run, under
 ``--run-name`` (a name of their own, so that the config's runs stay as they are);
 ``--reuse-stages-from RUN`` copies each seed's Stage 1-4 files (and its generated data) from
-RUN's run of the same seed, times kept, so that only the detectors train: what a rerun of
+RUN's run of the same seed (their order in time kept, moved to now), so that only the detectors train: what a rerun of
 Stages 1-4 would give anyway (the same seed on the same machine gives the same bytes,
 docs/results.md, "What reproduces where").
 """
@@ -176,8 +176,11 @@ DETECTOR_JOBS = ("train_detection_", "evaluate_detection_")
 
 
 def reuse_stages(source: str, target: str) -> None:
-    """Copy results/<source>/'s Stage 1-4 files and resources/<source>/ to ``target``'s, file
-    times kept (Snakemake then finds them up to date); refuses a target that exists."""
+    """Copy results/<source>/'s Stage 1-4 files and resources/<source>/ to ``target``'s, their
+    order in time kept but moved to now (Snakemake then finds them up to date: each output
+    stays newer than the copied inputs it was made from, and all are newer than the data
+    folders Stage 1 reads, whose times a mount or copy of ../shared may have renewed since the
+    source run); refuses a target that exists."""
     src, dst = REPO / "results" / source, REPO / "results" / target
     if dst.exists():
         raise SystemExit(f"--reuse-stages-from: results/{target}/ exists; remove it first")
@@ -192,6 +195,23 @@ def reuse_stages(source: str, target: str) -> None:
             shutil.copy2(bench, dst / "benchmarks" / bench.name)
     if (REPO / "resources" / source).is_dir():
         shutil.copytree(REPO / "resources" / source, REPO / "resources" / target)
+        renew_times([dst, REPO / "resources" / target])
+    else:
+        renew_times([dst])
+
+
+def renew_times(folders: list[Path]) -> None:
+    """Give every path under ``folders`` (folders too: Snakemake dates a directory output by
+    the stamp file inside it) a time from now on, in the order of their present times, one
+    millisecond apart."""
+    paths = sorted(
+        (p for folder in folders for p in [folder, *folder.rglob("*")]),
+        key=lambda p: p.stat().st_mtime_ns,
+    )
+    start = time.time_ns()
+    for i, path in enumerate(paths):
+        stamp = start + i * 1_000_000
+        os.utime(path, ns=(stamp, stamp))
 
 
 def check_run_settings(args: argparse.Namespace, config_run_name: str, settings: dict) -> None:

@@ -34,8 +34,11 @@ def test_set_pairs_become_nested_overrides_merged_over_the_seed_settings(seeds):
         seeds.dotted_overrides(["detection.max_iters"])
 
 
-def test_reuse_stages_copies_stages_1_to_4_only_with_their_times(seeds, tmp_path, monkeypatch):
+def test_reuse_stages_copies_stages_1_to_4_only_in_their_time_order(seeds, tmp_path, monkeypatch):
     monkeypatch.setattr(seeds, "REPO", tmp_path)
+    # a data folder read by Stage 1 that a remount made newer than the source run
+    shared = tmp_path / "shared"
+    shared.mkdir()
     src = tmp_path / "results" / "run"
     files = {
         "data/train.gt.json": True,
@@ -60,12 +63,18 @@ def test_reuse_stages_copies_stages_1_to_4_only_with_their_times(seeds, tmp_path
     seeds.reuse_stages("run", "copy")
 
     dst = tmp_path / "results" / "copy"
-    for i, (name, copied) in enumerate(files.items()):
+    copied_times = []
+    for name, copied in files.items():
         assert (dst / name).is_file() == copied, name
         if copied:
             assert (dst / name).read_text() == name
-            assert (dst / name).stat().st_mtime == 1_000_000 + i
-    assert (tmp_path / "resources" / "copy" / "demo" / "image.png").read_text() == "pixels"
+            copied_times.append((dst / name).stat().st_mtime_ns)
+    assert copied_times == sorted(copied_times)  # the order Snakemake judges by
+    assert len(set(copied_times)) == len(copied_times)
+    assert min(copied_times) > shared.stat().st_mtime_ns  # no output older than the data
+    generated_copy = tmp_path / "resources" / "copy" / "demo" / "image.png"
+    assert generated_copy.read_text() == "pixels"
+    assert generated_copy.stat().st_mtime_ns > shared.stat().st_mtime_ns
     with pytest.raises(SystemExit, match="exists"):
         seeds.reuse_stages("run", "copy")
     with pytest.raises(SystemExit, match="no Stage 4 output"):
