@@ -20,8 +20,8 @@ writes them as JSON (benchmarks/results/seeds_<run_name>.json).
 ``--set KEY=VALUE`` changes config settings (dotted keys, YAML values) in every seed's run, under
 ``--run-name`` (a name of their own, so that the config's runs stay as they are);
 ``--reuse-stages-from RUN`` copies each seed's Stage 1-4 files (and its generated data) from
-RUN's run of the same seed (their order in time kept, moved to now), so that only the detectors train: what a rerun of
-Stages 1-4 would give anyway (the same seed on the same machine gives the same bytes,
+RUN's run of the same seed (their order in time kept, moved to now), so that only the
+detectors train: what a rerun of Stages 1-4 would give anyway (the same seed on the same machine gives the same bytes,
 docs/results.md, "What reproduces where").
 """
 
@@ -193,11 +193,11 @@ def reuse_stages(source: str, target: str) -> None:
     for bench in (src / "benchmarks").glob("*.tsv"):
         if not bench.name.startswith(DETECTOR_JOBS):
             shutil.copy2(bench, dst / "benchmarks" / bench.name)
+    copies = [dst]
     if (REPO / "resources" / source).is_dir():
         shutil.copytree(REPO / "resources" / source, REPO / "resources" / target)
-        renew_times([dst, REPO / "resources" / target])
-    else:
-        renew_times([dst])
+        copies.append(REPO / "resources" / target)
+    renew_times(copies)
 
 
 def renew_times(folders: list[Path]) -> None:
