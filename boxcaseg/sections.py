@@ -35,6 +35,7 @@ def segmentation_options(section: dict[str, Any]) -> dict[str, Any]:
     _set(opts, "optim_wrapper.optimizer.lr", section.get("lr"))
     _set(opts, "model.decode_head.alpha", section.get("alpha"))
     _set(opts, "model.loss_pair.loss_weight", section.get("pair_weight"))
+    _set(opts, "model.loss_pair.warmup_ratio", section.get("pair_warmup"))
     _set(opts, "model.pretrained", section.get("pretrained"))
     _workers(opts, section.get("num_workers"))
     _set(opts, "randomness.seed", section.get("seed"))

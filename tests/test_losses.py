@@ -134,3 +134,57 @@ def test_colour_pairwise_loss_ignores_label_changes_at_colour_edges_only():
     split_inside_a_colour = torch.where(torch.arange(6) < 1, -20.0, 20.0).expand(1, 4, 6)
     assert colour_pairwise_loss(split_at_colour_edge, sim, region, dilation=1).item() < 1e-6
     assert colour_pairwise_loss(split_inside_a_colour, sim, region, dilation=1).item() > 1.0
+
+
+def test_pairwise_weight_ramps_in_over_the_warmup_fraction_of_training():
+    """warmup_ratio=0.1 of 1000 iterations: the term's weight is loss_weight * iter / 100 up to
+    iteration 100, then loss_weight; in eval mode, or without a runner's iteration count, it is
+    the full weight."""
+    from mmengine.logging import MessageHub
+
+    from boxcaseg.mm.seg.losses import ColourPairwiseLoss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1, 8, 8)
+    context = dict(
+        raw_logits=logits,
+        images=torch.rand(2, 3, 8, 8),
+        target=torch.ones(2, 8, 8),
+        is_salient=torch.tensor([False, False]),
+    )
+    full = ColourPairwiseLoss(loss_weight=0.5, dilation=1)(logits, **context).item()
+    assert full > 0
+    ramped = ColourPairwiseLoss(loss_weight=0.5, dilation=1, warmup_ratio=0.1)
+    assert ramped(logits, **context).item() == pytest.approx(full)  # no runner: no ramp
+    hub = MessageHub.get_instance("test_pairwise_warmup")  # becomes the current hub
+    hub.update_info("max_iters", 1000)
+    try:
+        for iteration, factor in [(0, 0.0), (25, 0.25), (50, 0.5), (100, 1.0), (900, 1.0)]:
+            hub.update_info("iter", iteration)
+            assert ramped(logits, **context).item() == pytest.approx(full * factor)
+        hub.update_info("iter", 10)
+        assert ramped.eval()(logits, **context).item() == pytest.approx(full)
+    finally:
+        hub.update_info("max_iters", 0)  # later tests in this process see no runner's count
+    with pytest.raises(ValueError, match="warmup_ratio"):
+        ColourPairwiseLoss(warmup_ratio=1.0)
+
+
+def test_pairwise_shortcuts_of_the_segmentation_section_reach_the_built_loss():
+    """config.yaml's segmentation.pair_weight / pair_warmup set the real-photo config's colour
+    pairwise loss; null keeps the config's values (weight 1.0, no warm-up)."""
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    from boxcaseg.engine import load_config
+    from boxcaseg.sections import segmentation_options
+
+    init_default_scope("mmseg")
+    kept = load_config("seg/boxcaseg_lite0_real_cpu.py", segmentation_options({}))
+    loss = MODELS.build(kept.model.loss_pair)
+    assert (loss.loss_weight, loss.warmup_ratio) == (1.0, 0.0)
+    options = segmentation_options({"pair_weight": 0.5, "pair_warmup": 0.1})
+    changed = load_config("seg/boxcaseg_lite0_real_cpu.py", options)
+    loss = MODELS.build(changed.model.loss_pair)
+    assert type(loss).__name__ == "ColourPairwiseLoss"
+    assert (loss.loss_weight, loss.warmup_ratio) == (0.5, 0.1)
