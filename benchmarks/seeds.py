@@ -21,8 +21,8 @@ writes them as JSON (benchmarks/results/seeds_<run_name>.json).
 ``--run-name`` (a name of their own, so that the config's runs stay as they are);
 ``--reuse-stages-from RUN`` copies each seed's Stage 1-4 files (and its generated data) from
 RUN's run of the same seed (their order in time kept, moved to now), so that only the
-detectors train: what a rerun of Stages 1-4 would give anyway (the same seed on the same machine gives the same bytes,
-docs/results.md, "What reproduces where").
+detectors train: what a rerun of Stages 1-4 would give anyway (the same seed on the same
+machine gives the same bytes, docs/results.md, "What reproduces where").
 """
 
 from __future__ import annotations

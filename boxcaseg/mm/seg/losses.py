@@ -1,12 +1,12 @@
 """The Stage 2 losses as registered mmseg modules (thin wrappers of :mod:`boxcaseg.losses`).
 
 Each exposes ``loss_name`` (``loss_*``), so mmengine logs every term on its own, and takes
-``warmup_ratio``: the term's weight ramps linearly from 0 to ``loss_weight`` over that fraction of
-the training iterations, as BoxInst ramps its pairwise term in over its first 10k of 90k
-(off in every packaged config: docs/results.md, "Many classes", has what it did on coco128).
-The iteration is read from mmengine's message hub (``iter`` and
-``max_iters``, kept by the runner's ``RuntimeInfoHook``), so a resumed run ramps as the
-uninterrupted one did and a loss called outside a runner has its full weight.
+``warmup_ratio``: the term's weight ramps linearly from 0 to ``loss_weight`` over that fraction
+of the training iterations, as BoxInst ramps its pairwise term in over its first 10k of 90k (off
+in every packaged config: docs/results.md, "Many classes", has what it did on coco128). The
+iteration is read from mmengine's message hub (``iter`` and ``max_iters``, kept by the runner's
+``RuntimeInfoHook``), so a resumed run ramps as the uninterrupted one did and a loss called
+outside a runner has its full weight.
 """
 
 from __future__ import annotations
