@@ -245,6 +245,27 @@ def cmd_grabcut(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_second_round_salient(args: argparse.Namespace) -> int:
+    from boxcaseg.data.coco import load_json, save_json
+    from boxcaseg.second_round import second_round_salient
+
+    section = _section(args.section)
+    index, counts = second_round_salient(
+        load_json(args.salient),
+        load_json(args.proxies),
+        load_json(args.boxes),
+        args.crops_dir,
+        context=section.get("context", 0.25),
+        min_side=section.get("min_side", 16),
+    )
+    save_json(index, args.out)
+    print(
+        f"[boxcaseg] second round's salient set: {counts['salient_images']} salient images + "
+        f"{counts['taken']} of {counts['proxies']} round 1 proxy masks ({counts})"
+    )
+    return 0
+
+
 def cmd_box_masks(args: argparse.Namespace) -> int:
     from boxcaseg.baselines import box_masks_file
 
@@ -481,6 +502,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="as merge.resolve_overlaps false: each box keeps its own mask",
     )
+
+    p = add(
+        "second-round-salient",
+        cmd_second_round_salient,
+        "Stage 2, second round: the salient index plus round 1's kept proxy masks",
+    )
+    p.add_argument("--section", help="the config's `segmentation.second_round` as JSON")
+    p.add_argument("--salient", required=True, help="salient.json of Stage 1")
+    p.add_argument("--proxies", required=True, help="round 1's proxy_masks.json (Stage 4)")
+    p.add_argument("--boxes", required=True, help="train.boxes.json of Stage 1")
+    p.add_argument("--crops-dir", required=True, help="folder for the proxy crops and masks")
+    p.add_argument("--out", required=True, help="the second round's salient index")
 
     p = add("box-masks", cmd_box_masks, "box-as-mask baseline: fill each box")
     p.add_argument("--boxes", required=True)

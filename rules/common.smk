@@ -12,6 +12,9 @@ SOURCE = config["data"]["source"]
 GENERATED_DIR = {"demo": f"resources/{RUN}/demo", "derive": f"resources/{RUN}/derived"}.get(SOURCE)
 VARIANTS = config["detection"]["variants"]
 PROXY_SHARDS = int(config["proxy"].get("shards", 1))
+# segmentation.second_round: Stage 2 -> 3 -> 4 run once more, round 1's kept proxy masks added
+# to the salient set (rules/segmentation.smk); round 1's files go to */round1/
+SECOND_ROUND = config["segmentation"]["second_round"]["enabled"]
 # Stage 2 -> 3 -> 4 feed the weak detector, the longest chain of the DAG: with free job slots
 # the scheduler starts them first, and the baselines (independent of Stage 2) fill the rest
 CRITICAL_PATH = 10
@@ -190,6 +193,22 @@ def variant_train_options(wildcards):
     return ""
 
 
+# the second round's extra jobs: round 1's Stage 2, 3 and 4 and the extended salient set
+ROUND1_COST_FILES = (
+    [
+        bench_file(name)
+        for name in (
+            "train_segmentation_round1",
+            "proxy_masks_round1",
+            "merge_drop_round1",
+            "second_round_salient",
+        )
+    ]
+    if SECOND_ROUND
+    else []
+)
+
+
 def variant_cost_files(variant):
     """The benchmark files of the jobs that lead from Stage 1's files to a variant's detector:
     its training, and for the weak one Stage 2, Stage 3 and Stage 4 before it (the summary's
@@ -200,7 +219,8 @@ def variant_cost_files(variant):
         else [bench_file("proxy_masks")]
     )
     route = {
-        "weak": [bench_file("train_segmentation"), *proxy, bench_file("merge_drop")],
+        "weak": [bench_file("train_segmentation"), *proxy, bench_file("merge_drop")]
+        + ROUND1_COST_FILES,
         "grabcut": [bench_file("grabcut_masks")],
         "box": [bench_file("box_masks")],
     }
@@ -290,10 +310,16 @@ def prepare_outputs():
     return files
 
 
-def segmentation_inputs(wildcards):
+def segmentation_inputs(wildcards, round=None):
+    """Stage 2's inputs; with a second round the last round trains on the salient set that
+    round 1's proxy masks extend (``round=1``: round 1's own, Stage 1's salient set)."""
     files = {
         "train": out("data/train.boxes.json"),
-        "salient": out("data/salient.json"),
+        "salient": (
+            out("segmentation/round2_salient.json")
+            if SECOND_ROUND and round != 1
+            else out("data/salient.json")
+        ),
         "model_config": model_config_file(config["segmentation"]["config"]),
     }
     if HAS_VAL:
@@ -301,8 +327,12 @@ def segmentation_inputs(wildcards):
     return files
 
 
-def merge_inputs(wildcards):
-    files = {"raw": out("proxy/proxy_raw.json")}
+def round1_segmentation_inputs(wildcards):
+    return segmentation_inputs(wildcards, round=1)
+
+
+def merge_inputs(wildcards, raw="proxy/proxy_raw.json"):
+    files = {"raw": out(raw)}
     if "full" in VARIANTS:  # the train split's true masks exist: grade the proxy masks
         files["gt"] = out("data/train.gt.json")
     return files

@@ -146,3 +146,34 @@ rule grabcut_masks:
         "{params.launch} grabcut --section {params.section:q} --boxes {input.boxes} {params.gt} "
         "--out {output.masks} --quality-out {output.quality} --threads {threads} "
         "{params.overlaps} > {log} 2>&1"
+
+
+if SECOND_ROUND:
+
+    # Stages 3 and 4 of round 1 (rules/segmentation.smk): their kept masks extend the salient
+    # set of round 2, whose model makes the proxy masks above. One job, never sharded.
+    use rule proxy_masks as proxy_masks_round1 with:
+        input:
+            checkpoint=out("segmentation/round1/final.pth"),
+            boxes=out("data/train.boxes.json"),
+        output:
+            out("proxy/round1/proxy_raw.json"),
+        log:
+            log_file("proxy_masks_round1"),
+        benchmark:
+            bench_file("proxy_masks_round1")
+        params:
+            shard="",
+
+    use rule merge_drop as merge_drop_round1 with:
+        input:
+            unpack(lambda wc: merge_inputs(wc, raw="proxy/round1/proxy_raw.json")),
+        output:
+            masks=out("proxy/round1/proxy_masks.json"),
+            quality=out("proxy/round1/quality.json"),
+            overlays=out("proxy/round1/overlays.png"),
+            table=out("proxy/round1/quality_table.png"),
+        log:
+            log_file("merge_drop_round1"),
+        benchmark:
+            bench_file("merge_drop_round1")

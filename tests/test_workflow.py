@@ -283,6 +283,24 @@ def test_nothing_to_do_after_a_complete_run(tiny_run):
                 "train_segmentation",
             ],
         ),
+        (  # round 1 added before the stages it feeds; nothing of Stage 1 or the baselines
+            "segmentation",
+            "second_round",
+            {"enabled": True},
+            [
+                "evaluate_detection[weak]",
+                "merge_drop",
+                "merge_drop_round1",
+                "predict_images",
+                "proxy_masks",
+                "proxy_masks_round1",
+                "second_round_salient",
+                "summary",
+                "train_detection[weak]",
+                "train_segmentation",
+                "train_segmentation_round1",
+            ],
+        ),
         (
             "detection",
             "lr",
@@ -699,3 +717,53 @@ def test_regrading_a_run_with_nothing_changed_gives_its_own_figures(tiny_run, tm
     assert other["test_cfg"]["threshold"] == 0.2
     changed = json.loads((tmp_path / "other/proxy_masks.json").read_text())["annotations"]
     assert [a["segmentation"] for a in changed] != [a["segmentation"] for a in workflow]
+
+
+@pytest.mark.slow
+def test_second_round_trains_stage_2_again_with_round_1s_masks_as_salient_images(
+    tiny_run, tmp_path
+):
+    """segmentation.second_round on a finished run (a copy of it): round 1's Stages 2-4 run
+    beside the run's own files, their kept masks join Stage 1's salient set, and Stage 2 trains
+    again on that set; Stage 1 and the baselines are not rerun."""
+    import shutil
+
+    from PIL import Image
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run["dir"], run, symlinks=True)  # times kept: the copy is up to date
+    edited = json.loads(json.dumps(TINY_RUN_CONFIG))
+    edited["segmentation"]["second_round"] = {"enabled": True, "min_side": 8}
+    config = tmp_path / "second_round.yaml"
+    config.write_text(yaml.safe_dump(edited))
+    target = "results/tiny/proxy/quality.json"
+    result = run_snakemake(run, "--cores", "2", target, "--configfile", str(config))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert planned_jobs(result.stdout + result.stderr) == [
+        "merge_drop",
+        "merge_drop_round1",
+        "proxy_masks",
+        "proxy_masks_round1",
+        "second_round_salient",
+        "train_segmentation",
+        "train_segmentation_round1",
+    ]
+    out = run / "results/tiny"
+    stage_1 = json.loads((out / "data/salient.json").read_text())["salient"]
+    extended = json.loads((out / "segmentation/round2_salient.json").read_text())["salient"]
+    kept = [
+        a
+        for a in json.loads((out / "proxy/round1/proxy_masks.json").read_text())["annotations"]
+        if a["proxy_kept"] and min(a["bbox"][2:]) >= 8
+    ]
+    assert extended[: len(stage_1)] == stage_1
+    assert len(extended) == len(stage_1) + len(kept) > len(stage_1)
+    for entry in extended[len(stage_1) :]:
+        assert Path(entry["image"]).parent == out / "segmentation/round2_salient"
+        assert (np.asarray(Image.open(entry["mask"])) > 0).any()
+    round2_log = (out / "logs/train_segmentation.log").read_text()
+    assert str(out / "segmentation/round2_salient.json") in round2_log
+    # round 2's model made the final proxy masks, round 1's the ones it learned from
+    round1_masks = (out / "proxy/round1/proxy_raw.json").read_text()
+    assert (out / "proxy/proxy_raw.json").read_text() != round1_masks
+    assert (out / "segmentation/round1/final.pth").is_file()
