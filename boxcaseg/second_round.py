@@ -95,6 +95,9 @@ def proxy_salient_entries(
                     "width": x1 - x0,
                     "height": y1 - y0,
                     "bbox": mask_to_box(crop_mask).tolist(),
+                    # the mask's pixel count: a changed round 1 mask changes the index (and
+                    # with it Stage 2's fingerprint) even where its box stays the same
+                    "area": int(crop_mask.sum()),
                     "source": f"round 1 proxy mask, annotation {ann['id']} of {path.name}",
                 }
             )

@@ -310,14 +310,14 @@ def prepare_outputs():
     return files
 
 
-def segmentation_inputs(wildcards, round=None):
+def segmentation_inputs(wildcards, first_round=False):
     """Stage 2's inputs; with a second round the last round trains on the salient set that
-    round 1's proxy masks extend (``round=1``: round 1's own, Stage 1's salient set)."""
+    round 1's proxy masks extend (``first_round``: round 1's own, Stage 1's salient set)."""
     files = {
         "train": out("data/train.boxes.json"),
         "salient": (
             out("segmentation/round2_salient.json")
-            if SECOND_ROUND and round != 1
+            if SECOND_ROUND and not first_round
             else out("data/salient.json")
         ),
         "model_config": model_config_file(config["segmentation"]["config"]),
@@ -328,7 +328,7 @@ def segmentation_inputs(wildcards, round=None):
 
 
 def round1_segmentation_inputs(wildcards):
-    return segmentation_inputs(wildcards, round=1)
+    return segmentation_inputs(wildcards, first_round=True)
 
 
 def merge_inputs(wildcards, raw="proxy/proxy_raw.json"):

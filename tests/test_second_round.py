@@ -92,6 +92,7 @@ def test_kept_proxies_become_salient_crops_with_their_context(round1):
     assert set(np.unique(mask)) == {0, 255}
     assert np.array_equal(mask > 0, round1["inner"][15:45, 10:70])
     assert first["bbox"] == [15.0, 5.0, 25.0, 18.0]  # the mask's tight box in the crop
+    assert first["area"] == 16 * 20 + 1
 
     # box [0, 0, 20, 20] on a 40 x 50 photo: clipped to x 0-25, y 0-25
     assert (second["width"], second["height"]) == (25, 25)

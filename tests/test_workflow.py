@@ -748,7 +748,7 @@ def test_second_round_trains_stage_2_again_with_round_1s_masks_as_salient_images
         "train_segmentation",
         "train_segmentation_round1",
     ]
-    out = run / "results/tiny"
+    out = (run / "results/tiny").resolve()  # the index holds resolved paths
     stage_1 = json.loads((out / "data/salient.json").read_text())["salient"]
     extended = json.loads((out / "segmentation/round2_salient.json").read_text())["salient"]
     kept = [
