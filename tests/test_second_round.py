@@ -66,11 +66,20 @@ def round1(tmp_path):
             "salient": salient, "inner": inner, "corner": corner}  # fmt: skip
 
 
-def test_kept_proxies_become_salient_crops_with_their_context(round1):
-    crops = round1["dir"] / "crops"
-    index, counts = second_round_salient(
-        round1["salient"], round1["proxies"], round1["boxes"], crops, context=0.25, min_side=8
+def _extend(round1, min_side):
+    """Stage 1's salient index of the fixture extended by its proxies, crops under dir/crops."""
+    return second_round_salient(
+        round1["salient"],
+        round1["proxies"],
+        round1["boxes"],
+        round1["dir"] / "crops",
+        context=0.25,
+        min_side=min_side,
     )
+
+
+def test_kept_proxies_become_salient_crops_with_their_context(round1):
+    index, counts = _extend(round1, min_side=8)
     assert counts == {
         "proxies": 4,
         "dropped_by_stage_4": 1,
@@ -104,24 +113,10 @@ def test_kept_proxies_become_salient_crops_with_their_context(round1):
 
 def test_no_qualifying_proxy_is_refused_with_what_was_left_out(round1):
     with pytest.raises(DataError, match="no round 1 proxy mask qualifies.*min_side"):
-        second_round_salient(
-            round1["salient"],
-            round1["proxies"],
-            round1["boxes"],
-            round1["dir"] / "crops",
-            context=0.25,
-            min_side=100,
-        )
+        _extend(round1, min_side=100)
 
 
 def test_a_proxy_of_an_image_the_box_file_lacks_is_named(round1):
     round1["proxies"]["annotations"][0]["image_id"] = 99
     with pytest.raises(DataError, match="image id 99"):
-        second_round_salient(
-            round1["salient"],
-            round1["proxies"],
-            round1["boxes"],
-            round1["dir"] / "crops",
-            context=0.25,
-            min_side=8,
-        )
+        _extend(round1, min_side=8)
