@@ -115,7 +115,8 @@ def test_the_cpu_recipes_state_channels_last_and_the_paper_configs_do_not():
     from boxcaseg.mm.memory_format import configured_memory_format
 
     for config in ("seg/boxcaseg_lite0_demo.py", "seg/boxcaseg_lite0_real_cpu.py",
-                   "det/maskrcnn_lite0_fpn_real_cpu.py", "det/boxinst_lite0_fpn_real_cpu.py"):  # fmt: skip
+                   "seg/boxcaseg_lite2_real_cpu.py", "det/maskrcnn_lite0_fpn_real_cpu.py",
+                   "det/boxinst_lite0_fpn_real_cpu.py"):  # fmt: skip
         assert configured_memory_format(load_config(config)) == "channels_last", config
     for config in ("seg/boxcaseg_hr48_coco.py", "det/maskrcnn_r50_fpn_1x_coco.py"):
         assert configured_memory_format(load_config(config)) == "contiguous", config

@@ -115,17 +115,18 @@ def test_frozen_stem_and_frozen_bn_statistics_while_training():
 
 
 @pytest.mark.parametrize(
-    "config, scope",
+    "config, scope, weights, keys",
     [
-        ("seg/boxcaseg_lite0_real_cpu.py", "mmseg"),
-        ("det/maskrcnn_lite0_fpn_real_cpu.py", "mmdet"),
-        ("det/boxinst_lite0_fpn_real_cpu.py", "mmdet"),
-        ("seg/boxcaseg_lite0_demo.py", "mmseg"),
-        ("det/maskrcnn_lite0_fpn_demo.py", "mmdet"),
-        ("det/boxinst_lite0_fpn_demo.py", "mmdet"),
+        ("seg/boxcaseg_lite0_real_cpu.py", "mmseg", "efficientnet-lite0", 240),
+        ("seg/boxcaseg_lite2_real_cpu.py", "mmseg", "efficientnet-lite2", 315),
+        ("det/maskrcnn_lite0_fpn_real_cpu.py", "mmdet", "efficientnet-lite0", 240),
+        ("det/boxinst_lite0_fpn_real_cpu.py", "mmdet", "efficientnet-lite0", 240),
+        ("seg/boxcaseg_lite0_demo.py", "mmseg", "efficientnet-lite0", 240),
+        ("det/maskrcnn_lite0_fpn_demo.py", "mmdet", "efficientnet-lite0", 240),
+        ("det/boxinst_lite0_fpn_demo.py", "mmdet", "efficientnet-lite0", 240),
     ],
 )
-def test_the_lite_configs_build_the_pretrained_backbone(config, scope, capfd):
+def test_the_lite_configs_build_the_pretrained_backbone(config, scope, weights, keys, capfd):
     from mmengine.logging import MMLogger
     from mmengine.registry import MODELS, init_default_scope
 
@@ -141,13 +142,20 @@ def test_the_lite_configs_build_the_pretrained_backbone(config, scope, capfd):
     pre = model.data_preprocessor
     assert pre.mean.flatten().tolist() == LITE_MEAN and pre.std.flatten().tolist() == LITE_STD
     assert getattr(pre, "_channel_conversion", getattr(pre, "channel_conversion", None)) is True
-    reference = reference_lite("efficientnet-lite0").state_dict()
+    reference = reference_lite(weights).state_dict()
     # a weight that must have come from the package: the first block's depthwise conv
     assert torch.equal(
         model.backbone.blocks[0][0].conv_dw.weight, reference["_blocks.0._depthwise_conv.weight"]
     )
     out = capfd.readouterr()
-    assert "efficientnet-lite0 -> EfficientNetLite: 240 of 240 keys matched" in out.out + out.err
+    assert f"{weights} -> EfficientNetLite: {keys} of {keys} keys matched" in out.out + out.err
+    if scope == "mmseg":  # the heads take the trunk's channels: a crop gives one map per crop
+        crop = cfg.model.data_preprocessor.size
+        inputs = torch.rand(2, 3, *crop) * 255
+        inputs = model.data_preprocessor({"inputs": list(inputs)}, False)["inputs"]
+        with torch.no_grad():
+            logits = model.salient_logits(inputs)
+        assert logits.shape[0] == 2 and logits.shape[-2:] == inputs.shape[-2:]
 
 
 @pytest.mark.parametrize(
