@@ -33,7 +33,7 @@ import pytest
 from PIL import Image
 
 from boxcaseg import cli
-from boxcaseg.masks import rle_encode
+from tests.test_data_import import two_image_coco, write_image
 
 REPO = Path(__file__).resolve().parents[1]
 NAN, INF = float("nan"), float("inf")
@@ -72,11 +72,6 @@ WHOLE_JSON = {
     "not utf-8": b"\xff\xfe\x00{",
     "nested": b"[" * 100000 + b"]" * 100000,
 }
-
-
-def write_image(path: Path, width: int, height: int, value: int = 120) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((height, width, 3), value, np.uint8)).save(path)
 
 
 def write_map(path: Path, values: np.ndarray) -> bytes:
@@ -267,45 +262,7 @@ def coco_input(root: Path) -> tuple[dict[str, Any], Path, dict[str, Any]]:
     """Two 20x16 images: a polygon instance, an RLE instance and an uncompressed-RLE crowd."""
     write_image(root / "images" / "a.png", 20, 16)
     write_image(root / "images" / "b.png", 20, 16)
-    rle_mask = np.zeros((16, 20), bool)
-    rle_mask[5:9, 10:15] = True
-    coco = {
-        "info": {"description": "fuzz"},
-        "images": [
-            {"id": 1, "file_name": "a.png", "width": 20, "height": 16},
-            {"id": 2, "file_name": "b.png", "width": 20, "height": 16},
-        ],
-        "annotations": [
-            {
-                "id": 10,
-                "image_id": 1,
-                "category_id": 1,
-                "bbox": [2, 2, 8, 6],
-                "area": 48,
-                "iscrowd": 0,
-                "segmentation": [[2, 2, 10, 2, 10, 8, 2, 8]],
-            },
-            {
-                "id": 11,
-                "image_id": 2,
-                "category_id": 2,
-                "bbox": [10, 5, 5, 4],
-                "area": 20,
-                "iscrowd": 0,
-                "segmentation": rle_encode(rle_mask),
-            },
-            {
-                "id": 12,
-                "image_id": 2,
-                "category_id": 1,
-                "bbox": [0, 0, 4, 4],
-                "area": 16,
-                "iscrowd": 1,
-                "segmentation": {"size": [16, 20], "counts": [0, 4, 12, 4, 12, 4, 12, 4, 268]},
-            },
-        ],
-        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
-    }
+    coco = {"info": {"description": "fuzz"}, **two_image_coco()}
     path = root / "instances.json"
     path.write_text(json.dumps(coco))
     return {"format": "coco", "annotations": str(path), "images": str(root / "images")}, path, coco

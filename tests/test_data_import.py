@@ -23,14 +23,12 @@ def write_image(path: Path, width: int, height: int, value: int = 120) -> Path:
     return path
 
 
-def coco_dataset(tmp_path: Path, **changes) -> tuple[Path, Path]:
-    """Two 20x16 images: a polygon instance, an RLE instance and a crowd region."""
-    images = tmp_path / "images"
-    write_image(images / "a.png", 20, 16)
-    write_image(images / "b.png", 20, 16)
+def two_image_coco() -> dict:
+    """Two 20x16 images (a.png, b.png): a polygon instance, an RLE instance and an
+    uncompressed-RLE crowd region, as a COCO dict."""
     rle_mask = np.zeros((16, 20), bool)
     rle_mask[5:9, 10:15] = True
-    coco = {
+    return {
         "images": [
             {"id": 1, "file_name": "a.png", "width": 20, "height": 16},
             {"id": 2, "file_name": "b.png", "width": 20, "height": 16},
@@ -66,6 +64,14 @@ def coco_dataset(tmp_path: Path, **changes) -> tuple[Path, Path]:
         ],
         "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
     }
+
+
+def coco_dataset(tmp_path: Path, **changes) -> tuple[Path, Path]:
+    """Two 20x16 images: a polygon instance, an RLE instance and a crowd region."""
+    images = tmp_path / "images"
+    write_image(images / "a.png", 20, 16)
+    write_image(images / "b.png", 20, 16)
+    coco = two_image_coco()
     for key, value in changes.items():
         key_path = key.split(".")
         target = coco

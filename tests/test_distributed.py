@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.commands import train_seg_args
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
@@ -74,25 +76,15 @@ SEG_SECTION = {
 
 def seg_command(tiny_data, work: Path) -> list[str]:
     return torchrun(
-        "train-seg",
-        "--config",
-        "seg/boxcaseg_hr18s_demo.py",
-        "--train",
-        str(tiny_data["train_boxes"]),
-        "--salient",
-        str(tiny_data["salient"]),
-        "--val",
-        str(tiny_data["val_gt"]),
-        "--metrics-out",
-        str(work.parent / f"{work.name}.json"),
-        "--work-dir",
-        str(work),
-        "--checkpoint-out",
-        str(work.parent / f"{work.name}.pth"),
+        *train_seg_args(
+            tiny_data,
+            work,
+            SEG_SECTION,
+            checkpoint=work.parent / f"{work.name}.pth",
+            metrics=work.parent / f"{work.name}.json",
+        ),
         "--launcher",
         "pytorch",
-        "--section",
-        json.dumps(SEG_SECTION),
     )
 
 

@@ -26,6 +26,7 @@ from boxcaseg.engine import (
     load_config,
 )
 from boxcaseg.mm.pretrained import CheckedPretrainedInit, CheckpointMismatchError
+from tests.commands import train_seg_args
 
 HRNET_W18 = dict(
     type="HRNet",
@@ -530,17 +531,9 @@ def test_a_mismatched_checkpoint_stops_the_cli_without_traceback(tiny_data, tmp_
         "pretrained": str(w18),
     }
     result = _run_cli(
-        "train-seg",
-        "--config",
-        "seg/boxcaseg_hr48_voc.py",
-        "--train",
-        str(tiny_data["train_boxes"]),
-        "--salient",
-        str(tiny_data["salient"]),
-        "--work-dir",
-        str(tmp_path / "work"),
-        "--section",
-        json.dumps(section),
+        *train_seg_args(
+            tiny_data, tmp_path / "work", section, config="seg/boxcaseg_hr48_voc.py", val=False
+        )
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.commands import train_seg_args
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
@@ -58,23 +60,13 @@ def stage2_runs(tiny_data, tmp_path_factory):
             "cfg_options": {"default_hooks.checkpoint.interval": 8},
         }
         cli(
-            "train-seg",
-            "--config",
-            "seg/boxcaseg_hr18s_demo.py",
-            "--train",
-            str(tiny_data["train_boxes"]),
-            "--salient",
-            str(tiny_data["salient"]),
-            "--val",
-            str(tiny_data["val_gt"]),
-            "--work-dir",
-            str(root / name / "work"),
-            "--checkpoint-out",
-            str(root / name / "final.pth"),
-            "--metrics-out",
-            str(root / name / "miou.json"),
-            "--section",
-            json.dumps(section),
+            *train_seg_args(
+                tiny_data,
+                root / name / "work",
+                section,
+                checkpoint=root / name / "final.pth",
+                metrics=root / name / "miou.json",
+            )
         )
         if name != "other_seed":
             cli(

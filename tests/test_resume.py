@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from boxcaseg.engine import CheckpointError, claim_work_dir, resume_checkpoint
+from tests.commands import train_seg_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -229,20 +230,7 @@ def train_det(tiny_data, work: Path, out: Path, timeout: int = 600) -> subproces
 
 def train_seg(tiny_data, work: Path, out: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     return run_cli(
-        "train-seg",
-        "--config",
-        "seg/boxcaseg_hr18s_demo.py",
-        "--train",
-        str(tiny_data["train_boxes"]),
-        "--salient",
-        str(tiny_data["salient"]),
-        "--work-dir",
-        str(work),
-        "--checkpoint-out",
-        str(out),
-        "--section",
-        SEG_SECTION,
-        timeout=timeout,
+        *train_seg_args(tiny_data, work, SEG_SECTION, checkpoint=out, val=False), timeout=timeout
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from boxcaseg.data.coco import load_json
 from boxcaseg.engine import load_config, resume_checkpoint
 from boxcaseg.mm.seg.dataset import BoxCasegCrop, KindRatioBatchSampler, overlapping_instances
 from boxcaseg.mm.seg.model import BoxCasegHead
+from tests.commands import train_seg_args
 
 DEMO_CONFIG = "seg/boxcaseg_hr18s_demo.py"
 
@@ -275,28 +275,20 @@ def test_training_writes_checkpoints_and_resumes_after_a_kill(tiny_data, tmp_pat
     """A real `boxcaseg train-seg` process killed midway; the rerun resumes from its last
     checkpoint instead of starting over, and finishes with mIoU* written."""
     work = tmp_path / "work"
+    section = {
+        "max_iters": 40,
+        "batch_size": 4,
+        "box_per_batch": 2,
+        "num_workers": 0,
+        "cfg_options": {"default_hooks.checkpoint.interval": 5, "default_hooks.logger.interval": 5},
+    }
     cmd = [
         sys.executable,
         "-m",
         "boxcaseg.cli",
-        "train-seg",
-        "--config",
-        DEMO_CONFIG,
-        "--train",
-        str(tiny_data["train_boxes"]),
-        "--salient",
-        str(tiny_data["salient"]),
-        "--val",
-        str(tiny_data["val_gt"]),
-        "--work-dir",
-        str(work),
-        "--checkpoint-out",
-        str(tmp_path / "final.pth"),
-        "--metrics-out",
-        str(tmp_path / "m.json"),
-        "--section",
-        '{"max_iters": 40, "batch_size": 4, "box_per_batch": 2, "num_workers": 0,'
-        ' "cfg_options": {"default_hooks.checkpoint.interval": 5, "default_hooks.logger.interval": 5}}',
+        *train_seg_args(
+            tiny_data, work, section, checkpoint=tmp_path / "final.pth", metrics=tmp_path / "m.json"
+        ),
     ]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     first = subprocess.Popen(
@@ -491,23 +483,13 @@ def test_weight_average_is_what_the_checkpoint_holds_and_the_hook_grades(tiny_da
         sys.executable,
         "-m",
         "boxcaseg.cli",
-        "train-seg",
-        "--config",
-        DEMO_CONFIG,
-        "--train",
-        str(tiny_data["train_boxes"]),
-        "--salient",
-        str(tiny_data["salient"]),
-        "--val",
-        str(tiny_data["val_gt"]),
-        "--work-dir",
-        str(tmp_path / "work"),
-        "--checkpoint-out",
-        str(tmp_path / "final.pth"),
-        "--metrics-out",
-        str(tmp_path / "m.json"),
-        "--section",
-        json.dumps(section),
+        *train_seg_args(
+            tiny_data,
+            tmp_path / "work",
+            section,
+            checkpoint=tmp_path / "final.pth",
+            metrics=tmp_path / "m.json",
+        ),
     ]
     done = subprocess.run(
         cmd,
