@@ -18,9 +18,7 @@ from boxcaseg.data.coco import load_json
 from boxcaseg.engine import load_config, resume_checkpoint
 from boxcaseg.mm.seg.dataset import BoxCasegCrop, KindRatioBatchSampler, overlapping_instances
 from boxcaseg.mm.seg.model import BoxCasegHead
-from tests.commands import train_seg_args
-
-DEMO_CONFIG = "seg/boxcaseg_hr18s_demo.py"
+from tests.commands import DEMO_SEG_CONFIG, train_seg_args
 
 
 def _head(alpha=0.6, **kwargs):
@@ -257,7 +255,7 @@ def test_total_loss_goes_down_on_a_fixed_tiny_batch(tiny_data):
 
     torch.manual_seed(0)
     init_default_scope("mmseg")
-    cfg = load_config(DEMO_CONFIG)
+    cfg = load_config(DEMO_SEG_CONFIG)
     model = MODELS.build(cfg.model)
     model.init_weights()
     batch = _fixed_batch(cfg, tiny_data)
@@ -387,7 +385,7 @@ def _demo_model_for_inference():
 
     init_default_scope("mmseg")
     torch.manual_seed(0)
-    model = MODELS.build(load_config("seg/boxcaseg_hr18s_demo.py").model)
+    model = MODELS.build(load_config(DEMO_SEG_CONFIG).model)
     model.init_weights()
     return model.eval()
 
